@@ -1,0 +1,1 @@
+"""larp_jax: JAX/Flax reimplementations of LARP, MOSTRA and related music-recommendation systems."""
