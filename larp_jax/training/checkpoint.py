@@ -1,0 +1,131 @@
+"""Checkpoints: orbax CheckpointManager holding the train state, the data iterator's
+state and the loop's bookkeeping together, so a resumed run sees the same batches.
+
+Layout under ``directory``::
+
+  <step>/state/      TrainState (sharded arrays, restored onto the requested shardings)
+  <step>/data_iter/  grain iterator state, one JSON file per process
+  <step>/loop/       JSON: best validation metric, patience counter, eval history
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import grain
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+
+
+class PreemptionFlag:
+  """Set by SIGTERM (and SIGINT if asked); the loop checkpoints and exits at the next step.
+
+  Install it once per process; ``restore()`` puts back the previous handlers.
+  """
+
+  def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)):
+    self._event = threading.Event()
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      for sig in signals:
+        self._previous[sig] = signal.signal(sig, self._handle)
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    logging.warning("Received signal %d: will checkpoint and stop after this step.", signum)
+    self._event.set()
+
+  def is_set(self) -> bool:
+    return self._event.is_set()
+
+  def set(self) -> None:
+    self._event.set()
+
+  def restore(self) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
+
+
+class Checkpointer:
+  """Keep-N, save-every-K checkpoints of (state, data iterator, loop bookkeeping)."""
+
+  def __init__(self, directory: str | epath.Path, *, max_to_keep: int = 3,
+               save_every_steps: int = 1000, async_save: bool = True):
+    self.directory = epath.Path(directory)
+    self.save_every_steps = int(save_every_steps)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, save_interval_steps=1, create=True,
+        enable_async_checkpointing=async_save)
+    self._manager = ocp.CheckpointManager(
+        self.directory, item_names=("state", "data_iter", "loop"), options=options)
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def should_save(self, step: int) -> bool:
+    return self.save_every_steps > 0 and step % self.save_every_steps == 0
+
+  def save(self, step: int, state: Any, data_iter: Any | None, loop_state: dict,
+           *, force: bool = False) -> bool:
+    """Saves unless a checkpoint for ``step`` exists already. Returns True if saved."""
+    if step in self._manager.all_steps():
+      return False
+    items = {"state": ocp.args.StandardSave(state), "loop": ocp.args.JsonSave(loop_state)}
+    if data_iter is not None:
+      items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
+    saved = self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+    if saved:
+      logging.info("Saved checkpoint for step %d in %s", step, self.directory)
+    return saved
+
+  def restore(self, abstract_state: Any, data_iter: Any | None,
+              step: int | None = None) -> tuple[Any, dict] | None:
+    """Restores onto ``abstract_state``'s shardings; sets ``data_iter``'s position.
+
+    Returns:
+      ``(state, loop_state)`` or None when there is no checkpoint.
+    """
+    step = self._manager.latest_step() if step is None else step
+    if step is None:
+      return None
+    items = {"state": ocp.args.StandardRestore(abstract_state), "loop": ocp.args.JsonRestore()}
+    if data_iter is not None:
+      items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    logging.info("Restored checkpoint for step %d from %s", step, self.directory)
+    return restored["state"], dict(restored["loop"])
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def save_params(path: str | epath.Path, tree: Any) -> None:
+  """Writes one pytree (e.g. best params) to ``path`` with orbax, replacing it."""
+  path = epath.Path(path)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(path, tree, force=True)
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+
+
+def load_params(path: str | epath.Path, abstract_tree: Any | None = None) -> Any:
+  """Reads a pytree written by ``save_params`` (onto ``abstract_tree``'s shardings if given)."""
+  path = epath.Path(path)
+  if not path.exists():
+    raise FileNotFoundError(f"No checkpoint at {path}")
+  checkpointer = ocp.StandardCheckpointer()
+  try:
+    return checkpointer.restore(path, abstract_tree) if abstract_tree is not None \
+        else checkpointer.restore(path)
+  finally:
+    checkpointer.close()
