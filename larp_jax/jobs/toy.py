@@ -41,8 +41,8 @@ def make_train_step(model: toy_transformer.ToyTransformer):
       return loss_and_metrics(logits, batch["tokens"])
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    metrics["grad_norm"] = optax.global_norm(grads)
-    metrics["param_norm"] = optax.global_norm(state.params)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["param_norm"] = optax.tree.norm(state.params)
     return state.apply_gradients(grads), metrics
 
   return train_step

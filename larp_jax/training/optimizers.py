@@ -19,7 +19,7 @@ def warmup_cosine(learning_rate: float, warmup_steps: int, total_steps: int,
 def make_optimizer(config: Any, total_steps: int) -> optax.GradientTransformation:
   """Adam(W) with warm-up + cosine, optional global-norm clipping.
 
-  Config keys: ``name`` ('adam'|'adamw'), ``learning_rate``, ``warmup_steps``,
+  Config keys: ``name`` ('adam'|'adamw'|'sgd'), ``learning_rate``, ``warmup_steps``,
   ``weight_decay`` (adamw), ``grad_clip_norm`` (0: off), ``b1``, ``b2``, ``eps``.
   """
   schedule = warmup_cosine(config.learning_rate, config.get("warmup_steps", 0), total_steps,
@@ -28,9 +28,11 @@ def make_optimizer(config: Any, total_steps: int) -> optax.GradientTransformatio
   kwargs = dict(b1=config.get("b1", 0.9), b2=config.get("b2", 0.999), eps=config.get("eps", 1e-8))
   if name == "adam":
     tx = optax.adam(schedule, **kwargs)
+  elif name == "sgd":
+    tx = optax.sgd(schedule, momentum=config.get("momentum", 0.0) or None)
   elif name == "adamw":
     tx = optax.adamw(schedule, weight_decay=config.get("weight_decay", 0.0), **kwargs)
   else:
-    raise ValueError(f"config.optimizer.name={name!r}: expected 'adam' or 'adamw'.")
+    raise ValueError(f"config.optimizer.name={name!r}: expected 'adam', 'adamw' or 'sgd'.")
   clip = config.get("grad_clip_norm", 0.0)
   return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx

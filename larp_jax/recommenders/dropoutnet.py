@@ -1,0 +1,313 @@
+"""DropoutNet for cold-start playlist continuation (LARP App. B.2; Volkovs et al., NIPS'17), in JAX/optax.
+
+Two stages, as in LARP's `evaluation/continuation_full.py`:
+  1. Matrix factorisation on the training playlist-track pairs: preference factors U [M, 64],
+     V [N, 64] (Xavier-uniform init), trained with MSE between cos(U_p, V_s) and 1 for an observed
+     pair / 0 for one sampled unobserved track; SGD lr 0.005, momentum 0.9, 10 epochs.
+  2. Two towers f_P, f_S: [preference || content] -> (Dense + BatchNorm(momentum 0.01 in torch terms,
+     eps 1e-3) + tanh) x [512, 256, 256] -> Dense 256; truncated-normal(0.01) kernels, zero biases.
+     A playlist's content is the mean of its tracks' content. Trained with MSE between
+     f_P(p) . f_S(s) and 1 (observed) / 0 (sampled negative), with "preference dropout": each row's
+     preference input is replaced by the cold value with probability 0.2. SGD lr 0.005, momentum 0.9,
+     lr x0.1 every 50 epochs, 20 epochs.
+Cold items and playlists (everything at test time) use the cold preference: the mean of the
+training factors (Eq. 27, `cold_preference='mean'`) or zeros ('zero', original DropoutNet). Scores:
+f_P(mean seed content || cold U) . f_S(test content || cold V)  (Eq. 28).
+
+Deviations from the official code, on purpose: its preference dropout zeroes a copy of the selected
+rows (`Uin[idx].zero_()` on an advanced-indexing copy), so it never drops anything; here dropout is
+real. Its cold vectors swap U and V means (`cold_item = U.mean`); here items get the V mean. It
+reports the best epoch on the test split; `fit` runs a fixed number of epochs. The paper's
+"L2 regularisation 0.1" is not in the official DropoutNet code; `weight_decay` (default 0) adds it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax
+from flax import linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from larp_jax.recommenders import itemknn
+from larp_jax.recommenders import popularity
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class DropoutNetConfig:
+  """DropoutNet hyper-parameters (defaults: LARP official / App. B.2).
+
+  Attributes:
+    mf_dim: preference-factor size.
+    mf_epochs, mf_lr, mf_momentum, mf_batch_size: MF training.
+    hidden_dims: tower widths (Dense + BN + tanh each).
+    out_dim: final Dense size.
+    preference_dropout: probability of replacing a row's preference input by the cold value.
+    cold_preference: 'mean' (Eq. 27) or 'zero'.
+    epochs, lr, momentum, batch_size: tower training (SGD with momentum).
+    lr_decay_every_epochs, lr_decay: step schedule (torch StepLR(50, 0.1)).
+    weight_decay: L2 added to the gradient (0 = official).
+    init_std: truncated-normal std of the Dense kernels.
+    bn_momentum: flax BatchNorm momentum (= 1 - torch momentum 0.01).
+    bn_epsilon: BatchNorm epsilon.
+  """
+  mf_dim: int = 64
+  mf_epochs: int = 10
+  mf_lr: float = 0.005
+  mf_momentum: float = 0.9
+  mf_batch_size: int = 2048
+  hidden_dims: tuple[int, ...] = (512, 256, 256)
+  out_dim: int = 256
+  preference_dropout: float = 0.2
+  cold_preference: str = 'mean'
+  epochs: int = 20
+  lr: float = 0.005
+  momentum: float = 0.9
+  batch_size: int = 2048
+  lr_decay_every_epochs: int = 50
+  lr_decay: float = 0.1
+  weight_decay: float = 0.0
+  init_std: float = 0.01
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+
+  def __post_init__(self):
+    if self.cold_preference not in ('mean', 'zero'):
+      raise ValueError(f"cold_preference must be 'mean' or 'zero', got {self.cold_preference!r}.")
+    if not 0.0 <= self.preference_dropout < 1.0:
+      raise ValueError(f'preference_dropout must be in [0, 1), got {self.preference_dropout}.')
+
+
+class DropoutNetTower(nn.Module):
+  """[preference || content] -> (Dense + BatchNorm + tanh) per hidden width -> Dense(out_dim)."""
+  hidden_dims: tuple[int, ...]
+  out_dim: int
+  init_std: float = 0.01
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, preference: Array, content: Array, train: bool) -> Array:
+    """preference [B, R], content [B, C] -> float32 [B, out_dim]."""
+    init = nn.initializers.truncated_normal(self.init_std)
+    x = jnp.concatenate([preference, content], axis=-1).astype(self.dtype)
+    for width in self.hidden_dims:
+      x = nn.Dense(width, kernel_init=init, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       epsilon=self.bn_epsilon, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+      x = jnp.tanh(x)
+    x = nn.Dense(self.out_dim, kernel_init=init, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+    return x.astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class DropoutNetModel:
+  """Fitted DropoutNet: tower variables, cold preference vectors and the config."""
+  config: DropoutNetConfig
+  playlist_variables: Any
+  track_variables: Any
+  cold_playlist_preference: np.ndarray  # float32 [mf_dim]
+  cold_track_preference: np.ndarray  # float32 [mf_dim]
+
+
+def _tower(config: DropoutNetConfig) -> DropoutNetTower:
+  return DropoutNetTower(config.hidden_dims, config.out_dim, config.init_std, config.bn_momentum,
+                         config.bn_epsilon)
+
+
+def sample_negatives(rng: np.random.Generator, playlists: np.ndarray, num_tracks: int,
+                     observed_keys: np.ndarray, rounds: int = 10) -> np.ndarray:
+  """One unobserved track per playlist (rejection sampling against sorted `playlist * N + track` keys).
+
+  After `rounds` retries a remaining collision is kept (only possible for nearly full playlists).
+  """
+  neg = rng.integers(0, num_tracks, size=playlists.shape[0])
+  for _ in range(rounds):
+    keys = playlists * num_tracks + neg
+    pos = np.searchsorted(observed_keys, keys)
+    hit = (pos < observed_keys.shape[0]) & (observed_keys[np.minimum(pos, observed_keys.shape[0] - 1)] == keys)
+    if not hit.any():
+      break
+    neg[hit] = rng.integers(0, num_tracks, size=int(hit.sum()))
+  return neg
+
+
+def _epoch_batches(rng: np.random.Generator, num_pairs: int, batch_size: int):
+  """Shuffled full batches (the remainder is dropped; it is seen in other epochs)."""
+  batch_size = min(batch_size, num_pairs)
+  order = rng.permutation(num_pairs)
+  for start in range(0, num_pairs - batch_size + 1, batch_size):
+    yield order[start:start + batch_size]
+
+
+def _normalize(x: Array) -> Array:
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def train_preference_factors(pairs: np.ndarray, num_playlists: int, num_tracks: int,
+                             config: DropoutNetConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Stage 1: MF factors (U float32 [M, mf_dim], V float32 [N, mf_dim]) from (playlist, track) pairs."""
+  key_u, key_v = jax.random.split(jax.random.PRNGKey(seed))
+  init = nn.initializers.xavier_uniform()
+  params = {'U': init(key_u, (num_playlists, config.mf_dim), jnp.float32),
+            'V': init(key_v, (num_tracks, config.mf_dim), jnp.float32)}
+  tx = optax.sgd(config.mf_lr, momentum=config.mf_momentum)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, opt_state, users, items, targets):
+    def loss_fn(p):
+      pred = jnp.sum(_normalize(p['U'][users]) * _normalize(p['V'][items]), axis=-1)
+      return jnp.mean((pred - targets) ** 2)
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  rng = np.random.default_rng(seed)
+  observed = np.unique(pairs[:, 0] * num_tracks + pairs[:, 1])
+  for _ in range(config.mf_epochs):
+    for idx in _epoch_batches(rng, pairs.shape[0], config.mf_batch_size):
+      users, pos = pairs[idx, 0], pairs[idx, 1]
+      neg = sample_negatives(rng, users, num_tracks, observed)
+      targets = np.concatenate([np.ones_like(pos), np.zeros_like(neg)]).astype(np.float32)
+      params, opt_state, _ = step(params, opt_state, np.concatenate([users, users]),
+                                  np.concatenate([pos, neg]), targets)
+  return np.asarray(params['U']), np.asarray(params['V'])
+
+
+def _playlist_content(pairs: np.ndarray, num_playlists: int, content: np.ndarray) -> np.ndarray:
+  """Mean content of each playlist's tracks (row-normalised incidence @ content), float32 [M, D]."""
+  sums = np.zeros((num_playlists, content.shape[1]), np.float64)
+  np.add.at(sums, pairs[:, 0], content[pairs[:, 1]])
+  counts = np.bincount(pairs[:, 0], minlength=num_playlists).astype(np.float64)
+  return (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+
+
+def fit(train_interactions, content_features, config: DropoutNetConfig | None = None, seed: int = 0
+        ) -> DropoutNetModel:
+  """Trains MF factors and the two DropoutNet towers on the training split.
+
+  Args:
+    train_interactions: int [E, 2] (playlist, track) pairs; tracks index `content_features`.
+    content_features: float [N_train, D] training-track content embeddings.
+    config: DropoutNetConfig (defaults = official).
+    seed: integer seed for init, shuffling, negatives and dropout.
+
+  Returns:
+    DropoutNetModel.
+  """
+  config = config or DropoutNetConfig()
+  content = np.asarray(content_features, np.float32)
+  if content.ndim != 2:
+    raise ValueError(f'content_features must be [N, D], got {content.shape}.')
+  num_tracks = content.shape[0]
+  pairs = popularity.check_interactions(train_interactions, num_tracks)
+  if pairs.shape[0] == 0:
+    raise ValueError('train_interactions is empty.')
+  num_playlists = int(pairs[:, 0].max()) + 1
+
+  u_pref, v_pref = train_preference_factors(pairs, num_playlists, num_tracks, config, seed)
+  if config.cold_preference == 'mean':
+    cold_u, cold_v = u_pref.mean(axis=0), v_pref.mean(axis=0)
+  else:
+    cold_u = cold_v = np.zeros((config.mf_dim,), np.float32)
+  p_content = _playlist_content(pairs, num_playlists, content)
+
+  tower = _tower(config)
+  key = jax.random.PRNGKey(seed + 1)
+  key, kp, kt = jax.random.split(key, 3)
+  dummy_pref = jnp.zeros((2, config.mf_dim), jnp.float32)
+  p_vars = tower.init(kp, dummy_pref, jnp.zeros((2, content.shape[1])), train=False)
+  t_vars = tower.init(kt, dummy_pref, jnp.zeros((2, content.shape[1])), train=False)
+  params = {'playlist': p_vars['params'], 'track': t_vars['params']}
+  stats = {'playlist': p_vars['batch_stats'], 'track': t_vars['batch_stats']}
+
+  steps_per_epoch = max(pairs.shape[0] // min(config.batch_size, pairs.shape[0]), 1)
+  schedule = optax.exponential_decay(config.lr, config.lr_decay_every_epochs * steps_per_epoch,
+                                     config.lr_decay, staircase=True)
+  tx = optax.chain(optax.add_decayed_weights(config.weight_decay) if config.weight_decay else
+                   optax.identity(), optax.sgd(schedule, momentum=config.momentum))
+  opt_state = tx.init(params)
+  tables = {k: jnp.asarray(v) for k, v in dict(u_pref=u_pref, v_pref=v_pref, p_content=p_content,
+                                                t_content=content).items()}
+  cold = {'u': jnp.asarray(cold_u), 'v': jnp.asarray(cold_v)}
+
+  @jax.jit
+  def step(params, stats, opt_state, tables, cold, users, items, targets, rng):
+    k_u, k_v = jax.random.split(rng)
+    u_in, v_in = tables['u_pref'][users], tables['v_pref'][items]
+    drop_u = jax.random.bernoulli(k_u, config.preference_dropout, (users.shape[0], 1))
+    drop_v = jax.random.bernoulli(k_v, config.preference_dropout, (items.shape[0], 1))
+    u_in = jnp.where(drop_u, cold['u'][None, :], u_in)
+    v_in = jnp.where(drop_v, cold['v'][None, :], v_in)
+
+    def loss_fn(p):
+      fu, new_pu = tower.apply({'params': p['playlist'], 'batch_stats': stats['playlist']}, u_in,
+                               tables['p_content'][users], train=True, mutable=['batch_stats'])
+      fv, new_tv = tower.apply({'params': p['track'], 'batch_stats': stats['track']}, v_in,
+                               tables['t_content'][items], train=True, mutable=['batch_stats'])
+      loss = jnp.mean((jnp.sum(fu * fv, axis=-1) - targets) ** 2)
+      return loss, {'playlist': new_pu['batch_stats'], 'track': new_tv['batch_stats']}
+
+    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_stats, opt_state, loss
+
+  rng = np.random.default_rng(seed + 2)
+  observed = np.unique(pairs[:, 0] * num_tracks + pairs[:, 1])
+  step_key = jax.random.PRNGKey(seed + 3)
+  for _ in range(config.epochs):
+    for idx in _epoch_batches(rng, pairs.shape[0], config.batch_size):
+      users, pos = pairs[idx, 0], pairs[idx, 1]
+      neg = sample_negatives(rng, users, num_tracks, observed)
+      targets = np.concatenate([np.ones_like(pos), np.zeros_like(neg)]).astype(np.float32)
+      step_key, sub = jax.random.split(step_key)
+      params, stats, opt_state, _ = step(params, stats, opt_state, tables, cold,
+                                         np.concatenate([users, users]),
+                                         np.concatenate([pos, neg]), targets, sub)
+
+  return DropoutNetModel(
+      config=config,
+      playlist_variables=flax.core.freeze({'params': params['playlist'], 'batch_stats': stats['playlist']}),
+      track_variables=flax.core.freeze({'params': params['track'], 'batch_stats': stats['track']}),
+      cold_playlist_preference=np.asarray(cold_u, np.float32),
+      cold_track_preference=np.asarray(cold_v, np.float32))
+
+
+def score(model: DropoutNetModel, seeds, content_features, seed_mask=None) -> Array:
+  """Eq. 28: f_P(mean seed content || cold U) . f_S(test content || cold V).
+
+  Args:
+    model: from `fit`.
+    seeds: int [B, S] indices into `content_features` (-1 = padding).
+    content_features: float [N, D] test-track content.
+    seed_mask: optional bool [B, S].
+
+  Returns:
+    float32 [B, N].
+  """
+  mask = itemknn.seed_mask_from(seeds, seed_mask)
+  config = model.config
+  tower_cfg = (config.hidden_dims, config.out_dim, config.init_std, config.bn_momentum, config.bn_epsilon)
+  return _scores(tower_cfg, model.playlist_variables, model.track_variables,
+                 jnp.asarray(model.cold_playlist_preference), jnp.asarray(model.cold_track_preference),
+                 jnp.asarray(seeds, jnp.int32), mask, jnp.asarray(content_features, jnp.float32))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _scores(tower_cfg, p_vars, t_vars, cold_u, cold_v, seeds, mask, content):
+  tower = DropoutNetTower(*tower_cfg)
+  seed_content = itemknn.pool_seeds(content, seeds, mask, 'mean')
+  fu = tower.apply(p_vars, jnp.broadcast_to(cold_u, (seeds.shape[0], cold_u.shape[0])), seed_content,
+                   train=False)
+  fv = tower.apply(t_vars, jnp.broadcast_to(cold_v, (content.shape[0], cold_v.shape[0])), content,
+                   train=False)
+  return jnp.matmul(fu, fv.T, precision=jax.lax.Precision.HIGHEST)
