@@ -330,6 +330,9 @@ def load_eval_playlists(dataset_dir: os.PathLike | str, split: str) -> dict[str,
 
 def steps_per_epoch(ds_factory: Callable[..., grain.MapDataset], dataset_dir: os.PathLike | str,
                     **kwargs) -> int:
-  """Batches per epoch per host of a pipeline, e.g. steps_per_epoch(wtc_dataset, d, global_batch_size=50)."""
+  """Batches per epoch per host of a pipeline.
+
+  Example: `steps_per_epoch(wtc_dataset, dataset_dir, global_batch_size=50)`.
+  """
   kwargs['num_epochs'] = 1
   return len(ds_factory(pathlib.Path(dataset_dir), **kwargs))

@@ -7,8 +7,9 @@ Manual dir layout:
                          LFM-2b's `listening-counts.tsv` / `listening-events.tsv` have this shape.
   tracks.tsv             header with `track_id`, `track_name`, `artist_name`, `album_name`.
   audio/<track_id>.<ext> one audio file per track.
-LARP (Sec. 4.1) treats each user as a playlist of every track they listened to; the cold-start split,
-pairs and sequences are then exactly as for MPD (`data_pipelines/mpd.py`, same splits and features).
+LARP (Sec. 4.1) treats each user as a playlist of every track they listened to; the cold-start
+split, pairs and sequences are then exactly as for MPD (`data_pipelines/mpd.py`: same splits and
+features).
 Log rows naming a track missing from tracks.tsv are skipped as 'unknown_track'; rows that do not
 parse are skipped as 'malformed_log_row'; both are counted and reported in the metadata.
 """

@@ -15,7 +15,8 @@ Cold-start split (LARP paper Sec. 2 and 4.1; official `generate_splits.py`, seed
   3. Training playlists are all other playlists restricted to the training tracks (at least
      `min_train_playlist_length` of them, truncated to `max_playlist_length`).
   So train, valid and test tracks are pairwise disjoint and no playlist is in two splits
-  (the paper's S ∩ S̄ = ∅ and P ∩ P̄ = ∅). Duplicate tracks inside a playlist are kept once.
+  (the paper's S ∩ S̄ = ∅ and P ∩ P̄ = ∅). Duplicate tracks inside a playlist are kept
+  once.
 
 Track indices: each split has its own index space 0..N_split-1 in the order of `*_uris`; padded
 arrays use pad id = N_split (so a table with one extra row can be gathered safely).
@@ -271,7 +272,8 @@ def playlist_sequences(playlists: Sequence[Playlist],
     try:
       out.append(np.asarray([uri_to_index[u] for u in playlist.track_uris], dtype=np.int32))
     except KeyError as e:
-      raise ValueError(f'playlist {playlist.pid} names track {e.args[0]!r} outside its split') from e
+      raise ValueError(
+          f'playlist {playlist.pid} names track {e.args[0]!r} outside its split') from e
   return out
 
 

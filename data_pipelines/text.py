@@ -56,7 +56,7 @@ def clean_name(name: Any) -> str:
 
 def make_caption(track_name: str, artist_name: str, album_name: str,
                  template: str = 'paper') -> str:
-  """The metadata caption of one track, e.g. 'The track Toxic by Britney Spears on album In The Zone'."""
+  """One track's caption, e.g. 'The track Toxic by Britney Spears on album In The Zone'."""
   return resolve_caption_template(template).format(
       track=clean_name(track_name), artist=clean_name(artist_name), album=clean_name(album_name))
 

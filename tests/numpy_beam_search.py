@@ -1,9 +1,10 @@
 """Plain per-session NumPy implementation of the MOSTRA beam-search rule (test/benchmark oracle).
 
 One session at a time, loops over positions and beams, vectorised only over the tracks of one
-beam. Everything is float32, the objective sum runs j = 0, 1, ... and divisions are
-multiplications by a reciprocal, so that the arithmetic is bit-identical to `larp_jax.decoding.beam_search.mostra_beam_search` (whose module docstring states
-the rule).
+beam. Everything is float32, the objective sum runs j = 0, 1, ..., divisions are multiplications
+by a reciprocal and the gain (1/n) * sum_j(...) is rounded before r_t is added, so the arithmetic
+is bit-identical to `larp_jax.decoding.beam_search.mostra_beam_search` (whose module docstring
+states the rule).
 """
 from __future__ import annotations
 

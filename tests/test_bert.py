@@ -1,6 +1,5 @@
 """Parity of larp_jax.models.bert with HF transformers / sentence-transformers (PyTorch, CPU)."""
 import json
-import os
 
 import chex
 import flax.linen as nn

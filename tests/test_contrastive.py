@@ -444,7 +444,6 @@ def test_fusion_params_match_the_paper_layer():
   assert set(params) == {'w_q', 'w_k', 'w_v'}
   for name in params:
     assert set(params[name]) == {'kernel'}  # no bias
-    assert isinstance(params[name]['kernel'], jax.sharding.PartitionSpec) is False
     kernel = np.asarray(jax.tree.leaves(params[name]['kernel'])[0])
     assert kernel.shape == (256, 256)
     np.testing.assert_allclose(kernel.std(), np.sqrt(2.0 / 512), rtol=0.05)  # Xavier-normal
@@ -513,3 +512,27 @@ def test_masked_mean_pool():
   x = jnp.array([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
   out = larp_fusion.masked_mean_pool(x, jnp.array([[True, True, False]]))
   np.testing.assert_allclose(np.asarray(out), [[2.0, 3.0]])
+
+
+def test_queue_and_lookup_table_ops_run_sharded_on_data_rows():
+  """Queues / tables sharded on 'data' rows (8 fake CPU devices) give the unsharded results."""
+  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  mesh = jax.make_mesh((8,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+  rows = NamedSharding(mesh, P('data', None))
+  rng = np.random.default_rng(13)
+  queue_a, queue_t = _unit(rng, 64, 16), _unit(rng, 64, 16)
+  a, t, a_m, t_m = (_unit(rng, 8, 16) for _ in range(4))
+  table = rng.normal(size=(40, 16)).astype(np.float32)
+  ids = rng.integers(0, 40, size=8).astype(np.int32)
+
+  def step(qa, qt, tb, ptr):
+    loss, _ = C.wtc_loss(a, t, a_m, t_m, qa, qt, 0.07, alpha=0.4)
+    (qa, qt), ptr = C.enqueue((qa, qt), ptr, (a_m, t_m))
+    tb = C.update_lookup_table(tb, ids, a)
+    return loss, qa, qt, tb, ptr
+
+  expected = step(queue_a, queue_t, table, jnp.int32(60))
+  sharded = jax.jit(step)(jax.device_put(queue_a, rows), jax.device_put(queue_t, rows),
+                          jax.device_put(table, rows), jnp.int32(60))
+  for e, s in zip(expected, sharded):
+    np.testing.assert_allclose(np.asarray(s), np.asarray(e), rtol=1e-6, atol=1e-6)

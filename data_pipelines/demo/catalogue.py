@@ -1,4 +1,4 @@
-"""Deterministic demo music catalogue in the REAL MPD format (+ LFM-style logs) with synthetic audio.
+"""Deterministic demo catalogue in the REAL MPD format (+ LFM-style logs) with synthetic audio.
 
 Writes to `out_dir`:
   data/mpd.slice.<a>-<b>.json  MPD slices (`info` + `playlists[]`, <= slice_size playlists each):
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
@@ -81,6 +82,13 @@ _TITLE_PLAIN = ('{a} {n}', '{n}', 'The {n}', '{n} {n2}', '{a} {n} Song', 'Under 
 _ALBUM_PATTERNS = ('{a} {n}', '{n}', 'The {a} {n}', '{n} {n2}', '{a} {n}s', 'Songs from the {n}',
                    '{n} Sessions', '{a} Days')
 _ARTIST_PATTERNS = ('{f} {l}', 'The {a} {p}', '{a} {p}', '{f} and the {p}', '{l}', '{n} {p}')
+# Split settings that suit the default demo catalogue (600 tracks, 400 playlists): pass them with a
+# name, sample_rate and clip_seconds to `data_pipelines.mpd.build_dataset`. Train tracks are half of
+# the catalogue and the rest is cut into validation and test pools, so that 50 + 50 evaluation
+# playlists keep more than 10 (the paper's minimum) held-out tracks each.
+DEMO_SPLIT_SETTINGS = {'train_tracks': 0.5, 'valid_tracks': 0.25, 'num_valid_playlists': 50,
+                       'num_test_playlists': 50, 'min_playlist_length': 10,
+                       'max_playlist_length': 101, 'pairs_per_track': 5}
 _BASE62 = string.digits + string.ascii_letters
 NUM_HARMONICS = 8
 RHYTHM_STEPS = 16
@@ -177,24 +185,70 @@ class Catalogue:
   def album_of(self, i: int) -> dict[str, Any]:
     return self.albums[int(self.attrs['album'][i])]
 
+  @functools.cached_property
+  def mpd_track_items(self) -> list[dict[str, Any]]:
+    """Per track, its MPD playlist item without 'pos' (field order as in the real slices)."""
+    items = []
+    for t in range(self.num_tracks):
+      artist, album = self.artist_of(t), self.album_of(t)
+      items.append({'artist_name': artist['name'], 'track_uri': self.track_uri(t),
+                    'artist_uri': artist['uri'], 'track_name': self.track_names[t],
+                    'album_uri': album['uri'],
+                    'duration_ms': int(self.attrs['duration_ms'][t]),
+                    'album_name': album['name']})
+    return items
 
-def _spotify_id(rng: np.random.Generator) -> str:
-  return ''.join(_BASE62[i] for i in rng.integers(0, 62, 22))
+
+class _Draws:
+  """Uniform draws served one at a time from blocks (fast scalar picks, still fully seeded)."""
+
+  def __init__(self, rng: np.random.Generator, block: int = 8192):
+    self._rng, self._block = rng, block
+    self._buffer, self._next = rng.random(block), 0
+
+  def uniform(self) -> float:
+    if self._next == self._block:
+      self._buffer, self._next = self._rng.random(self._block), 0
+    self._next += 1
+    return float(self._buffer[self._next - 1])
+
+  def pick(self, words: Sequence[str]) -> str:
+    return words[int(self.uniform() * len(words))]
 
 
-def _pick(rng: np.random.Generator, words: Sequence[str]) -> str:
-  return words[int(rng.integers(len(words)))]
+def _spotify_ids(rng: np.random.Generator, count: int) -> list[str]:
+  """count distinct 22-character base62 ids (the shape of Spotify ids)."""
+  alphabet = np.frombuffer(_BASE62.encode('ascii'), dtype='S1')
+  ids: list[str] = []
+  seen: set[str] = set()
+  while len(ids) < count:
+    block = alphabet[rng.integers(0, 62, (count - len(ids), 22))].view('S22').ravel()
+    for raw in block.tolist():
+      tid = raw.decode('ascii')
+      if tid not in seen:
+        seen.add(tid)
+        ids.append(tid)
+  return ids
 
 
-def _fill(rng: np.random.Generator, pattern: str, theme: str = '') -> str:
-  return pattern.format(
-      t=theme, a=_pick(rng, _ADJECTIVES), a2=_pick(rng, _ADJECTIVES), n=_pick(rng, _NOUNS),
-      n2=_pick(rng, _NOUNS), p=_pick(rng, _PLURALS), f=_pick(rng, _FIRST), l=_pick(rng, _LAST))
+@functools.lru_cache(maxsize=None)
+def _fields(pattern: str) -> tuple[str, ...]:
+  return tuple(name for _, name, _, _ in string.Formatter().parse(pattern) if name)
 
 
-def _unique_name(rng: np.random.Generator, patterns: Sequence[str], taken: set[str]) -> str:
+_WORD_LISTS = {'a': _ADJECTIVES, 'a2': _ADJECTIVES, 'n': _NOUNS, 'n2': _NOUNS, 'p': _PLURALS,
+               'f': _FIRST, 'l': _LAST}
+
+
+def _fill(draws: _Draws, pattern: str, theme: str = '') -> str:
+  values = {name: theme if name == 't' else draws.pick(_WORD_LISTS[name])
+            for name in _fields(pattern)}
+  return pattern.format(**values)
+
+
+def _unique_name(draws: _Draws, patterns: Sequence[str], taken: set[str]) -> str:
   for _ in range(8):
-    name = _fill(rng, _pick(rng, patterns))
+    name = _fill(draws, draws.pick(patterns))
     if name not in taken:
       break
   else:
@@ -236,27 +290,26 @@ def _make_moods(rng: np.random.Generator, num_moods: int) -> list[dict[str, Any]
 def build_catalogue(config: CatalogueConfig) -> Catalogue:
   """Draws styles, moods, artists, albums and tracks (metadata + latent audio attributes)."""
   rng = np.random.default_rng([config.seed, 0])
+  draws = _Draws(np.random.default_rng([config.seed, 4]))
   styles = _make_styles(rng, config.num_styles)
   moods = _make_moods(rng, config.num_moods)
   n = config.num_tracks
   names_taken: set[str] = set()
   artists, albums = [], []
-  cols: dict[str, list] = {k: [] for k in (
-      'style', 'mood', 'artist', 'album', 'tempo', 'brightness', 'noise_level', 'harmonics',
-      'rhythm', 'register', 'major_logit')}
-  while len(cols['style']) < n:
+  track_artist, track_album = [], []
+  while len(track_artist) < n:
     style, mood = int(rng.integers(config.num_styles)), int(rng.integers(config.num_moods))
     st, md = styles[style], moods[mood]
     rhythm = st['rhythm'] ^ (rng.random(RHYTHM_STEPS) < 0.1)
     rhythm[0] = True
     artist = {
-        'index': len(artists), 'name': _unique_name(rng, _ARTIST_PATTERNS, names_taken),
-        'uri': f'spotify:artist:{_spotify_id(rng)}', 'style': style, 'mood': mood,
+        'index': len(artists), 'name': _unique_name(draws, _ARTIST_PATTERNS, names_taken),
+        'style': style, 'mood': mood,
         'tempo': st['tempo'] * md['tempo_factor'] * float(np.exp(rng.normal(0, 0.05))),
-        'brightness': float(np.clip(st['brightness'] + md['brightness_shift']
-                                    + rng.normal(0, 0.06), 0, 1)),
-        'noise_level': float(np.clip(st['noise_level'] + md['noise_shift']
-                                     + rng.normal(0, 0.02), 0, 0.4)),
+        'brightness': min(1.0, max(0.0, st['brightness'] + md['brightness_shift']
+                                   + float(rng.normal(0, 0.06)))),
+        'noise_level': min(0.4, max(0.0, st['noise_level'] + md['noise_shift']
+                                    + float(rng.normal(0, 0.02)))),
         'harmonics': st['harmonics'] * np.exp(rng.normal(0, 0.15, NUM_HARMONICS)),
         'rhythm': rhythm,
         'major_logit': st['major_logit'] + md['major_shift'] + float(rng.normal(0, 0.5)),
@@ -266,33 +319,33 @@ def build_catalogue(config: CatalogueConfig) -> Catalogue:
     num_artist_tracks = max(1, int(rng.poisson(config.tracks_per_artist)))
     album_names: set[str] = set()
     made = 0
-    while made < num_artist_tracks and len(cols['style']) < n:
+    while made < num_artist_tracks and len(track_artist) < n:
       size = int(rng.integers(config.album_size[0], config.album_size[1] + 1))
-      size = min(size, num_artist_tracks - made, n - len(cols['style']))
-      album = {'index': len(albums), 'name': _unique_name(rng, _ALBUM_PATTERNS, album_names),
-               'uri': f'spotify:album:{_spotify_id(rng)}', 'artist': artist['index'],
-               'tempo_factor': float(np.exp(rng.normal(0, 0.03))),
+      size = min(size, num_artist_tracks - made, n - len(track_artist))
+      album = {'index': len(albums), 'name': _unique_name(draws, _ALBUM_PATTERNS, album_names),
+               'artist': artist['index'], 'tempo_factor': float(np.exp(rng.normal(0, 0.03))),
                'key': int(rng.integers(12))}
       albums.append(album)
       artist['albums'].append(album['index'])
-      for _ in range(size):
-        cols['style'].append(style)
-        cols['mood'].append(mood)
-        cols['artist'].append(artist['index'])
-        cols['album'].append(album['index'])
-        cols['tempo'].append(artist['tempo'] * album['tempo_factor']
-                             * float(np.exp(rng.normal(0, 0.02))))
-        cols['brightness'].append(float(np.clip(artist['brightness'] + rng.normal(0, 0.03), 0, 1)))
-        cols['noise_level'].append(float(np.clip(artist['noise_level'] + rng.normal(0, 0.01),
-                                                 0, 0.4)))
-        cols['harmonics'].append(artist['harmonics'] * np.exp(rng.normal(0, 0.08, NUM_HARMONICS)))
-        cols['rhythm'].append(artist['rhythm'])
-        cols['register'].append(styles[style]['register'])
-        cols['major_logit'].append(artist['major_logit'])
+      track_artist += [artist['index']] * size
+      track_album += [album['index']] * size
       made += size
-  attrs = {k: np.asarray(v) for k, v in cols.items()}
-  attrs['major'] = rng.random(n) < 1.0 / (1.0 + np.exp(-attrs.pop('major_logit')))
-  album_keys = np.asarray([albums[a]['key'] for a in attrs['album']])
+  for entity, uri_id in zip(artists + albums, _spotify_ids(rng, len(artists) + len(albums))):
+    entity['uri'] = f'spotify:{"album" if "artist" in entity else "artist"}:{uri_id}'
+
+  # Track attributes: their album's / artist's values plus per-track noise (vectorised).
+  ta, tb = np.asarray(track_artist), np.asarray(track_album)
+  column = lambda key: np.asarray([x[key] for x in artists])[ta]
+  attrs = {'artist': ta, 'album': tb, 'style': column('style'), 'mood': column('mood')}
+  album_tempo = np.asarray([x['tempo_factor'] for x in albums])[tb]
+  attrs['tempo'] = column('tempo') * album_tempo * np.exp(rng.normal(0, 0.02, n))
+  attrs['brightness'] = np.clip(column('brightness') + rng.normal(0, 0.03, n), 0, 1)
+  attrs['noise_level'] = np.clip(column('noise_level') + rng.normal(0, 0.01, n), 0, 0.4)
+  attrs['harmonics'] = column('harmonics') * np.exp(rng.normal(0, 0.08, (n, NUM_HARMONICS)))
+  attrs['rhythm'] = column('rhythm')
+  attrs['register'] = np.asarray([s['register'] for s in styles])[attrs['style']]
+  attrs['major'] = rng.random(n) < 1.0 / (1.0 + np.exp(-column('major_logit')))
+  album_keys = np.asarray([x['key'] for x in albums])[tb]
   attrs['key'] = np.where(rng.random(n) < 0.5, album_keys, rng.integers(0, 12, n))
   attrs['theme'] = rng.integers(0, config.num_themes, n)
   attrs['has_theme_word'] = rng.random(n) < config.theme_title_probability
@@ -302,18 +355,13 @@ def build_catalogue(config: CatalogueConfig) -> Catalogue:
     attrs[key] = attrs[key].astype(np.float32)
   for key in ('style', 'mood', 'artist', 'album', 'theme', 'key', 'register'):
     attrs[key] = attrs[key].astype(np.int32)
-  track_ids, seen_ids, track_names = [], set(), []
-  for i in range(n):
-    tid = _spotify_id(rng)
-    while tid in seen_ids:
-      tid = _spotify_id(rng)
-    seen_ids.add(tid)
-    track_ids.append(tid)
-    if attrs['has_theme_word'][i]:
-      track_names.append(_fill(rng, _pick(rng, _TITLE_WITH_THEME),
-                               THEME_WORDS[int(attrs['theme'][i])]))
+  track_ids = _spotify_ids(rng, n)
+  track_names = []
+  for theme, has_word in zip(attrs['theme'].tolist(), attrs['has_theme_word'].tolist()):
+    if has_word:
+      track_names.append(_fill(draws, draws.pick(_TITLE_WITH_THEME), THEME_WORDS[theme]))
     else:
-      track_names.append(_fill(rng, _pick(rng, _TITLE_PLAIN)))
+      track_names.append(_fill(draws, draws.pick(_TITLE_PLAIN)))
   return Catalogue(config, styles, moods, artists, albums, track_ids, track_names, attrs)
 
 
@@ -344,9 +392,9 @@ def generate_playlists(catalogue: Catalogue) -> Iterator[DemoPlaylist]:
   attrs = catalogue.attrs
   n = catalogue.num_tracks
   popularity = attrs['popularity'].astype(np.float64)
-  all_tracks = np.arange(n, dtype=np.int32)
   by_style = [np.flatnonzero(attrs['style'] == s).astype(np.int32)
               for s in range(config.num_styles)]
+  styles_present = [s for s in range(config.num_styles) if by_style[s].size]
   by_theme = [np.flatnonzero((attrs['theme'] == t) & attrs['has_theme_word']).astype(np.int32)
               for t in range(config.num_themes)]
   tracks_of_artist = [np.flatnonzero(attrs['artist'] == a).astype(np.int32)
@@ -358,10 +406,9 @@ def generate_playlists(catalogue: Catalogue) -> Iterator[DemoPlaylist]:
     if kind == 'theme' and max(p.size for p in by_theme) == 0:
       kind = 'style_mood'
     if kind == 'style_mood':
-      style, mood = int(rng.integers(config.num_styles)), int(rng.integers(config.num_moods))
+      style = styles_present[int(rng.integers(len(styles_present)))]
+      mood = int(rng.integers(config.num_moods))
       pool = by_style[style]
-      if pool.size == 0:
-        pool = all_tracks
       weights = popularity[pool] * np.where(attrs['mood'][pool] == mood, 4.0, 1.0)
       chosen = _weighted_sample(rng, pool, weights, length)
       name = f'{catalogue.moods[mood]["name"]} {catalogue.styles[style]["name"]}'
@@ -378,7 +425,8 @@ def generate_playlists(catalogue: Catalogue) -> Iterator[DemoPlaylist]:
       pool = np.concatenate(pool_parts)
       chosen = _weighted_sample(rng, pool, popularity[pool], length)
       lead = catalogue.artists[picked[0]]['name']
-      name = _pick(rng, (f'{lead} and more', f'best of {lead}', f'{lead} radio', f'{lead} mix'))
+      names = (f'{lead} and more', f'best of {lead}', f'{lead} radio', f'{lead} mix')
+      name = names[int(rng.integers(len(names)))]
       info = {'artists': picked}
     else:
       nonempty = [t for t in range(config.num_themes) if by_theme[t].size]
@@ -386,8 +434,9 @@ def generate_playlists(catalogue: Catalogue) -> Iterator[DemoPlaylist]:
       pool = by_theme[theme]
       chosen = _weighted_sample(rng, pool, popularity[pool], length)
       word = THEME_WORDS[theme]
-      name = _pick(rng, (word.lower(), f'{word} songs', f'all about {word.lower()}',
-                         f'{word.lower()} playlist'))
+      names = (word.lower(), f'{word} songs', f'all about {word.lower()}',
+               f'{word.lower()} playlist')
+      name = names[int(rng.integers(len(names)))]
       info = {'theme': theme}
     num_noise = int(round(config.noise_fraction * chosen.size))
     noise = np.zeros((0,), np.int32)
@@ -404,19 +453,8 @@ def generate_playlists(catalogue: Catalogue) -> Iterator[DemoPlaylist]:
 
 def mpd_playlist_json(catalogue: Catalogue, playlist: DemoPlaylist) -> dict[str, Any]:
   """One playlist in the MPD JSON schema (field order as in the real slices)."""
-  tracks = []
-  for pos, t in enumerate(playlist.tracks.tolist()):
-    artist, album = catalogue.artist_of(t), catalogue.album_of(t)
-    tracks.append({
-        'pos': pos,
-        'artist_name': artist['name'],
-        'track_uri': catalogue.track_uri(t),
-        'artist_uri': artist['uri'],
-        'track_name': catalogue.track_names[t],
-        'album_uri': album['uri'],
-        'duration_ms': int(catalogue.attrs['duration_ms'][t]),
-        'album_name': album['name'],
-    })
+  items = catalogue.mpd_track_items
+  tracks = [{'pos': pos, **items[t]} for pos, t in enumerate(playlist.tracks.tolist())]
   t = playlist.tracks
   return {
       'name': playlist.name,
@@ -604,7 +642,7 @@ def write_catalogue(out_dir: os.PathLike | str, config: CatalogueConfig = Catalo
                           'slice': f'{first}-{last}', 'version': 'v1'},
                  'playlists': batch}
       with open(out / 'data' / f'mpd.slice.{first}-{last}.json', 'w', encoding='utf-8') as f:
-        json.dump(payload, f, indent=2, ensure_ascii=False)
+        f.write(json.dumps(payload, ensure_ascii=False))  # dumps without indent: C encoder.
         f.write('\n')
 
     for playlist in generate_playlists(catalogue):
@@ -632,7 +670,7 @@ def write_catalogue(out_dir: os.PathLike | str, config: CatalogueConfig = Catalo
         f.write(f'{catalogue.track_ids[i]}\t{catalogue.track_names[i]}\t'
                 f'{catalogue.artist_of(i)["name"]}\t{catalogue.album_of(i)["name"]}\n')
   with open(out / 'ground_truth.json', 'w', encoding='utf-8') as f:
-    json.dump(_ground_truth(catalogue, playlists_info), f, indent=1)
+    f.write(json.dumps(_ground_truth(catalogue, playlists_info)))
     f.write('\n')
   timings['playlists_and_json'] = time.perf_counter() - start
 

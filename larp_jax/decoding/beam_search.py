@@ -359,25 +359,3 @@ def weighted_sum_decode(relevance: Array, objectives: Array, valid: Array, *,
   scores = weighted_sum_scores(relevance, objectives, alpha=alpha,
                                relevance_threshold=relevance_threshold)
   return sort_decode(scores, valid, length=length)
-
-
-def cosine_relevance(user_embedding: Array, track_embeddings: Array) -> Array:
-  """Relevance-ranker baseline scores: cosine(user, track) per candidate.
-
-  Args:
-    user_embedding: float [B, D].
-    track_embeddings: float [B, N, D].
-
-  Returns:
-    float32 [B, N] in [-1, 1]; sort with `sort_decode`.
-  """
-  if user_embedding.ndim != 2 or track_embeddings.ndim != 3 or (
-      track_embeddings.shape[0] != user_embedding.shape[0]
-      or track_embeddings.shape[2] != user_embedding.shape[1]):
-    raise ValueError(f'user_embedding must be [B, D] and track_embeddings [B, N, D], got '
-                     f'{user_embedding.shape} and {track_embeddings.shape}')
-  user = user_embedding.astype(jnp.float32)
-  tracks = track_embeddings.astype(jnp.float32)
-  user = user / jnp.maximum(jnp.linalg.norm(user, axis=-1, keepdims=True), 1e-12)
-  tracks = tracks / jnp.maximum(jnp.linalg.norm(tracks, axis=-1, keepdims=True), 1e-12)
-  return jnp.einsum('bd,bnd->bn', user, tracks)

@@ -179,7 +179,10 @@ def ndcg_at_k(scores: Array, relevant: Array, k: int, candidate_mask: Array | No
 
 def average_precision_at_k(scores: Array, relevant: Array, k: int,
                            candidate_mask: Array | None = None) -> Array:
-  """AP@K = sum_r hit_r * Precision@r / min(|gt|, K); its row mean is mAP@K. float32 [B], NaN where |gt| = 0."""
+  """AP@K = sum_r hit_r * Precision@r / min(|gt|, K); its row mean is mAP@K.
+
+  Returns float32 [B], NaN where |gt| = 0.
+  """
   return _single('map', scores, relevant, k, candidate_mask)
 
 

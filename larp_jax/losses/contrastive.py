@@ -653,7 +653,8 @@ def enqueue(queue: PyTree, ptr: Array, items: PyTree) -> tuple[PyTree, Array]:
                        f'[B, ...] with Q = {size}, B = {batch}).')
   ptr = jnp.asarray(ptr, jnp.int32)
   rows = (ptr + jnp.arange(batch, dtype=jnp.int32)) % size
-  new = [ql.at[rows].set(jax.lax.stop_gradient(il).astype(ql.dtype)) for ql, il in zip(q_leaves, i_leaves)]
+  new = [jnp.asarray(ql).at[rows].set(jax.lax.stop_gradient(jnp.asarray(il)).astype(ql.dtype))
+         for ql, il in zip(q_leaves, i_leaves)]
   return jax.tree.unflatten(q_def, new), (ptr + batch) % size
 
 
@@ -672,6 +673,7 @@ def update_lookup_table(table: Array, ids: Array, features: Array, valid: Array 
   Returns:
     [N, D] updated table.
   """
+  table = jnp.asarray(table)
   ids = jnp.asarray(ids)
   b = ids.shape[0]
   if ids.ndim != 1 or features.shape != (b, table.shape[1]):
@@ -698,6 +700,7 @@ def gather_lookup(table: Array, ids: Array, mask: Array | None = None) -> Array:
   Returns:
     [B, J, D] in table dtype, gradients stopped, zeros at masked positions.
   """
+  table = jnp.asarray(table)
   ids = jnp.asarray(ids)
   n = table.shape[0]
   if mask is None:

@@ -612,7 +612,9 @@ def _to_flax_layout(value: np.ndarray, layout: str) -> np.ndarray:
   return value
 
 
+@functools.lru_cache(maxsize=4)
 def _abstract_variables(config: HTSATConfig) -> dict:
+  """Shapes/dtypes of HTSAT(config)'s variables (unboxed ShapeDtypeStructs; do not mutate)."""
   model = HTSAT(config)
   waveform = jax.ShapeDtypeStruct((1, config.clip_samples), jnp.float32)
   return nn.meta.unbox(jax.eval_shape(functools.partial(model.init, train=False),
@@ -718,8 +720,9 @@ def convert_torch_state_dict(state_dict: Mapping[str, Any], config: HTSATConfig,
     flat[path] = jnp.asarray(value, dtype=targets[path].dtype)
   if report['missing']:
     rng = jax.random.PRNGKey(0) if init_rng is None else init_rng
-    fresh = flax.traverse_util.flatten_dict(nn.meta.unbox(HTSAT(config).init(
-        rng, jnp.zeros((1, config.clip_samples), jnp.float32), train=False)))
+    init = jax.jit(functools.partial(HTSAT(config).init, train=False))
+    fresh = flax.traverse_util.flatten_dict(nn.meta.unbox(init(
+        rng, jnp.zeros((1, config.clip_samples), jnp.float32))))
     for path in targets:
       flat.setdefault(path, fresh[path])
   variables = flax.traverse_util.unflatten_dict(flat)

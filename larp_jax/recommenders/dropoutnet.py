@@ -133,7 +133,8 @@ def sample_negatives(rng: np.random.Generator, playlists: np.ndarray, num_tracks
   for _ in range(rounds):
     keys = playlists * num_tracks + neg
     pos = np.searchsorted(observed_keys, keys)
-    hit = (pos < observed_keys.shape[0]) & (observed_keys[np.minimum(pos, observed_keys.shape[0] - 1)] == keys)
+    last = observed_keys.shape[0] - 1
+    hit = (pos <= last) & (observed_keys[np.minimum(pos, last)] == keys)
     if not hit.any():
       break
     neg[hit] = rng.integers(0, num_tracks, size=int(hit.sum()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -68,9 +69,14 @@ class TrainResult:
   train_metrics: dict[str, float]
 
 
+def _field_name(metric: str) -> str:
+  """clu collections are dataclasses: 'loss/wtc' -> 'loss__wtc'."""
+  return re.sub(r"\W", "__", metric)
+
+
 def _collection_for(names: list[str]) -> type[clu_metrics.Collection]:
   return clu_metrics.Collection.create(
-      **{name: clu_metrics.Average.from_output(name) for name in names})
+      **{_field_name(name): clu_metrics.Average.from_output(_field_name(name)) for name in names})
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -207,13 +213,15 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
       step += 1
       if collection_cls is None:
         collection_cls = _collection_for(sorted(step_metrics))
-      update = collection_cls.single_from_model_output(**step_metrics)
+        metric_names = {_field_name(k): k for k in step_metrics}
+      update = collection_cls.single_from_model_output(
+          **{_field_name(k): v for k, v in step_metrics.items()})
       accumulated = update if accumulated is None else accumulated.merge(update)
       report(step)
       progress.update(1)
 
       if step % log_every == 0 or step == num_steps:
-        train_metrics = {k: float(v) for k, v in accumulated.compute().items()}
+        train_metrics = {metric_names[k]: float(v) for k, v in accumulated.compute().items()}
         accumulated = None
         bad = _first_non_finite(train_metrics)
         if bad is not None:

@@ -1,0 +1,114 @@
+"""MOSTRA (Bugliarello et al. 2022): train the Table 1 scorers, then decode and report.
+
+Variants (``--config=configs/mostra.py:<variant>``):
+  paper  App. A sizes: SetTRM 6 layers, 8 heads, 20 inducing points, hidden 256, FF 1024; DNN
+         [256, 1024, 2048, 1024, 256]; GRU decoder 256/512/128; Adam 5e-4 decayed to 5e-5
+         (factor 0.1) over 12,500 steps; batches of 128 sessions padded to 100 tracks. Point
+         --config.data.dir at a directory built by `data_pipelines/sessions.py` (empty: the demo
+         generator's default data is built into WORKDIR/data).
+  demo   2-core CPU: a small SetTRM (2 layers, hidden 64), few hundred steps per model, the whole
+         Table 1 report in a few minutes on generated MSSD-style sessions.
+  test   tiny and fast, for tests/test_mostra_job.py.
+
+Paper vs reading switches: ``report.threshold`` ('relative' = Eq. 8, 'absolute' = blog), and
+``report.gain`` ('total' or 'marginal' Eq. 9); see larp_jax/decoding/beam_search.py.
+``report.relevance_model`` names the trained scorer whose sigmoid relevance r in [0, 1] feeds
+MOSTRA and MOSTRA-WtSUM (see larp_jax/jobs/mostra.py for why SetRank_RMSE).
+"""
+
+import dataclasses
+
+import ml_collections
+
+from data_pipelines.demo import sessions as demo_sessions
+from larp_jax.training import config_checks
+
+# Every scorer Table 1 needs (names as in larp_jax/jobs/mostra.py SCORERS).
+TABLE1_SCORERS = ('DNN_AttRank', 'DNN_BCE', 'DNN_RMSE', 'SetRank', 'SetRank_BCE', 'SetRank_RMSE',
+                  'SetTRM2GRU_AttRank', 'SetTRM2TRM_AttRank', 'MO-LTR_AttRank', 'MO-LTR_RMSE')
+
+
+def _base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.batch_size = 128
+  c.eval_batch_size = 256
+  c.scorers = TABLE1_SCORERS
+  c.data = ml_collections.ConfigDict(dict(
+      dir='', max_set_size=100, split_by='user', split_seed=0,
+      split_fractions=(0.8, 0.1, 0.1),
+      # Every DemoSessionsConfig field (used when `dir` is empty).
+      demo=ml_collections.ConfigDict(dataclasses.asdict(demo_sessions.DemoSessionsConfig()))))
+  c.model = ml_collections.ConfigDict(dict(
+      dtype='float32',
+      settrm=ml_collections.ConfigDict(dict(num_layers=6, num_heads=8, num_inducing=20,
+                                            hidden_dim=256, ff_dim=1024, layer_norm=True,
+                                            mab_row_ff=True)),
+      dnn_hidden_dims=(256, 1024, 2048, 1024, 256),
+      gru=ml_collections.ConfigDict(dict(decoder_hidden=256, decoder_size=512,
+                                         attention_size=128)),
+      trm=ml_collections.ConfigDict(dict(decoder_heads=8, decoder_ff_dim=1024)),
+      # Teacher-forced steps of the pointer decoders (the report scores the top 10).
+      pointer_train_length=10))
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name='adam', learning_rate=5e-4, end_learning_rate=5e-5, warmup_steps=0,
+      grad_clip_norm=0.0))
+  c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1), logical_axis_rules=(
+      ('batch', 'data'), ('table_rows', 'data'), ('vocab', 'model'), ('mlp', 'model'),
+      ('heads', 'model'), ('embed', None), ('kv', None))))
+  # Model selection / early stopping on validation NDCG@10 of SAT; MO-LTR, whose target mixes
+  # all four objectives, on the mean validation NDCG@10 over SAT, BOOST, EXPOSURE, DISCOVERY.
+  c.mo_ltr_selection_metric = 'ndcg@10/mean'
+  c.loop = ml_collections.ConfigDict(dict(
+      num_train_steps=12_500, log_every_steps=100, eval_every_steps=500,
+      checkpoint_every_steps=1000, keep_checkpoints=2, early_stopping_metric='ndcg@10/SAT',
+      early_stopping_mode='max', early_stopping_patience=5, progress=True))
+  c.report = ml_collections.ConfigDict(dict(
+      split='test', ndcg_ks=(5, 10), map_k=5, decode_batch_size=512, beam_size=5,
+      epsilons=(0.01, 0.05, 0.1), alphas=(1.0, 0.5, 0.1, 0.01),
+      plot_epsilons=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3),
+      threshold='relative', gain='total', relevance_model='SetRank_RMSE',
+      wtsum_relevance_threshold=0.5, baseline_row='SetRank', significance_level=0.05))
+  return c
+
+
+def _paper() -> ml_collections.ConfigDict:
+  return _base()
+
+
+def _demo() -> ml_collections.ConfigDict:
+  c = _base()
+  c.data.max_set_size = 60  # the generator's longest session: nothing is truncated
+  c.data.demo.update(num_users=900, num_sessions=6000)
+  c.model.settrm.update(num_layers=2, num_heads=4, num_inducing=16, hidden_dim=64, ff_dim=128)
+  c.model.dnn_hidden_dims = (128, 256, 128)
+  c.model.gru.update(decoder_hidden=64, decoder_size=128, attention_size=32)
+  c.model.trm.update(decoder_heads=4, decoder_ff_dim=128)
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.end_learning_rate = 2e-4
+  c.loop.update(num_train_steps=300, log_every_steps=50, eval_every_steps=50,
+                checkpoint_every_steps=100, early_stopping_patience=3, progress=False)
+  return c
+
+
+def _test() -> ml_collections.ConfigDict:
+  c = _base()
+  c.batch_size = 16
+  c.eval_batch_size = 32
+  c.data.max_set_size = 24
+  c.data.demo.update(num_users=40, num_sessions=160, num_artists=60, num_tracks=600,
+                     min_session_length=6, max_session_length=24, seed=1)
+  c.model.settrm.update(num_layers=1, num_heads=2, num_inducing=4, hidden_dim=8, ff_dim=16)
+  c.model.dnn_hidden_dims = (16,)
+  c.model.gru.update(decoder_hidden=8, decoder_size=8, attention_size=8)
+  c.model.trm.update(decoder_heads=2, decoder_ff_dim=16)
+  c.model.pointer_train_length = 5
+  c.loop.update(num_train_steps=4, log_every_steps=2, eval_every_steps=0,
+                checkpoint_every_steps=4, progress=False)
+  c.report.update(beam_size=2, plot_epsilons=(0.0, 0.05, 0.1), decode_batch_size=64)
+  return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return config_checks.select_variant(
+      arg, {'paper': _paper, 'demo': _demo, 'test': _test}, 'configs/mostra.py', 'demo')

