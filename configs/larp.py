@@ -32,7 +32,7 @@ def _base() -> ml_collections.ConfigDict:
                                           clip_seconds=6.0, seed=0)),
       build=ml_collections.ConfigDict(dict(
           name="paper", sample_rate=48000, clip_seconds=10.0, edge_seconds=20.0,
-          caption_template="paper", max_text_length=30, train_tracks=100_000.0,  # count (float: ConfigDict needs one type) or fraction in (0, 1)
+          caption_template="paper", max_text_length=30, valid_tracks=None, train_tracks=100_000.0,  # count (float: ConfigDict needs one type) or fraction in (0, 1)
           num_valid_playlists=1000, num_test_playlists=1000, min_playlist_length=10,
           max_playlist_length=101, pairs_per_track=5, seed=45))))
   c.model = ml_collections.ConfigDict(dict(
@@ -71,9 +71,10 @@ def _demo() -> ml_collections.ConfigDict:
   c = _base()
   c.batch_size = 16
   c.stage_epochs = (3.0, 1.0, 1.0)
-  c.data.build.update(name="demo", sample_rate=16000, clip_seconds=4.0, train_tracks=0.6,
-                      num_valid_playlists=40, num_test_playlists=60, min_playlist_length=10,
-                      pairs_per_track=2)
+  # Split sizes of data_pipelines.demo.catalogue.DEMO_SPLIT_SETTINGS (50 + 50 eval playlists).
+  c.data.build.update(name="demo", sample_rate=16000, clip_seconds=4.0, train_tracks=0.5,
+                      valid_tracks=0.25, num_valid_playlists=50, num_test_playlists=50,
+                      min_playlist_length=10, pairs_per_track=2)
   c.model.audio_variant = "small"
   c.loss.update(queue_size=512, num_truncate=10)
   c.optimizer.update(learning_rate=3e-4, warmup_steps=20)
@@ -85,9 +86,10 @@ def _test() -> ml_collections.ConfigDict:
   c = _demo()
   c.batch_size = 8
   c.eval_batch_size = 32
-  c.stage_epochs = (1.0, 0.1, 0.1)
+  c.stage_epochs = (1.0, 0.3, 0.2)
   c.data.demo.update(num_tracks=300, num_playlists=160, clip_seconds=1.5)
   c.data.build.update(name="test", clip_seconds=1.0, num_valid_playlists=6, train_tracks=0.4,
+                      valid_tracks=None,
                       min_playlist_length=6,
                       num_test_playlists=10)
   c.model.audio_overrides = ml_collections.ConfigDict(dict(clip_samples=16000))

@@ -169,8 +169,9 @@ def frame_waveform(waveform: jax.Array, config: LogMelConfig) -> jax.Array:
     if config.pad_mode == 'reflect' and waveform.shape[1] <= pad:
       raise ValueError(f'reflect padding needs more than {pad} samples, got {waveform.shape[1]}')
     waveform = jnp.pad(waveform, ((0, 0), (pad, pad)), mode=config.pad_mode)
-  index = (np.arange(frames)[:, None] * config.hop_length + np.arange(config.n_fft)[None, :])
-  return waveform[:, index]
+  # Built from iotas inside the program rather than baked in as a [frames, n_fft] constant.
+  index = jnp.arange(frames)[:, None] * config.hop_length + jnp.arange(config.n_fft)[None, :]
+  return jnp.take(waveform, index, axis=1)
 
 
 def power_spectrogram(waveform: jax.Array, config: LogMelConfig) -> jax.Array:

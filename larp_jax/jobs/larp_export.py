@@ -1,0 +1,41 @@
+"""Export a trained LARP run's track embeddings (library function for launchers and notebooks)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from etils import epath
+
+from data_pipelines import mpd
+from larp_jax import export as export_lib
+from larp_jax.evaluation import continuation
+from larp_jax.jobs import larp as larp_job
+from larp_jax.training import checkpoint
+
+
+def export_run(config: Any, workdir: str, run: str = "stage3", split: str = "test",
+               output: str | None = None) -> dict[str, Any]:
+  """Embeds every track of ``split`` with ``workdir/run/best`` and writes .npz + manifest.
+
+  Returns:
+    The manifest (ids, arrays 'audio'/'text'/'fused' float32 [N, 256], checkpoint, config hash,
+    embedding_space_id).
+  """
+  best_path = epath.Path(workdir) / run / "best"
+  if not best_path.exists():
+    raise FileNotFoundError(f"No best weights for run {run!r} at {best_path}; train it first "
+                            "(python -m experiments.train_larp ...).")
+  dataset_dir = larp_job.prepare_dataset(config, workdir)
+  best = checkpoint.load_params(best_path)
+  model = larp_job.larp_model.LARP(larp_job.model_config(config))
+  audio, text = larp_job.encode_split(larp_job.make_encoder(model), best["params"],
+                                      best["model_state"]["batch_stats"], dataset_dir, split,
+                                      config.eval_batch_size)
+  uris = mpd.load_metadata(dataset_dir)["track_uris"][split]
+  output = output or os.path.join(workdir, "export", f"{split}_{run}.npz")
+  return export_lib.export_embeddings(
+      output, uris, {"audio": audio, "text": text,
+                     "fused": np.asarray(continuation.track_embeddings(audio, text))},
+      checkpoint_path=str(best_path), config=config, extra={"run": run, "split": split})
