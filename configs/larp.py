@@ -76,6 +76,9 @@ def _demo() -> ml_collections.ConfigDict:
                       valid_tracks=0.25, num_valid_playlists=50, num_test_playlists=50,
                       min_playlist_length=10, pairs_per_track=2)
   c.model.audio_variant = "small"
+  # MiniLM (all-MiniLM-L6-v2) was trained for mean pooling; its [CLS] vector is not a sentence
+  # embedding, so the demo pools like the checkpoint was trained (LARP's bert-base uses [CLS]).
+  c.model.text_pooling = "mean"
   c.loss.update(queue_size=512, num_truncate=10)
   c.optimizer.update(learning_rate=3e-4, warmup_steps=20)
   c.loop.update(log_every_steps=10, checkpoint_every_steps=50, early_stopping_patience=3)

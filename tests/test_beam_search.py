@@ -147,6 +147,13 @@ def test_sharded_batch_matches_unsharded():
   # The public function takes sharded inputs directly, too.
   sequences, _ = mostra_beam_search(*inputs, **kwargs)
   np.testing.assert_array_equal(sequences, expected[0])
+  # And the project's (data, model) mesh, batch on `data`.
+  mesh_2d = jax.make_mesh((4, 2), ('data', 'model'), axis_types=(AxisType.Auto,) * 2)
+  inputs = [jax.device_put(x, NamedSharding(mesh_2d, P('data'))) for x in
+            (relevance, objectives, valid)]
+  sequences, scores = mostra_beam_search(*inputs, **kwargs)
+  np.testing.assert_array_equal(sequences, expected[0])
+  np.testing.assert_array_equal(scores, expected[1])
 
 
 def test_no_retrace_across_calls_and_epsilons():

@@ -85,7 +85,8 @@ def test_round_trip_through_torch_file_and_orbax(tmp_path, torch_state, expected
   qkv = restored['params']['layers_1']['blocks_0']['attn']['qkv']['kernel']
   np.testing.assert_array_equal(qkv, torch_state['layers.1.blocks.0.attn.qkv.weight'].numpy().T)
   conv = restored['params']['tscam_conv']['kernel']
-  np.testing.assert_array_equal(conv, torch_state['tscam_conv.weight'].numpy().transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(
+      conv, torch_state['tscam_conv.weight'].numpy().transpose(2, 3, 1, 0))
   np.testing.assert_array_equal(restored['batch_stats']['bn0']['var'],
                                 torch_state['bn0.running_var'].numpy())
   with open(tmp_path / 'out' / convert_checkpoint.REPORT_NAME) as f:

@@ -26,6 +26,8 @@ The rule it implements, at position n (1-based) of one beam:
   * a beam's score is the running sum of its step scores; each position keeps the `beam_size`
     best (beam, track) extensions over all beams of the session, ties to the lower flat index
     beam * N + track; at the start only beam 0 (score 0) is live.
+  * once a session's valid tracks are used up its beams stay as they are: the remaining positions
+    hold -1 and the score stops growing (a session with no valid track: all -1, score 0).
 
 Float32 arithmetic is pinned down so that a plain NumPy implementation
 (tests/numpy_beam_search.py) reproduces it bit for bit, ties included: the objective sum over j
@@ -253,6 +255,8 @@ def _check_inputs(relevance, objectives, valid, length: int) -> None:
   if valid.shape != relevance.shape:
     raise ValueError(f'valid must have the shape of relevance {relevance.shape}, '
                      f'got {valid.shape}')
+  if relevance.shape[1] < 1:
+    raise ValueError(f'relevance needs at least one candidate, got shape {relevance.shape}')
   if not isinstance(length, (int, np.integer)) or length < 1:
     raise ValueError(f'length must be a positive int, got {length!r}')
 

@@ -76,7 +76,8 @@ class HTSATConfig:
   time_stripes_num: int = 2
   freq_drop_width: int = 8
   freq_stripes_num: int = 2
-  bn_momentum: float = 0.9  # flax convention: running = momentum * running + (1 - momentum) * batch.
+  # flax convention: running = momentum * running + (1 - momentum) * batch (torch momentum 0.1).
+  bn_momentum: float = 0.9
 
   def __post_init__(self):
     if len(self.depths) != len(self.num_heads):
@@ -84,15 +85,18 @@ class HTSATConfig:
     if self.freq_ratio < 1:
       raise ValueError(f'spec_size {self.spec_size} must be >= mel_bins {self.mel_bins}')
     if self.spec_size % self.freq_ratio:
-      raise ValueError(f'spec_size {self.spec_size} is not divisible by freq_ratio {self.freq_ratio}')
+      raise ValueError(f'spec_size {self.spec_size} is not divisible by freq_ratio '
+                       f'{self.freq_ratio}')
     if self.patch_size < self.patch_stride:
       raise ValueError(f'patch_size {self.patch_size} < patch_stride {self.patch_stride}')
     grid = self.spec_size // self.patch_stride
     for stage, (dim_heads, res) in enumerate(zip(self.num_heads, self.stage_resolutions)):
       if self.stage_dim(stage) % dim_heads:
-        raise ValueError(f'stage {stage} width {self.stage_dim(stage)} not divisible by {dim_heads}')
+        raise ValueError(f'stage {stage} width {self.stage_dim(stage)} not divisible by '
+                         f'{dim_heads} heads')
       if res > self.window_size and res % self.window_size:
-        raise ValueError(f'stage {stage} resolution {res} not divisible by window {self.window_size}')
+        raise ValueError(f'stage {stage} resolution {res} not divisible by window '
+                         f'{self.window_size}')
     if grid % 2 ** (self.num_stages - 1):
       raise ValueError(f'patch grid {grid} cannot be halved {self.num_stages - 1} times')
     if self.stage_resolutions[-1] % self.freq_ratio:
@@ -271,8 +275,8 @@ class WindowAttention(nn.Module):
         nn.with_logical_partitioning(nn.initializers.truncated_normal(HTSAT_INIT_STD),
                                      (None, 'heads')),
         ((2 * self.window - 1) ** 2, self.num_heads), self.param_dtype)
-    qkv = nn.Dense(3 * self.dim, use_bias=self.qkv_bias, kernel_init=_dense_init(('embed', 'heads')),
-                   dtype=self.dtype, param_dtype=self.param_dtype, name='qkv')(x)
+    qkv = nn.Dense(3 * self.dim, use_bias=self.qkv_bias,
+                   kernel_init=_dense_init(('embed', 'heads')), dtype=self.dtype, param_dtype=self.param_dtype, name='qkv')(x)
     qkv = qkv.reshape(batch_windows, tokens, 3, self.num_heads, head_dim)
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     query = query * head_dim ** -0.5
@@ -340,7 +344,8 @@ class SwinBlock(nn.Module):
     window, shift = effective_window(self.resolution, self.window, self.shift)
     batch, _, channels = x.shape
     shortcut = x
-    x = _layer_norm('norm1', self.dtype, self.param_dtype)(x).reshape(batch, height, width, channels)
+    x = _layer_norm('norm1', self.dtype, self.param_dtype)(x)
+    x = x.reshape(batch, height, width, channels)
     if shift:
       x = jnp.roll(x, (-shift, -shift), axis=(1, 2))
     rows, cols = height // window, width // window
@@ -363,7 +368,10 @@ class SwinBlock(nn.Module):
 
 
 class PatchMerging(nn.Module):
-  """2x2 neighbourhood concat -> LN(4C) -> Linear(4C -> 2C, no bias). [B, H*W, C] -> [B, HW/4, 2C]."""
+  """2x2 neighbourhood concat -> LN(4C) -> Linear(4C -> 2C, no bias).
+
+  [B, H*W, C] -> [B, H*W/4, 2C].
+  """
   resolution: tuple[int, int]
   dim: int
   dtype: Dtype = jnp.float32
