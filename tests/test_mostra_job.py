@@ -4,6 +4,8 @@ end-to-end train -> report -> resume run of `configs/mostra.py:test`."""
 import json
 import math
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -127,3 +129,122 @@ def test_bad_inputs_raise():
   with pytest.raises(ValueError, match='labels must be'):
     sequencing.per_session_metrics(np.zeros((2, 3), np.int32), np.zeros((2, 4, 3)),
                                    np.zeros((2, 4), bool))
+
+
+# ------------------------------------------------------------------------------- end to end
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OBJECTIVES = ('SAT', 'BOOST', 'EXPOSURE', 'DISCOVERY')
+TABLE1_ROWS = (
+    'Relevance ranker', 'DNN_AttRank', 'DNN_BCE', 'DNN_RMSE', 'SetTRM2GRU_AttRank',
+    'SetTRM2TRM_AttRank', 'SetRank', 'SetRank_BCE', 'SetRank_RMSE', 'MO-LTR_AttRank',
+    'MO-LTR_RMSE', 'MOSTRA-WtSUM(alpha=1)', 'MOSTRA-WtSUM(alpha=0.5)', 'MOSTRA-WtSUM(alpha=0.1)',
+    'MOSTRA-WtSUM(alpha=0.01)', 'MOSTRA(eps=0.01)', 'MOSTRA(eps=0.05)', 'MOSTRA(eps=0.1)')
+
+
+def _train(workdir, cache_dir):
+  """Runs the launcher in a fresh 1-device process (the job is single-host; 8 fake devices would
+  only slow orbax down). XLA's backend optimisation is off and a per-test compilation cache is
+  shared by both runs: compile time dominates this tiny run, the numbers do not matter."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1 '
+                                   '--xla_backend_optimization_level=0',
+             JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  start = time.perf_counter()
+  proc = subprocess.run(
+      [sys.executable, '-m', 'experiments.train_mostra', '--config=configs/mostra.py:test',
+       f'--workdir={workdir}'], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return proc.stdout, time.perf_counter() - start
+
+
+def _checkpoint_listing(workdir):
+  listing = {}
+  for root, _, files in os.walk(os.path.join(workdir, 'models')):
+    for name in files:
+      path = os.path.join(root, name)
+      listing[os.path.relpath(path, workdir)] = os.path.getmtime(path)
+  return listing
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('mostra_run')
+  cache = tmp_path_factory.mktemp('jax_cache')
+  stdout, seconds = _train(workdir, cache)
+  with open(workdir / 'results.json') as f:
+    results = json.load(f)
+  return {'workdir': workdir, 'cache': cache, 'stdout': stdout, 'seconds': seconds,
+          'results': results}
+
+
+def test_results_have_every_table1_row_in_unit_interval(trained):
+  results = trained['results']
+  for row in TABLE1_ROWS:
+    for objective in OBJECTIVES:
+      for metric in ('ndcg@5', 'ndcg@10', 'map@5'):
+        value = results[f'{row}/{metric}/{objective}']
+        assert 0.0 <= value <= 1.0, (row, metric, objective, value)
+  assert results['sessions/total'] > 0
+  assert all(results[f'sessions/ndcg@5/{o}'] > 0 for o in OBJECTIVES)
+  # The Fig. 5 sweep and the paired tests against SetRank are there too.
+  for eps in ('0', '0.05', '0.1'):
+    assert f'fig5/MOSTRA(eps={eps})/map@5/BOOST' in results
+  assert 0.0 <= results['MOSTRA(eps=0.05)/p_vs_SetRank/ndcg@5/SAT'] <= 1.0
+  assert results['meta/relevance_model'] == 'SetRank_RMSE'
+  # The printed table lists every row.
+  for row in TABLE1_ROWS:
+    assert f'  {row} ' in trained['stdout'], row
+
+
+def test_report_matches_independent_decoding(trained):
+  results = trained['results']
+  # eps = 0 admits only the best remaining track, so MOSTRA is the plain sort of its relevance
+  # model (SetRank_RMSE): identical metrics. A larger eps must change something.
+  for objective in OBJECTIVES:
+    assert results[f'fig5/MOSTRA(eps=0)/map@5/{objective}'] == pytest.approx(
+        results[f'SetRank_RMSE/map@5/{objective}'], abs=1e-9)
+  assert any(results[f'fig5/MOSTRA(eps=0.1)/map@5/{o}']
+             != results[f'fig5/MOSTRA(eps=0)/map@5/{o}'] for o in OBJECTIVES)
+  # The relevance ranker recomputed here with NumPy from the built test split.
+  with np.load(trained['workdir'] / 'data' / 'test.npz') as arrays:
+    cosine, mask, labels = arrays['cosine'], arrays['mask'], arrays['labels']
+  for j, objective in enumerate(OBJECTIVES):
+    values = []
+    for c, m, l in zip(cosine, mask, labels[..., j]):
+      order = [i for i in np.argsort(-c, kind='stable') if m[i]][:10]
+      values.append(np_ndcg(order, l, m, 5))
+    assert results[f'Relevance ranker/ndcg@5/{objective}'] == pytest.approx(
+        np.nanmean(values), abs=1e-6)
+
+
+def test_plot_and_summaries_written(trained):
+  workdir = trained['workdir']
+  plot = workdir / 'plots' / 'map_vs_epsilon.png'
+  assert plot.exists() and plot.stat().st_size > 5000
+  with open(plot, 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  with open(workdir / 'training_summary.json') as f:
+    summary = json.load(f)
+  assert set(summary['training']) == {r for r in TABLE1_ROWS if r != 'Relevance ranker'
+                                      and not r.startswith('MOSTRA')}
+  for name, info in summary['training'].items():
+    assert info['step'] == 4 and info['steps_trained_now'] == 4, (name, info)
+    assert (workdir / 'models' / name / 'best').is_dir()
+  assert summary['training']['MO-LTR_RMSE']['selection_metric'] == 'ndcg@10/mean'
+  assert summary['training']['SetRank']['selection_metric'] == 'ndcg@10/SAT'
+
+
+def test_rerun_resumes_without_retraining(trained):
+  workdir = trained['workdir']
+  before = _checkpoint_listing(workdir)
+  stdout, seconds = _train(workdir, trained['cache'])
+  assert '(0 steps this run)' in stdout
+  with open(workdir / 'training_summary.json') as f:
+    summary = json.load(f)
+  assert all(info['steps_trained_now'] == 0 for info in summary['training'].values())
+  assert _checkpoint_listing(workdir) == before  # no checkpoint or best weights rewritten
+  with open(workdir / 'results.json') as f:
+    assert json.load(f) == trained['results']  # same weights, same decoders, same report
+  assert seconds < trained['seconds']

@@ -33,9 +33,17 @@ def export_run(config: Any, workdir: str, run: str = "stage3", split: str = "tes
   audio, text = larp_job.encode_split(larp_job.make_encoder(model), best["params"],
                                       best["model_state"]["batch_stats"], dataset_dir, split,
                                       config.eval_batch_size)
-  uris = mpd.load_metadata(dataset_dir)["track_uris"][split]
   output = output or os.path.join(workdir, "export", f"{split}_{run}.npz")
+  return write_track_export(output, dataset_dir, split, audio, text, str(best_path), config,
+                            {"run": run, "split": split})
+
+
+def write_track_export(output: str, dataset_dir: str, split: str, audio: np.ndarray,
+                       text: np.ndarray, checkpoint_path: str, config: Any,
+                       extra: dict[str, Any]) -> dict[str, Any]:
+  """Writes a split's track uris with audio, text and fused (Eq. 11) embeddings [N, 256]."""
+  uris = mpd.load_metadata(dataset_dir)["track_uris"][split]
   return export_lib.export_embeddings(
       output, uris, {"audio": audio, "text": text,
                      "fused": np.asarray(continuation.track_embeddings(audio, text))},
-      checkpoint_path=str(best_path), config=config, extra={"run": run, "split": split})
+      checkpoint_path=checkpoint_path, config=config, extra=extra)

@@ -18,10 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from data_pipelines import grain_pipelines, mpd
-from larp_jax import export as export_lib
+from data_pipelines import grain_pipelines
 from larp_jax.evaluation import continuation
-from larp_jax.jobs import larp as larp_job
+from larp_jax.jobs import larp as larp_job, larp_export
 from larp_jax.models import bert
 from larp_jax.recommenders import itemknn
 from larp_jax.training import checkpoint
@@ -98,11 +97,10 @@ def _plot_pca(path: str, variants: dict[str, np.ndarray], playlist_tracks: np.nd
   fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.2))
   for ax, (name, emb) in zip(np.atleast_1d(axes), variants.items()):
     x = emb[tracks] - emb[tracks].mean(0)
-    playlist_vec = emb[tracks].mean(0) - emb[tracks].mean(0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     proj = x @ vt[:2].T
     ax.scatter(proj[:, 0], proj[:, 1], s=14, label="tracks")
-    ax.scatter(*(playlist_vec @ vt[:2].T), marker="*", s=120, c="red", label="playlist")
+    ax.scatter(0.0, 0.0, marker="*", s=120, c="red", label="playlist centroid")
     spread = float(np.linalg.norm(x / np.maximum(np.linalg.norm(emb[tracks], axis=1,
                                                                 keepdims=True), 1e-9), axis=1).mean())
     ax.set_title(f"{name}\nspread {spread:.2f}", fontsize=8)
@@ -177,12 +175,9 @@ def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str
   results = {f"{name}/{k}": v for name, metrics in rows.items() for k, v in metrics.items()}
   if final is not None:
     name, audio, text, path = final
-    uris = mpd.load_metadata(dataset_dir)["track_uris"][split]
-    manifest = export_lib.export_embeddings(
-        os.path.join(workdir, "export", f"{split}_embeddings.npz"), uris,
-        {"audio": audio, "text": text,
-         "fused": np.asarray(continuation.track_embeddings(audio, text))},
-        checkpoint_path=path, config=config, extra={"model": name, "split": split})
+    manifest = larp_export.write_track_export(
+        os.path.join(workdir, "export", f"{split}_embeddings.npz"), dataset_dir, split, audio,
+        text, path, config, {"model": name, "split": split})
     results["export/embedding_space_id"] = manifest["embedding_space_id"]
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=1, sort_keys=True)

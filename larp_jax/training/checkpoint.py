@@ -10,6 +10,7 @@ Layout under ``directory``::
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any
@@ -54,7 +55,7 @@ class Checkpointer:
 
   def __init__(self, directory: str | epath.Path, *, max_to_keep: int = 3,
                save_every_steps: int = 1000, async_save: bool = True):
-    self.directory = epath.Path(directory)
+    self.directory = epath.Path(os.path.abspath(directory))  # orbax needs absolute paths
     self.save_every_steps = int(save_every_steps)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, save_interval_steps=1, create=True,
@@ -111,7 +112,7 @@ class Checkpointer:
 
 def save_params(path: str | epath.Path, tree: Any) -> None:
   """Writes one pytree (e.g. best params) to ``path`` with orbax, replacing it."""
-  path = epath.Path(path)
+  path = epath.Path(os.path.abspath(path))
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(path, tree, force=True)
   checkpointer.wait_until_finished()
@@ -120,7 +121,7 @@ def save_params(path: str | epath.Path, tree: Any) -> None:
 
 def load_params(path: str | epath.Path, abstract_tree: Any | None = None) -> Any:
   """Reads a pytree written by ``save_params`` (onto ``abstract_tree``'s shardings if given)."""
-  path = epath.Path(path)
+  path = epath.Path(os.path.abspath(path))
   if not path.exists():
     raise FileNotFoundError(f"No checkpoint at {path}")
   checkpointer = ocp.StandardCheckpointer()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -119,7 +120,7 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
     hparams: written to TensorBoard once.
     description: label for the progress bar and logs.
   """
-  workdir = epath.Path(workdir)
+  workdir = epath.Path(os.path.abspath(workdir))  # orbax needs absolute paths
   workdir.mkdir(parents=True, exist_ok=True)
   is_chief = jax.process_index() == 0
   num_steps = int(config.num_train_steps)
