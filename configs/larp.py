@@ -45,7 +45,8 @@ def _base() -> ml_collections.ConfigDict:
       wtc_id_positives=True, ttc_positives="cooccurrence", tpc_positives="incidence",
       tpc_directions="both", normalize_playlists=True))
   c.optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-4, warmup_steps=3000,
-                                               grad_clip_norm=0.0))
+                                               grad_clip_norm=0.0,
+                                               lr_multipliers=ml_collections.ConfigDict()))
   c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1), logical_axis_rules=(
       ("batch", "data"), ("table_rows", "data"), ("vocab", "model"), ("mlp", "model"),
       ("heads", "model"), ("embed", None), ("kv", None))))
@@ -81,6 +82,9 @@ def _demo() -> ml_collections.ConfigDict:
   c.model.text_pooling = "mean"
   c.loss.update(queue_size=512, num_truncate=10)
   c.optimizer.update(learning_rate=3e-4, warmup_steps=20)
+  # The text tower starts from pretrained MiniLM: update it 10x more gently than the randomly
+  # initialised audio tower, projections and fusion (3e-5 vs 3e-4).
+  c.optimizer.lr_multipliers = ml_collections.ConfigDict(dict(text_encoder=0.1))
   c.loop.update(log_every_steps=10, checkpoint_every_steps=50, early_stopping_patience=3)
   return c
 

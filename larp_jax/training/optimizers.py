@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import optax
 
 
@@ -20,6 +21,7 @@ def make_optimizer(config: Any, total_steps: int) -> optax.GradientTransformatio
   """Adam(W) with warm-up + cosine, optional global-norm clipping.
 
   Config keys: ``name`` ('adam'|'adamw'|'sgd'), ``learning_rate``, ``warmup_steps``,
+  ``lr_multipliers`` ({top-level param name: factor}),
   ``weight_decay`` (adamw), ``grad_clip_norm`` (0: off), ``b1``, ``b2``, ``eps``.
   """
   schedule = warmup_cosine(config.learning_rate, config.get("warmup_steps", 0), total_steps,
@@ -34,5 +36,22 @@ def make_optimizer(config: Any, total_steps: int) -> optax.GradientTransformatio
     tx = optax.adamw(schedule, weight_decay=config.get("weight_decay", 0.0), **kwargs)
   else:
     raise ValueError(f"config.optimizer.name={name!r}: expected 'adam', 'adamw' or 'sgd'.")
+  multipliers = dict(config.get("lr_multipliers", None) or {})
+  if multipliers:
+    tx = _with_lr_multipliers(tx, multipliers)
   clip = config.get("grad_clip_norm", 0.0)
   return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx
+
+
+def _with_lr_multipliers(tx: optax.GradientTransformation,
+                         multipliers: dict[str, float]) -> optax.GradientTransformation:
+  """Scales the updates of top-level param subtrees, e.g. {'text_encoder': 0.1} for a
+  pretrained tower (the update of Adam is proportional to the learning rate)."""
+
+  def labels(params):
+    return {k: jax.tree.map(lambda _, k=k: k if k in multipliers else "default", v)
+            for k, v in params.items()}
+
+  transforms = {"default": optax.identity(),
+                **{k: optax.scale(float(m)) for k, m in multipliers.items()}}
+  return optax.chain(tx, optax.multi_transform(transforms, labels))
