@@ -14,18 +14,23 @@ statistics, SpecAugment, drop path), `transformers.BertModel` from the same Mini
 mode, dropout), two `Linear(-> 256)` projections, a learnable temperature clamped to
 [temperature_min, temperature_max], a momentum copy (`copy.deepcopy`, no grad, eval forward, EMA
 0.995 after the optimizer step), feature/id/group queues [Q, ...], the WTC loss (stage 2: + TTC)
-with the same positives, Adam (`lr` from the same warm-up + cosine schedule), FIFO enqueue and the
-[N_train, 256] lookup-table writes. Both start from the same weights: torch's HTS-AT init is
-converted into our params with `htsat.convert_torch_state_dict`, both text towers load the MiniLM
-checkpoint, and our projections/temperature are copied into torch. Parts the loss never reaches
-(HTS-AT's classification conv, our playlist fusion block) are computed/updated as each framework
-does by itself: torch runs HTS-AT's tscam conv in forward but skips params without gradients in
-Adam; XLA drops the unused conv but Adam-updates every parameter.
+with the same positives, Adam (`lr` from the same warm-up + cosine schedule and the same per-tower
+`lr_multipliers`), FIFO enqueue and the [N_train, 256] lookup-table writes. Both start from the
+same weights: torch's HTS-AT init is converted into our params with
+`htsat.convert_torch_state_dict`, both text towers load the MiniLM checkpoint, and our
+projections/temperature are copied into torch. Parts the loss never reaches (HTS-AT's
+classification conv, our playlist fusion block) are computed/updated as each framework does by
+itself: torch runs HTS-AT's tscam conv in forward but skips params without gradients in Adam; XLA
+drops the unused conv but Adam-updates every parameter.
 
 Same random batch for both (audio N(0, 0.1^2) [B, S], token ids with varied lengths, unique track
 indices; stage 2: B pairs of co-occurring tracks = 2B clips). Warm-up steps are excluded; timed
 steps alternate ours / torch so background load hits both alike. examples/s = B / median step time
 (stage 2 counts pairs, i.e. `--batch_size`). ratio = ours / torch (> 1: ours faster).
+
+Run it on an otherwise idle machine: the 1-minute load average is recorded, because on an
+oversubscribed CPU torch's 2 OpenMP threads stall at every op barrier (steps 5-20x slower, seen at
+load ~7 on 2 cores) while XLA degrades gracefully, which inflates the ratio several-fold.
 """
 from __future__ import annotations
 
@@ -379,7 +384,13 @@ def build_torch(config, ours: OursSetup, groups: np.ndarray, text_dir: str, adam
     kwargs['fused'] = True
   else:
     kwargs['foreach'] = adam == 'foreach'
-  optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], **kwargs)
+  # config.optimizer.lr_multipliers ({top-level param name: factor}) -> one param group each.
+  multipliers = dict(opt.get('lr_multipliers', None) or {})
+  grouped: dict[float, list[Any]] = {}
+  for name, param in model.named_parameters():
+    grouped.setdefault(float(multipliers.get(name.split('.')[0], 1.0)), []).append(param)
+  optimizer = torch.optim.Adam([{'params': params, 'lr_multiplier': factor}
+                                for factor, params in grouped.items()], **kwargs)
   schedule = optimizers.warmup_cosine(float(opt.learning_rate), opt.get('warmup_steps', 0),
                                       ours.total_steps, opt.get('end_learning_rate', 0.0))
   learning_rates = np.asarray(jax.vmap(schedule)(np.arange(ours.total_steps + 1)))
@@ -430,15 +441,17 @@ def torch_train_step(setup: TorchSetup, batch: dict[str, Any], stage: int, loss_
     loss = loss + torch_ttc_loss(audio, text, audio_m, text_m, queues['audio'], queues['text'],
                                  temp, partner, groups if cooccurrence else None,
                                  queues['groups'] if cooccurrence else None)
+  learning_rate = float(setup.learning_rates[min(setup.step, len(setup.learning_rates) - 1)])
   for group in setup.optimizer.param_groups:
-    group['lr'] = float(setup.learning_rates[min(setup.step, len(setup.learning_rates) - 1)])
+    group['lr'] = learning_rate * group['lr_multiplier']
   setup.optimizer.zero_grad(set_to_none=True)
   loss.backward()
   setup.optimizer.step()
   setup.step += 1
   with torch.no_grad():
     momentum = float(loss_config.momentum)
-    torch._foreach_lerp_(list(momentum_model.parameters()), list(model.parameters()),  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    torch._foreach_lerp_(list(momentum_model.parameters()), list(model.parameters()),
                          1.0 - momentum)
     size = queues['audio'].shape[0]
     rows = (setup.queue_ptr + torch.arange(ids.shape[0])) % size
@@ -462,6 +475,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   from larp_jax.jobs import larp as larp_job  # pylint: disable=g-import-not-at-top
   from larp_jax.training import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(args.torch_threads)
+  load_before = os.getloadavg()[0]
   config = load_config(args.variant)
   if config.loss.queue_size < (args.stage * args.batch_size):
     raise ValueError(f'queue_size {config.loss.queue_size} < clips per step '
@@ -520,6 +534,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       'trace_lower_s': trace_s, 'compile_s': compile_s, 'build_s': build_s,
       'ours_losses': ours_losses, 'torch_losses': torch_losses,
       'log_keys': float(np.log(args.stage * args.batch_size + config.loss.queue_size)),
+      'load_average_1min': [load_before, os.getloadavg()[0]],
   }
   results['ratio'] = results['ours_examples_per_s'] / results['torch_examples_per_s']
   return results
@@ -537,7 +552,10 @@ def _print_table(r: dict[str, Any]) -> None:
   print(f"ratio (ours / torch examples/s): {r['ratio']:.2f}x   "
         f"(medians of {r['steps']} alternating steps after {r['warmup']} warm-up)")
   print(f"compile: trace+lower {r['trace_lower_s']:.1f} s + XLA compile {r['compile_s']:.1f} s "
-        f"(excluded); build both models {r['build_s']:.1f} s; log(B+Q) = {r['log_keys']:.2f}")
+        f"(excluded); build both models {r['build_s']:.1f} s")
+  print(f"log(clips + Q) = {r['log_keys']:.2f} (the per-term InfoNCE loss at init); 1-min load "
+        f"average before/after: {r['load_average_1min'][0]:.1f} / {r['load_average_1min'][1]:.1f} "
+        f"on {os.cpu_count()} CPUs (torch's OpenMP threads slow down far more than XLA under load)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -80,14 +80,14 @@ def _demo() -> ml_collections.ConfigDict:
   c = _base()
   c.data.max_set_size = 60  # the generator's longest session: nothing is truncated
   c.data.demo.update(num_users=900, num_sessions=6000)
-  c.model.settrm.update(num_layers=2, num_heads=4, num_inducing=16, hidden_dim=64, ff_dim=128)
-  c.model.dnn_hidden_dims = (128, 256, 128)
-  c.model.gru.update(decoder_hidden=64, decoder_size=128, attention_size=32)
-  c.model.trm.update(decoder_heads=4, decoder_ff_dim=128)
+  c.model.settrm.update(num_layers=2, num_heads=4, num_inducing=8, hidden_dim=32, ff_dim=64)
+  c.model.dnn_hidden_dims = (64, 128, 64)
+  c.model.gru.update(decoder_hidden=32, decoder_size=64, attention_size=16)
+  c.model.trm.update(decoder_heads=4, decoder_ff_dim=64)
   c.optimizer.learning_rate = 2e-3
   c.optimizer.end_learning_rate = 2e-4
-  c.loop.update(num_train_steps=300, log_every_steps=50, eval_every_steps=50,
-                checkpoint_every_steps=100, early_stopping_patience=3, progress=False)
+  c.loop.update(num_train_steps=200, log_every_steps=50, eval_every_steps=50,
+                checkpoint_every_steps=100, early_stopping_patience=2, progress=False)
   return c
 
 

