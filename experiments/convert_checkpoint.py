@@ -23,12 +23,22 @@ import numpy as np
 
 from larp_jax.models import htsat
 
-_INPUT = flags.DEFINE_string('input', None, 'Checkpoint: .ckpt/.pt/.pth (torch) or .safetensors.')
-_VARIANT = flags.DEFINE_enum('variant', 'tiny', ['tiny', 'base', 'small'], 'HTS-AT variant.')
-_OUTPUT = flags.DEFINE_string('output', None, 'Output directory.')
-_PREFIX = flags.DEFINE_string('prefix', None, "Force a key prefix (e.g. 'audio_branch.').")
-_ALLOW_UNMATCHED = flags.DEFINE_bool('allow_unmatched', False,
-                                     'Write even if keys are unmatched or variables missing.')
+_INPUT = None
+_VARIANT = None
+_OUTPUT = None
+_PREFIX = None
+_ALLOW_UNMATCHED = None
+
+
+def define_flags() -> None:
+  """Defines the CLI flags (only when run as a program, so importing never clashes)."""
+  global _INPUT, _VARIANT, _OUTPUT, _PREFIX, _ALLOW_UNMATCHED
+  _INPUT = flags.DEFINE_string('input', None, 'Checkpoint: .ckpt/.pt/.pth (torch) or .safetensors.')
+  _VARIANT = flags.DEFINE_enum('variant', 'tiny', ['tiny', 'base', 'small'], 'HTS-AT variant.')
+  _OUTPUT = flags.DEFINE_string('output', None, 'Output directory.')
+  _PREFIX = flags.DEFINE_string('prefix', None, "Force a key prefix (e.g. 'audio_branch.').")
+  _ALLOW_UNMATCHED = flags.DEFINE_bool('allow_unmatched', False,
+                                       'Write even if keys are unmatched or variables missing.')
 
 REPORT_NAME = 'conversion_report.json'
 VARIABLES_NAME = 'variables'
@@ -138,4 +148,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

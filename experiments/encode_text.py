@@ -22,18 +22,31 @@ import numpy as np
 
 from larp_jax.models import bert
 
-_MODEL_DIR = flags.DEFINE_string('model_dir', None, 'HF BERT directory (config.json, '
-                                 'model.safetensors, tokenizer files).')
-_INPUT = flags.DEFINE_string('input', None, 'UTF-8 text file, one text per line.')
-_OUTPUT = flags.DEFINE_string('output', None, 'Output .npy path (float32 [N, H]).')
-_POOLING = flags.DEFINE_enum('pooling', 'mean', ['mean', 'cls'], 'Pooling of the last hidden '
-                             'state: masked mean or the [CLS] position.')
-_NORMALIZE = flags.DEFINE_bool('normalize', False, 'L2-normalise the embeddings.')
-_MAX_LENGTH = flags.DEFINE_integer('max_length', 128, 'Tokens per text (longer ones are '
-                                   'truncated). LARP uses 30.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 64, 'Texts per jitted batch.')
-_SKIP_EMPTY = flags.DEFINE_bool('skip_empty', False, 'Drop empty lines (with a warning and a '
-                                '<output>.lines.txt of kept line numbers) instead of failing.')
+_MODEL_DIR = None
+_INPUT = None
+_OUTPUT = None
+_POOLING = None
+_NORMALIZE = None
+_MAX_LENGTH = None
+_BATCH_SIZE = None
+_SKIP_EMPTY = None
+
+
+def define_flags() -> None:
+  """Defines the CLI flags (only when run as a program, so importing never clashes)."""
+  global _MODEL_DIR, _INPUT, _OUTPUT, _POOLING, _NORMALIZE, _MAX_LENGTH, _BATCH_SIZE, _SKIP_EMPTY
+  _MODEL_DIR = flags.DEFINE_string('model_dir', None, 'HF BERT directory (config.json, '
+                                   'model.safetensors, tokenizer files).')
+  _INPUT = flags.DEFINE_string('input', None, 'UTF-8 text file, one text per line.')
+  _OUTPUT = flags.DEFINE_string('output', None, 'Output .npy path (float32 [N, H]).')
+  _POOLING = flags.DEFINE_enum('pooling', 'mean', ['mean', 'cls'], 'Pooling of the last hidden '
+                               'state: masked mean or the [CLS] position.')
+  _NORMALIZE = flags.DEFINE_bool('normalize', False, 'L2-normalise the embeddings.')
+  _MAX_LENGTH = flags.DEFINE_integer('max_length', 128, 'Tokens per text (longer ones are '
+                                     'truncated). LARP uses 30.')
+  _BATCH_SIZE = flags.DEFINE_integer('batch_size', 64, 'Texts per jitted batch.')
+  _SKIP_EMPTY = flags.DEFINE_bool('skip_empty', False, 'Drop empty lines (with a warning and a '
+                                  '<output>.lines.txt of kept line numbers) instead of failing.')
 
 
 def read_lines(path: str) -> list[str]:
@@ -101,5 +114,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  define_flags()
   flags.mark_flags_as_required(['model_dir', 'input', 'output'])
   app.run(main)
