@@ -257,6 +257,23 @@ def _audio_text_contrast(audio, text, audio_m, text_m, queue_audio, queue_text, 
   return loss, aux
 
 
+def _prepare_audio_text(audio, text, audio_m, text_m, queue_audio, queue_text, alpha):
+  """Shared argument checks of wtc_loss/ttc_loss; missing momentum keys default to the online ones.
+
+  Returns:
+    (audio, audio_m, text_m, batch size B, queue size Q).
+  """
+  audio = jnp.asarray(audio)
+  b, d = audio.shape
+  audio_m = audio if audio_m is None else audio_m
+  text_m = text if text_m is None else text_m
+  _check_features({'text': text, 'audio_m': audio_m, 'text_m': text_m}, b, d)
+  q = _check_queue(queue_audio, queue_text, d)
+  if _use_distillation(alpha) and (audio_m is audio or text_m is text):
+    raise ValueError('alpha > 0 (momentum distillation) needs audio_m and text_m.')
+  return audio, audio_m, text_m, b, q
+
+
 def wtc_loss(
     audio: Array,
     text: Array,
@@ -292,14 +309,8 @@ def wtc_loss(
     (loss float32 scalar, aux dict with 'loss_a2t', 'loss_t2a', logits/targets per direction and
     top-1 accuracies).
   """
-  audio = jnp.asarray(audio)
-  b, d = audio.shape
-  audio_m = audio if audio_m is None else audio_m
-  text_m = text if text_m is None else text_m
-  _check_features({'text': text, 'audio_m': audio_m, 'text_m': text_m}, b, d)
-  q = _check_queue(queue_audio, queue_text, d)
-  if _use_distillation(alpha) and (audio_m is audio or text_m is text):
-    raise ValueError('alpha > 0 (momentum distillation) needs audio_m and text_m.')
+  audio, audio_m, text_m, b, q = _prepare_audio_text(audio, text, audio_m, text_m, queue_audio,
+                                                      queue_text, alpha)
 
   partner = jnp.arange(b, dtype=jnp.int32)
   positives = _pair_positives(partner, b + q)
@@ -383,14 +394,8 @@ def ttc_loss(
   """
   if positives not in _TTC_POSITIVES:
     raise ValueError(f'positives must be one of {_TTC_POSITIVES}, got {positives!r}.')
-  audio = jnp.asarray(audio)
-  b, d = audio.shape
-  audio_m = audio if audio_m is None else audio_m
-  text_m = text if text_m is None else text_m
-  _check_features({'text': text, 'audio_m': audio_m, 'text_m': text_m}, b, d)
-  q = _check_queue(queue_audio, queue_text, d)
-  if _use_distillation(alpha) and (audio_m is audio or text_m is text):
-    raise ValueError('alpha > 0 (momentum distillation) needs audio_m and text_m.')
+  audio, audio_m, text_m, b, q = _prepare_audio_text(audio, text, audio_m, text_m, queue_audio,
+                                                      queue_text, alpha)
   partner = jnp.asarray(partner)
   if partner.shape != (b,) or not jnp.issubdtype(partner.dtype, jnp.integer):
     raise ValueError(f'partner must be an int array of shape [{b}], got {partner.shape} {partner.dtype}.')
