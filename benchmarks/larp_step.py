@@ -17,7 +17,7 @@ mode, dropout), two `Linear(-> 256)` projections, a learnable temperature clampe
 with the same positives, Adam (`lr` from the same warm-up + cosine schedule and the same per-tower
 `lr_multipliers`), FIFO enqueue and the [N_train, 256] lookup-table writes. Both start from the
 same weights: torch's HTS-AT init is converted into our params with
-`htsat.convert_torch_state_dict`, both text towers load the MiniLM checkpoint, and our
+`htsat_convert.convert_torch_state_dict`, both text towers load the MiniLM checkpoint, and our
 projections/temperature are copied into torch. Parts the loss never reaches (HTS-AT's
 classification conv, our playlist fusion block) are computed/updated as each framework does by
 itself: torch runs HTS-AT's tscam conv in forward but skips params without gradients in Adam; XLA
@@ -200,14 +200,14 @@ def build_ours(config, cfg, stage: int, groups: np.ndarray, total_steps: int,
 
 def load_torch_htsat_into_ours(ours: OursSetup, torch_htsat) -> None:
   """Replaces our HTS-AT params (online and momentum) and bn0 statistics with the torch
-  module's weights (`htsat.convert_torch_state_dict`, strict)."""
+  module's weights (`htsat_convert.convert_torch_state_dict`, strict)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from larp_jax.models import htsat  # pylint: disable=g-import-not-at-top
+  from larp_jax.models import htsat_convert  # pylint: disable=g-import-not-at-top
   reference_htsat = _reference_htsat_module()
-  variables = htsat.convert_torch_state_dict(reference_htsat.numpy_state_dict(torch_htsat),
-                                             ours.cfg.audio)
+  variables = htsat_convert.convert_torch_state_dict(
+      reference_htsat.numpy_state_dict(torch_htsat), ours.cfg.audio)
   state = ours.state
   copy_tree = lambda tree: jax.tree.map(jnp.array, tree)  # noqa: E731  (separate buffers)
   params = {**state.params, 'audio_encoder': copy_tree(variables['params'])}

@@ -16,14 +16,11 @@ Paper vs reading switches: ``report.threshold`` ('relative' = Eq. 8, 'absolute' 
 MOSTRA and MOSTRA-WtSUM (see larp_jax/jobs/mostra.py for why SetRank_RMSE).
 """
 
-import dataclasses
-
 import ml_collections
 
-from data_pipelines.demo import sessions as demo_sessions
-from larp_jax.training import config_checks
+from configs import common
 
-# Every scorer Table 1 needs (names as in larp_jax/jobs/mostra.py SCORERS).
+# Every scorer Table 1 needs (names as in SCORERS of larp_jax/models/mostra.py).
 TABLE1_SCORERS = ('DNN_AttRank', 'DNN_BCE', 'DNN_RMSE', 'SetRank', 'SetRank_BCE', 'SetRank_RMSE',
                   'SetTRM2GRU_AttRank', 'SetTRM2TRM_AttRank', 'MO-LTR_AttRank', 'MO-LTR_RMSE')
 
@@ -37,8 +34,9 @@ def _base() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       dir='', max_set_size=100, split_by='user', split_seed=0,
       split_fractions=(0.8, 0.1, 0.1),
-      # Every DemoSessionsConfig field (used when `dir` is empty).
-      demo=ml_collections.ConfigDict(dataclasses.asdict(demo_sessions.DemoSessionsConfig()))))
+      # Demo generator sizes (used when `dir` is empty): DemoSessionsConfig fields of
+      # data_pipelines/demo/sessions.py; fields not set here keep the generator's defaults.
+      demo=ml_collections.ConfigDict()))
   c.model = ml_collections.ConfigDict(dict(
       dtype='float32',
       settrm=ml_collections.ConfigDict(dict(num_layers=6, num_heads=8, num_inducing=20,
@@ -50,19 +48,15 @@ def _base() -> ml_collections.ConfigDict:
       trm=ml_collections.ConfigDict(dict(decoder_heads=8, decoder_ff_dim=1024)),
       # Teacher-forced steps of the pointer decoders (the report scores the top 10).
       pointer_train_length=10))
-  c.optimizer = ml_collections.ConfigDict(dict(
-      name='adam', learning_rate=5e-4, end_learning_rate=5e-5, warmup_steps=0,
-      grad_clip_norm=0.0))
-  c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1), logical_axis_rules=(
-      ('batch', 'data'), ('table_rows', 'data'), ('vocab', 'model'), ('mlp', 'model'),
-      ('heads', 'model'), ('embed', None), ('kv', None))))
+  c.optimizer = common.optimizer(name='adam', learning_rate=5e-4, end_learning_rate=5e-5)
+  c.mesh = common.mesh()
   # Model selection / early stopping on validation NDCG@10 of SAT; MO-LTR, whose target mixes
   # all four objectives, on the mean validation NDCG@10 over SAT, BOOST, EXPOSURE, DISCOVERY.
   c.mo_ltr_selection_metric = 'ndcg@10/mean'
-  c.loop = ml_collections.ConfigDict(dict(
-      num_train_steps=12_500, log_every_steps=100, eval_every_steps=500,
-      checkpoint_every_steps=1000, keep_checkpoints=2, early_stopping_metric='ndcg@10/SAT',
-      early_stopping_mode='max', early_stopping_patience=5, progress=True))
+  c.loop = common.loop(num_train_steps=12_500, log_every_steps=100, eval_every_steps=500,
+                       checkpoint_every_steps=1000, keep_checkpoints=2,
+                       early_stopping_metric='ndcg@10/SAT', early_stopping_mode='max',
+                       early_stopping_patience=5)
   c.report = ml_collections.ConfigDict(dict(
       split='test', ndcg_ks=(5, 10), map_k=5, decode_batch_size=512, beam_size=5,
       epsilons=(0.01, 0.05, 0.1), alphas=(1.0, 0.5, 0.1, 0.01),
@@ -79,7 +73,7 @@ def _paper() -> ml_collections.ConfigDict:
 def _demo() -> ml_collections.ConfigDict:
   c = _base()
   c.data.max_set_size = 60  # the generator's longest session: nothing is truncated
-  c.data.demo.update(num_users=900, num_sessions=6000)
+  c.data.demo.update(num_users=900, num_sessions=6000)  # the demo's sessions
   c.model.settrm.update(num_layers=2, num_heads=4, num_inducing=8, hidden_dim=32, ff_dim=64)
   c.model.dnn_hidden_dims = (64, 128, 64)
   c.model.gru.update(decoder_hidden=32, decoder_size=64, attention_size=16)
@@ -110,5 +104,5 @@ def _test() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return config_checks.select_variant(
+  return common.select_variant(
       arg, {'paper': _paper, 'demo': _demo, 'test': _test}, 'configs/mostra.py', 'demo')

@@ -1,6 +1,6 @@
 """Smoke job: tiny transformer on generated sequences.
 
-Variants (``--config=configs/toy.py:<variant>``):
+Variants (``--config=configs/toy.py:<variant>[,key=value...]``):
   default  all devices on `data` (1 CPU device works)
   sharded  (4, 2) data x model mesh: needs 8 devices (e.g. XLA_FLAGS=--xla_force_host_platform_device_count=8)
   test     tiny and short, for unit tests
@@ -8,27 +8,30 @@ Variants (``--config=configs/toy.py:<variant>``):
 
 import ml_collections
 
-from larp_jax.training import config_checks
+from configs import common
 
 
 def _base() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.batch_size = 32
-  config.data = ml_collections.ConfigDict(dict(vocab_size=64, seq_len=32, num_examples=1_000_000))
-  config.model = ml_collections.ConfigDict(dict(num_layers=2, embed_dim=64, num_heads=4,
-                                                mlp_dim=256, dtype="float32"))
-  config.optimizer = ml_collections.ConfigDict(dict(name="adamw", learning_rate=3e-3,
-                                                    warmup_steps=20, weight_decay=1e-4,
-                                                    grad_clip_norm=1.0))
-  config.mesh = ml_collections.ConfigDict(dict(
-      shape=(-1, 1),
-      logical_axis_rules=(("batch", "data"), ("table_rows", "data"), ("vocab", "model"),
-                          ("mlp", "model"), ("heads", "model"), ("embed", None), ("kv", None))))
-  config.loop = ml_collections.ConfigDict(dict(
-      num_train_steps=300, log_every_steps=25, eval_every_steps=100, checkpoint_every_steps=100,
-      keep_checkpoints=3, early_stopping_metric="accuracy", early_stopping_mode="max",
-      early_stopping_patience=3, progress=True))
+  config.seed = 0  # init and data seed
+  config.batch_size = 32  # global batch (sequences)
+  config.data = ml_collections.ConfigDict()
+  config.data.vocab_size = 64  # tokens
+  config.data.seq_len = 32  # tokens per sequence
+  config.data.num_examples = 1_000_000  # generated sequences per epoch
+  config.model = ml_collections.ConfigDict()
+  config.model.num_layers = 2  # transformer blocks
+  config.model.embed_dim = 64  # model width
+  config.model.num_heads = 4  # attention heads
+  config.model.mlp_dim = 256  # feed-forward width
+  config.model.dtype = "float32"  # computation dtype
+  config.optimizer = common.optimizer(name="adamw", learning_rate=3e-3, warmup_steps=20,
+                                      weight_decay=1e-4, grad_clip_norm=1.0)
+  config.mesh = common.mesh()
+  config.loop = common.loop(num_train_steps=300, log_every_steps=25, eval_every_steps=100,
+                            checkpoint_every_steps=100, keep_checkpoints=3,
+                            early_stopping_metric="accuracy", early_stopping_patience=3)
+  config.init_from = ()  # warm-start entries (configs.common.init_from)
   return config
 
 
@@ -49,5 +52,5 @@ def _test() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return config_checks.select_variant(
+  return common.select_variant(
       arg, {"default": _base, "sharded": _sharded, "test": _test}, "configs/toy.py", "default")

@@ -1,7 +1,8 @@
 """grain input pipelines for the three LARP stages and numpy loaders for evaluation.
 
-All training pipelines read a dataset directory built by `data_pipelines.mpd.build_dataset` and
-return a `grain.MapDataset` of batches (fixed shapes, `drop_remainder=True`):
+All training pipelines read a dataset directory built by
+`data_pipelines.playlist_datasets.build_dataset` and return a `grain.MapDataset` of batches (fixed
+shapes, `drop_remainder=True`):
 
   source -> trim to a multiple of process_count -> per-host slice [process_index::process_count]
          -> shuffle(seed) -> map (decode; random_map for TPC) -> batch(global_batch_size //
@@ -34,7 +35,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import audio as audio_lib
-from data_pipelines import mpd
+from data_pipelines import playlist_audio
 from data_pipelines import text as text_lib
 
 _TRACK_KEYS = ('audio', 'input_ids', 'attention_mask', 'track_index')
@@ -42,7 +43,7 @@ _TRACK_KEYS = ('audio', 'input_ids', 'attention_mask', 'track_index')
 
 def dataset_metadata(dataset_dir: os.PathLike | str) -> dict[str, Any]:
   """The dataset's `larp_metadata.json` (counts, pad ids, uris per split, skip report)."""
-  return mpd.load_metadata(dataset_dir)
+  return playlist_audio.load_metadata(dataset_dir)
 
 
 def open_split(dataset_dir: os.PathLike | str, split: str):
@@ -51,9 +52,9 @@ def open_split(dataset_dir: os.PathLike | str, split: str):
   Raises:
     ValueError: unknown split name or not a built dataset directory.
   """
-  if split not in mpd.SPLIT_NAMES:
-    raise ValueError(f'unknown split {split!r}; splits: {mpd.SPLIT_NAMES}')
-  mpd.load_metadata(dataset_dir)
+  if split not in playlist_audio.SPLIT_NAMES:
+    raise ValueError(f'unknown split {split!r}; splits: {playlist_audio.SPLIT_NAMES}')
+  playlist_audio.load_metadata(dataset_dir)
   return tfds.builder_from_directory(str(dataset_dir)).as_data_source(split=split)
 
 
@@ -81,7 +82,7 @@ class _TrackDecoder:
 
   def __init__(self, dataset_dir: os.PathLike | str, tokenizer_dir: os.PathLike | str | None,
                max_text_length: int | None):
-    meta = mpd.load_metadata(dataset_dir)
+    meta = playlist_audio.load_metadata(dataset_dir)
     self.max_text_length = max_text_length or meta['config']['max_text_length']
     self.stored_ids = meta['has_token_ids'] and (
         max_text_length is None or max_text_length == meta['config']['max_text_length'])
@@ -199,7 +200,7 @@ def load_train_playlists(dataset_dir: os.PathLike | str) -> dict[str, Any]:
   return {'tracks': np.stack([r['playlist_tracks'] for r in records]).astype(np.int32),
           'length': np.asarray([r['length'] for r in records], np.int32),
           'pid': np.asarray([r['pid'] for r in records], np.int64),
-          'pad_id': int(mpd.load_metadata(dataset_dir)['pad_id']['train'])}
+          'pad_id': int(playlist_audio.load_metadata(dataset_dir)['pad_id']['train'])}
 
 
 def tpc_dataset(dataset_dir: os.PathLike | str, *, global_batch_size: int, seed: int = 0,
@@ -296,7 +297,7 @@ def load_eval_tracks(dataset_dir: os.PathLike | str, split: str, *,
      'track_index' int32 [N], 'track_uri' list[str] (N)}.
   """
   part = _check_eval_part(split)
-  meta = mpd.load_metadata(dataset_dir)
+  meta = playlist_audio.load_metadata(dataset_dir)
   n = len(meta['track_uris'][part])
   batch = next(eval_track_batches(dataset_dir, part, max(n, 1), tokenizer_dir=tokenizer_dir,
                                   max_text_length=max_text_length))
@@ -318,7 +319,7 @@ def load_eval_playlists(dataset_dir: os.PathLike | str, split: str) -> dict[str,
     raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
   source = open_split(dataset_dir, f'playlists_{split}')
   records = source.__getitems__(list(range(len(source))))
-  pad_id = int(mpd.load_metadata(dataset_dir)['pad_id'][split])
+  pad_id = int(playlist_audio.load_metadata(dataset_dir)['pad_id'][split])
   stack = lambda key, dtype: np.asarray([r[key] for r in records], dtype)
   return {'pid': stack('pid', np.int64), 'tracks': stack('playlist_tracks', np.int32),
           'length': stack('length', np.int32), 'seeds': stack('seeds', np.int32),

@@ -8,8 +8,9 @@ Manual dir layout:
   tracks.tsv             header with `track_id`, `track_name`, `artist_name`, `album_name`.
   audio/<track_id>.<ext> one audio file per track.
 LARP (Sec. 4.1) treats each user as a playlist of every track they listened to; the cold-start
-split, pairs and sequences are then exactly as for MPD (`data_pipelines/mpd.py`: same splits and
-features).
+split, pairs and sequences are then exactly as for MPD (same splits and features; the builder base
+is `data_pipelines/playlist_audio.py`, `data_pipelines.playlist_datasets.build_dataset('lfm', ...)`
+builds it).
 Log rows naming a track missing from tracks.tsv are skipped as 'unknown_track'; rows that do not
 parse are skipped as 'malformed_log_row'; both are counted and reported in the metadata.
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 import tqdm
 
-from data_pipelines import mpd
+from data_pipelines import playlist_audio
 from data_pipelines import splits as splits_lib
 
 LOGS_FILE = 'listening_counts.tsv'
@@ -53,14 +54,24 @@ def _sort_key(value: str) -> tuple[int, float | str]:
     return (1, value)
 
 
-def read_lfm(manual_dir: os.PathLike | str, report: mpd.SkipReport) -> mpd.SourceData:
+def read_lfm(manual_dir: os.PathLike | str,
+             report: playlist_audio.SkipReport) -> playlist_audio.SourceData:
   """Reads listening logs + track table into user "playlists" and per-track metadata.
+
+  Args:
+    manual_dir: holds LOGS_FILE and TRACKS_FILE (see the module docstring).
+    report: collects the skipped rows.
+
+  Returns:
+    SourceData: one playlist per user (pid = the user id if all ids are integers, else the user's
+    order of first appearance; tracks deduplicated, by timestamp if given) and a TrackInfo per
+    track id (audio_key = track id).
 
   Raises:
     ValueError: a file is missing or lacks a required column, or no usable user is left.
   """
   manual_dir = pathlib.Path(manual_dir)
-  tracks: dict[str, mpd.TrackInfo] = {}
+  tracks: dict[str, playlist_audio.TrackInfo] = {}
   f, reader, cols = _open_tsv(manual_dir / TRACKS_FILE, _TRACK_COLUMNS)
   with f:
     for line_no, row in enumerate(reader, start=2):
@@ -72,7 +83,8 @@ def read_lfm(manual_dir: os.PathLike | str, report: mpd.SkipReport) -> mpd.Sourc
       if not (track_id and name and artist):
         report.add('malformed_track_row', f'{TRACKS_FILE}:{line_no}: {row!r}')
         continue
-      tracks.setdefault(track_id, mpd.TrackInfo(name, artist, album, audio_key=track_id))
+      tracks.setdefault(track_id,
+                        playlist_audio.TrackInfo(name, artist, album, audio_key=track_id))
 
   users: dict[str, list[tuple[Any, int, str]]] = collections.defaultdict(list)
   f, reader, cols = _open_tsv(manual_dir / LOGS_FILE, ('user_id', 'track_id'))
@@ -106,10 +118,10 @@ def read_lfm(manual_dir: os.PathLike | str, report: mpd.SkipReport) -> mpd.Sourc
                                          splits_lib.dedupe(t for _, _, t in events)))
   if not playlists:
     raise ValueError(f'no usable listening rows in {str(manual_dir / LOGS_FILE)!r}')
-  return mpd.SourceData(playlists, tracks)
+  return playlist_audio.SourceData(playlists, tracks)
 
 
-class LarpLfm(mpd.PlaylistAudioBuilder):
+class LarpLfm(playlist_audio.PlaylistAudioBuilder):
   """LARP data from LFM-style listening logs + a track table + an audio folder."""
 
   KIND = 'lfm'
@@ -119,5 +131,6 @@ class LarpLfm(mpd.PlaylistAudioBuilder):
   `python -m data_pipelines.demo.catalogue --out DIR --lfm` writes a demo.
   """
 
-  def _read_source(self, manual_dir: pathlib.Path, report: mpd.SkipReport) -> mpd.SourceData:
+  def _read_source(self, manual_dir: pathlib.Path,
+                   report: playlist_audio.SkipReport) -> playlist_audio.SourceData:
     return read_lfm(manual_dir, report)

@@ -1,462 +1,45 @@
-"""TFDS builders (array_record) for LARP training data, and the MPD reader.
+"""MPD reader and the LarpMpd TFDS builder (Million Playlist Dataset slices + an audio folder).
 
-`build_dataset(kind='mpd'|'lfm', manual_dir, data_dir, config) -> dataset_dir` is what launchers
-call. It builds `data_dir/larp_<kind>/<config.name>/1.0.0/` once (re-running with the same config is
-a no-op) and returns that directory, which `data_pipelines.grain_pipelines` reads.
-
-Manual dir layout (MPD): `data/mpd.slice.*.json` (or `mpd.slice.*.json`) and
+Manual dir layout: `data/mpd.slice.*.json` (or `mpd.slice.*.json`) and
 `audio/<track_id>.<wav|flac|ogg|opus|mp3>`, track_id being the last part of the track uri.
-LFM: see `data_pipelines/lfm.py`.
-
-Splits (one union schema; fields a split does not use hold -1, '' or an empty array):
-  tracks_train / tracks_valid / tracks_test, record i = track index i of that split:
-    track_index int32, track_uri str, caption str,
-    audio int16 or float32 [clip_samples] (int16: x * 32767; see audio.from_int16),
-    input_ids / attention_mask int32 [max_text_length] (empty when no tokenizer_dir is configured)
-  pairs_train, record i = pair i: track_a, track_b int32 (train track indices),
-    playlist_index int32 (record index in playlists_train; the playlist holds both tracks)
-  playlists_train, record i = playlist i: playlist_index, pid int64, length int32,
-    playlist_tracks int32 [max_playlist_length] train track indices padded with pad id N_train
-  playlists_valid / playlists_test: as above in the split's own track index space (pad N_split),
-    plus seeds / ground_truth int32 [max_playlist_length] (padded the same way), num_seeds,
-    num_ground_truth: seeded shuffle of the playlist, first round(n / 2) are seeds.
-Records are written in index order (`disable_shuffling`), so `source[i]` is record i.
-
-`larp_metadata.json` next to the data holds the config, counts, pad ids, track uris per split (uri
-<-> index), playlist pids per split and a report of everything skipped: missing or corrupt audio,
-playlist items naming unknown tracks, malformed playlists, evaluation playlists that became too
-short. Skipped items never stop a build; they are counted, the first examples are kept, and the
-report is printed.
+Build with `data_pipelines.playlist_datasets.build_dataset('mpd', manual_dir, data_dir, config)`;
+splits, records and `larp_metadata.json` are described in `data_pipelines/playlist_audio.py`.
 """
 from __future__ import annotations
 
-import abc
-import collections
-import concurrent.futures
-import dataclasses
 import glob
 import json
-import logging
 import os
 import pathlib
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
-import numpy as np
-import tensorflow_datasets as tfds
 import tqdm
 
-from data_pipelines import audio as audio_lib
+from data_pipelines import playlist_audio
 from data_pipelines import splits as splits_lib
-from data_pipelines import text as text_lib
 
-METADATA_FILE = 'larp_metadata.json'
-TRACK_SPLITS = ('tracks_train', 'tracks_valid', 'tracks_test')
-SPLIT_NAMES = TRACK_SPLITS + ('pairs_train', 'playlists_train', 'playlists_valid',
-                              'playlists_test')
 _SPOTIFY_TRACK = re.compile(r'^spotify:track:[0-9A-Za-z]{22}$')
-_KEY_SPACE = 2 ** 127  # Record keys spread over this range keep order and fill tfds's buckets.
-
-
-@dataclasses.dataclass(eq=False)
-class LarpDataConfig(tfds.core.BuilderConfig):
-  """Builder settings (`name` names the build: data_dir/larp_<kind>/<name>/<version>).
-
-  Attributes:
-    sample_rate: model audio rate (HTS-AT: 48000).
-    clip_seconds: clip length (paper: 10).
-    edge_seconds: excluded at both ends of long files (paper: 20); see audio.load_clip.
-    crop: 'random' (paper, seeded per track) or 'center'.
-    audio_dtype: 'int16' (half the size) or 'float32' storage.
-    caption_template: 'paper', 'official' or a custom {track}/{artist}/{album} format string.
-    tokenizer_dir: local HF tokenizer directory; if set, token ids are stored at build time.
-    max_text_length: token length (LARP: 30).
-    train_tracks, valid_tracks, num_valid_playlists, num_test_playlists, min_playlist_length,
-      max_playlist_length, min_train_playlist_length: see splits.SplitConfig.
-    pairs_per_track: TTC pairs per training track (official: 5).
-    include_self_pairs: let a track be its own pair partner (official code: yes).
-    seed: split, pair, seed/ground-truth and crop seed (official: 45).
-    num_workers: threads decoding audio.
-    max_report_examples: examples kept per skip reason.
-  """
-  sample_rate: int = 48000
-  clip_seconds: float = 10.0
-  edge_seconds: float = 20.0
-  crop: str = 'random'
-  audio_dtype: str = 'int16'
-  caption_template: str = 'paper'
-  tokenizer_dir: str | None = None
-  max_text_length: int = 30
-  train_tracks: float | int = 100_000
-  valid_tracks: float | int | None = None
-  num_valid_playlists: int = 1000
-  num_test_playlists: int = 1000
-  min_playlist_length: int = 10
-  max_playlist_length: int = 101
-  min_train_playlist_length: int = 2
-  pairs_per_track: int = 5
-  include_self_pairs: bool = False
-  seed: int = 45
-  num_workers: int = 4
-  max_report_examples: int = 10
-
-  def __post_init__(self):
-    if self.tokenizer_dir is not None:
-      self.tokenizer_dir = os.fspath(self.tokenizer_dir)
-    if self.audio_dtype not in ('int16', 'float32'):
-      raise ValueError(f"audio_dtype must be 'int16' or 'float32', got {self.audio_dtype!r}")
-    if self.crop not in ('random', 'center'):
-      raise ValueError(f"crop must be 'random' or 'center', got {self.crop!r}")
-    if self.sample_rate <= 0 or self.clip_seconds <= 0:
-      raise ValueError(f'sample_rate and clip_seconds must be positive, got '
-                       f'{self.sample_rate}, {self.clip_seconds}')
-    text_lib.resolve_caption_template(self.caption_template)
-    self.split_config()  # Validates the split fields.
-
-  @property
-  def clip_samples(self) -> int:
-    return int(round(self.sample_rate * self.clip_seconds))
-
-  def split_config(self) -> splits_lib.SplitConfig:
-    return splits_lib.SplitConfig(
-        train_tracks=self.train_tracks, valid_tracks=self.valid_tracks,
-        num_valid_playlists=self.num_valid_playlists, num_test_playlists=self.num_test_playlists,
-        min_playlist_length=self.min_playlist_length, max_playlist_length=self.max_playlist_length,
-        min_train_playlist_length=self.min_train_playlist_length, seed=self.seed)
-
-  def data_fields(self) -> dict[str, Any]:
-    """The fields that determine the built data (for metadata and staleness checks)."""
-    skip = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)} | {
-        'num_workers', 'max_report_examples'}
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
-
-
-@dataclasses.dataclass(frozen=True)
-class TrackInfo:
-  """Metadata of one track; `audio_key` is the audio file stem (audio/<audio_key>.<ext>)."""
-  name: str
-  artist: str
-  album: str
-  audio_key: str
-
-
-class SkipReport:
-  """Counts skipped items per reason and keeps the first examples of each."""
-
-  def __init__(self, max_examples: int = 10):
-    self.max_examples = max_examples
-    self.counts: collections.Counter[str] = collections.Counter()
-    self.examples: dict[str, list[str]] = collections.defaultdict(list)
-
-  def add(self, reason: str, example: str) -> None:
-    self.counts[reason] += 1
-    if len(self.examples[reason]) < self.max_examples:
-      self.examples[reason].append(example)
-
-  def as_dict(self) -> dict[str, dict[str, Any]]:
-    return {reason: {'count': count, 'examples': self.examples[reason]}
-            for reason, count in sorted(self.counts.items())}
-
-  def summary(self) -> str:
-    if not self.counts:
-      return 'nothing skipped'
-    lines = []
-    for reason, count in sorted(self.counts.items()):
-      lines.append(f'  {reason}: {count} (e.g. {"; ".join(self.examples[reason][:3])})')
-    return 'skipped:\n' + '\n'.join(lines)
-
-
-@dataclasses.dataclass
-class SourceData:
-  """What a reader extracts from the raw files: playlists (uris) and per-uri metadata."""
-  playlists: list[splits_lib.Playlist]
-  tracks: dict[str, TrackInfo]
-
-
-def _record_key(index: int, count: int) -> int:
-  return index * (_KEY_SPACE // max(count, 1))
-
-
-def load_metadata(dataset_dir: os.PathLike | str) -> dict[str, Any]:
-  """Reads `larp_metadata.json` of a built dataset directory.
-
-  Raises:
-    ValueError: the directory holds no built LARP dataset.
-  """
-  path = pathlib.Path(dataset_dir) / METADATA_FILE
-  if not path.is_file():
-    raise ValueError(f'{str(dataset_dir)!r} is not a built LARP dataset (no {METADATA_FILE})')
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
-
-
-class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Shared builder: subclasses implement `_read_source(manual_dir, report)`."""
-
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'LARP cold-start splits, TTC pairs, TPC sequences, audio clips.'}
-  BUILDER_CONFIG_CLASS = LarpDataConfig
-  KIND = ''
-  # Shadows tfds' `code_path` class property, whose package lookup needs the `importlib_resources`
-  # backport (not installed); tfds only uses it to look for a checksums file next to the code.
-  code_path = pathlib.Path(__file__)
-
-  @abc.abstractmethod
-  def _read_source(self, manual_dir: pathlib.Path, report: SkipReport) -> SourceData:
-    """Parses the raw files; skipped items go to `report`."""
-
-  @property
-  def _config(self) -> LarpDataConfig:
-    config = self.builder_config
-    if not isinstance(config, LarpDataConfig):
-      raise ValueError(f'{type(self).__name__} needs a LarpDataConfig, got {config!r}')
-    return config
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    config = self._config
-    audio_dtype = np.int16 if config.audio_dtype == 'int16' else np.float32
-    int_vector = lambda doc: tfds.features.Tensor(shape=(None,), dtype=np.int32,
-                                                  encoding='bytes', doc=doc)
-    scalar = lambda dtype, doc: tfds.features.Scalar(dtype=dtype, doc=doc)
-    features = tfds.features.FeaturesDict({
-        'track_index': scalar(np.int32, 'track index in its split (-1 elsewhere)'),
-        'track_uri': tfds.features.Text(doc='track uri (MPD) or track id (LFM)'),
-        'caption': tfds.features.Text(doc='metadata caption'),
-        'audio': tfds.features.Tensor(shape=(None,), dtype=audio_dtype, encoding='bytes',
-                                      doc='mono clip [clip_samples]'),
-        'input_ids': int_vector('caption token ids [max_text_length]'),
-        'attention_mask': int_vector('caption attention mask [max_text_length]'),
-        'track_a': scalar(np.int32, 'pair: anchor train track'),
-        'track_b': scalar(np.int32, 'pair: co-occurring train track'),
-        'playlist_index': scalar(np.int32, 'record index in the playlists split'),
-        'pid': scalar(np.int64, 'original playlist / user id'),
-        'length': scalar(np.int32, 'number of tracks in the playlist'),
-        'playlist_tracks': int_vector('track indices padded with the split pad id'),
-        'seeds': int_vector('seed half, padded'),
-        'num_seeds': scalar(np.int32, 'number of seeds'),
-        'ground_truth': int_vector('held-out half, padded'),
-        'num_ground_truth': scalar(np.int32, 'number of held-out tracks'),
-    })
-    return tfds.core.DatasetInfo(
-        builder=self, features=features, disable_shuffling=True,
-        description='LARP cold-start playlist continuation data (audio clips + captions).',
-        homepage='https://arxiv.org/abs/2406.14333')
-
-  def _empty_record(self) -> dict[str, Any]:
-    audio_dtype = np.int16 if self._config.audio_dtype == 'int16' else np.float32
-    empty = np.zeros((0,), np.int32)
-    return {'track_index': -1, 'track_uri': '', 'caption': '',
-            'audio': np.zeros((0,), audio_dtype), 'input_ids': empty, 'attention_mask': empty,
-            'track_a': -1, 'track_b': -1, 'playlist_index': -1, 'pid': -1, 'length': 0,
-            'playlist_tracks': empty, 'seeds': empty, 'num_seeds': 0, 'ground_truth': empty,
-            'num_ground_truth': 0}
-
-  def _download_and_prepare(self, dl_manager, download_config):
-    scratch_root = pathlib.Path(self.data_dir).parent
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix='larp_clips_', dir=scratch_root) as scratch:
-      self._scratch_dir = pathlib.Path(scratch)
-      try:
-        return super()._download_and_prepare(dl_manager, download_config)
-      finally:
-        self._clips = None  # Releases the memmap before the directory is removed.
-
-  # ------------------------------------------------------------------ preparation
-
-  def _decode_clips(self, uris: Sequence[str], files: Mapping[str, pathlib.Path],
-                    tracks: Mapping[str, TrackInfo], report: SkipReport
-                    ) -> tuple[np.ndarray, dict[str, int], set[str]]:
-    """Decodes one clip per uri into a disk-backed array. Returns (clips, uri -> row, bad uris)."""
-    config = self._config
-    dtype = np.int16 if config.audio_dtype == 'int16' else np.float32
-    clips = np.lib.format.open_memmap(
-        self._scratch_dir / 'clips.npy', mode='w+', dtype=dtype,
-        shape=(max(len(uris), 1), config.clip_samples))
-    rows = {uri: i for i, uri in enumerate(uris)}
-
-    def decode(uri: str) -> str | None:
-      path = files[tracks[uri].audio_key]
-      try:
-        clip = audio_lib.load_clip(
-            path, sample_rate=config.sample_rate, clip_samples=config.clip_samples,
-            edge_seconds=config.edge_seconds, crop=config.crop,
-            rng=audio_lib.track_rng(config.seed, uri))
-      except audio_lib.AudioDecodeError as e:
-        return str(e)
-      except Exception as e:  # pylint: disable=broad-except  Never stop a build for one file.
-        return f'cannot decode audio file {str(path)!r}: {e!r}'
-      clips[rows[uri]] = audio_lib.to_int16(clip) if dtype == np.int16 else clip
-      return None
-
-    bad = set()
-    with concurrent.futures.ThreadPoolExecutor(max(1, config.num_workers)) as pool:
-      results = pool.map(decode, uris)
-      for uri, error in tqdm.tqdm(zip(uris, results), total=len(uris), desc='decoding audio',
-                                  unit=' clips', mininterval=2.0):
-        if error is not None:
-          bad.add(uri)
-          report.add('corrupt_audio', error)
-    clips.flush()
-    return clips, rows, bad
-
-  def _split_generators(self, dl_manager):
-    config = self._config
-    if dl_manager.manual_dir is None:
-      raise ValueError(f'{self.name} needs a manual_dir (DownloadConfig(manual_dir=...))')
-    manual_dir = pathlib.Path(dl_manager.manual_dir)
-    if not manual_dir.is_dir():
-      raise ValueError(f'manual_dir {str(manual_dir)!r} does not exist')
-    report = SkipReport(config.max_report_examples)
-    source = self._read_source(manual_dir, report)
-    audio_dir = manual_dir / 'audio'
-    if not audio_dir.is_dir():
-      raise ValueError(f'no audio folder {str(audio_dir)!r} in manual_dir')
-    files = index_audio_dir(audio_dir)
-
-    # Tracks without an audio file are dropped before splitting.
-    with_audio, missing = set(), set()
-    for uri in splits_lib.union_uris(source.playlists):
-      (with_audio if source.tracks[uri].audio_key in files else missing).add(uri)
-    for uri in sorted(missing):
-      report.add('missing_audio', f'{uri} (no {audio_dir}/{source.tracks[uri].audio_key}.*)')
-    playlists = [splits_lib.Playlist(p.pid, p.name,
-                                     tuple(u for u in p.track_uris if u in with_audio))
-                 for p in source.playlists]
-    split = splits_lib.cold_start_split(playlists, config.split_config())
-    needed = list(split.train_uris) + list(split.valid_uris) + list(split.test_uris)
-    self._clips, self._clip_rows, bad = self._decode_clips(needed, files, source.tracks, report)
-    split = splits_lib.remove_tracks(split, bad, config.split_config())
-    for pid in split.report.get('dropped_eval_playlists', []):
-      report.add('eval_playlist_too_short_after_audio_errors', f'pid {pid}')
-
-    self._plan = self._make_plan(split, source.tracks)
-    metadata = self._metadata(split, report)
-    with open(pathlib.Path(self.data_dir) / METADATA_FILE, 'w', encoding='utf-8') as f:
-      json.dump(metadata, f, indent=1)
-    message = (f'{self.name}/{config.name}: {metadata["counts"]}\n{report.summary()}')
-    print(message)
-    logging.info(message)
-    return {name: self._generate_examples(name) for name in SPLIT_NAMES}
-
-  def _make_plan(self, split: splits_lib.ColdStartSplit,
-                 tracks: Mapping[str, TrackInfo]) -> dict[str, Any]:
-    """Indices, captions, token ids, pairs, padded sequences and seed halves for every split."""
-    config = self._config
-    tokenizer = text_lib.load_tokenizer(config.tokenizer_dir) if config.tokenizer_dir else None
-    plan: dict[str, Any] = {}
-    width = config.max_playlist_length
-    for part, uris, playlists in (('train', split.train_uris, split.train_playlists),
-                                  ('valid', split.valid_uris, split.valid_playlists),
-                                  ('test', split.test_uris, split.test_playlists)):
-      index = splits_lib.index_of(uris)
-      captions = [text_lib.make_caption(tracks[u].name, tracks[u].artist, tracks[u].album,
-                                        config.caption_template) for u in uris]
-      tokens = (text_lib.tokenize(tokenizer, captions, config.max_text_length)
-                if tokenizer is not None else None)
-      sequences = splits_lib.playlist_sequences(playlists, index)
-      ids, lengths = splits_lib.pad_sequences(sequences, width, pad_id=len(uris))
-      plan[part] = {'uris': list(uris), 'captions': captions, 'tokens': tokens,
-                    'pids': [p.pid for p in playlists], 'ids': ids, 'lengths': lengths,
-                    'sequences': sequences}
-      if part != 'train':
-        halves = splits_lib.seed_ground_truth_halves(sequences, seed=config.seed)
-        plan[part]['seeds'] = splits_lib.pad_sequences([h[0] for h in halves], width, len(uris))
-        plan[part]['ground_truth'] = splits_lib.pad_sequences([h[1] for h in halves], width,
-                                                              len(uris))
-    plan['pairs'] = splits_lib.mine_pairs(
-        plan['train']['sequences'], len(split.train_uris), pairs_per_track=config.pairs_per_track,
-        seed=config.seed, include_self=config.include_self_pairs)
-    if plan['pairs'].shape[0] == 0:
-      raise ValueError('no training track shares a training playlist with another track: '
-                       'no TTC pairs (use more training tracks or longer playlists)')
-    return plan
-
-  def _metadata(self, split: splits_lib.ColdStartSplit, report: SkipReport) -> dict[str, Any]:
-    config, plan = self._config, self._plan
-    counts = {
-        'num_train_tracks': len(plan['train']['uris']),
-        'num_valid_tracks': len(plan['valid']['uris']),
-        'num_test_tracks': len(plan['test']['uris']),
-        'num_train_playlists': len(plan['train']['pids']),
-        'num_valid_playlists': len(plan['valid']['pids']),
-        'num_test_playlists': len(plan['test']['pids']),
-        'num_pairs': int(plan['pairs'].shape[0]),
-    }
-    return {
-        'format': 'larp_jax playlist-audio dataset v1',
-        'kind': self.KIND,
-        'config': config.data_fields(),
-        'clip_samples': config.clip_samples,
-        'has_token_ids': bool(config.tokenizer_dir),
-        'counts': counts,
-        'pad_id': {part: len(plan[part]['uris']) for part in ('train', 'valid', 'test')},
-        'track_uris': {part: plan[part]['uris'] for part in ('train', 'valid', 'test')},
-        'playlist_pids': {part: plan[part]['pids'] for part in ('train', 'valid', 'test')},
-        'skipped': report.as_dict(),
-        'split_report': split.report,
-    }
-
-  # ------------------------------------------------------------------ examples
-
-  def _generate_examples(self, split_name: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    plan = self._plan
-    empty = self._empty_record()
-    if split_name in TRACK_SPLITS:
-      part = plan[split_name.split('_')[1]]
-      for i, uri in enumerate(part['uris']):
-        record = dict(empty, track_index=i, track_uri=uri, caption=part['captions'][i],
-                      audio=np.asarray(self._clips[self._clip_rows[uri]]))
-        if part['tokens'] is not None:
-          record['input_ids'] = part['tokens']['input_ids'][i]
-          record['attention_mask'] = part['tokens']['attention_mask'][i]
-        yield _record_key(i, len(part['uris'])), record
-    elif split_name == 'pairs_train':
-      pairs = plan['pairs']
-      for i, (a, b, p) in enumerate(pairs.tolist()):
-        yield _record_key(i, len(pairs)), dict(empty, track_a=a, track_b=b, playlist_index=p)
-    else:
-      part = plan[split_name.split('_')[1]]
-      for i, pid in enumerate(part['pids']):
-        record = dict(empty, playlist_index=i, pid=pid, length=int(part['lengths'][i]),
-                      playlist_tracks=part['ids'][i])
-        if 'seeds' in part:
-          seeds, num_seeds = part['seeds']
-          truth, num_truth = part['ground_truth']
-          record.update(seeds=seeds[i], num_seeds=int(num_seeds[i]), ground_truth=truth[i],
-                        num_ground_truth=int(num_truth[i]))
-        yield _record_key(i, len(part['pids'])), record
-
-
-def index_audio_dir(audio_dir: os.PathLike | str) -> dict[str, pathlib.Path]:
-  """Maps file stem -> path for supported audio files (first extension in AUDIO_EXTENSIONS wins)."""
-  rank = {ext: i for i, ext in enumerate(audio_lib.AUDIO_EXTENSIONS)}
-  best: dict[str, tuple[int, pathlib.Path]] = {}
-  with os.scandir(audio_dir) as entries:
-    for entry in entries:
-      stem, ext = os.path.splitext(entry.name)
-      if ext.lower() in rank and entry.is_file():
-        r = rank[ext.lower()]
-        if stem not in best or r < best[stem][0]:
-          best[stem] = (r, pathlib.Path(entry.path))
-  return {stem: path for stem, (_, path) in best.items()}
-
-
 _MPD_TRACK_FIELDS = ('track_uri', 'track_name', 'artist_name', 'album_name')
 
 
 def read_mpd_slices(manual_dir: os.PathLike | str,
-                    report: SkipReport) -> SourceData:
+                    report: playlist_audio.SkipReport) -> playlist_audio.SourceData:
   """Reads MPD slices into playlists of track uris plus per-uri metadata.
 
   Items lacking a required field or with a malformed uri are skipped as 'unknown_track' (the
   playlist keeps its other tracks); playlists without an int pid or a tracks list are skipped as
   'malformed_playlist'; a slice that is not valid JSON is skipped as 'unreadable_slice'.
 
+  Args:
+    manual_dir: holds `data/mpd.slice.*.json` (or `mpd.slice.*.json`).
+    report: collects the skipped items.
+
+  Returns:
+    SourceData: playlists (pid, name, deduplicated track uris in order) and a TrackInfo per uri
+    (audio_key = the 22-character id after 'spotify:track:').
+
   Raises:
-    ValueError: no slice files were found.
+    ValueError: no slice files were found, or no usable playlist was in them.
   """
   manual_dir = pathlib.Path(manual_dir)
   paths = sorted(glob.glob(str(manual_dir / 'data' / 'mpd.slice.*.json'))) or sorted(
@@ -464,7 +47,7 @@ def read_mpd_slices(manual_dir: os.PathLike | str,
   if not paths:
     raise ValueError(f'no MPD slices (data/mpd.slice.*.json) in {str(manual_dir)!r}')
   playlists: list[splits_lib.Playlist] = []
-  tracks: dict[str, TrackInfo] = {}
+  tracks: dict[str, playlist_audio.TrackInfo] = {}
   seen_pids: set[int] = set()
   for path in tqdm.tqdm(paths, desc='reading MPD slices', unit=' slices', mininterval=2.0):
     try:
@@ -494,17 +77,18 @@ def read_mpd_slices(manual_dir: os.PathLike | str,
           report.add('unknown_track', f'pid {pid}: {uri!r} lacks {bad}')
           continue
         if uri not in tracks:
-          tracks[uri] = TrackInfo(item['track_name'], item['artist_name'], item['album_name'],
-                                  audio_key=uri.rsplit(':', 1)[1])
+          tracks[uri] = playlist_audio.TrackInfo(
+              item['track_name'], item['artist_name'], item['album_name'],
+              audio_key=uri.rsplit(':', 1)[1])
         uris.append(uri)
       playlists.append(splits_lib.Playlist(pid, str(playlist.get('name', '')),
                                            splits_lib.dedupe(uris)))
   if not playlists:
     raise ValueError(f'no usable playlists in the MPD slices under {str(manual_dir)!r}')
-  return SourceData(playlists, tracks)
+  return playlist_audio.SourceData(playlists, tracks)
 
 
-class LarpMpd(PlaylistAudioBuilder):
+class LarpMpd(playlist_audio.PlaylistAudioBuilder):
   """LARP data from Million Playlist Dataset slices + an audio folder."""
 
   KIND = 'mpd'
@@ -514,70 +98,6 @@ class LarpMpd(PlaylistAudioBuilder):
   'spotify:track:'). `python -m data_pipelines.demo.catalogue --out DIR` writes a demo.
   """
 
-  def _read_source(self, manual_dir: pathlib.Path, report: SkipReport) -> SourceData:
+  def _read_source(self, manual_dir: pathlib.Path,
+                   report: playlist_audio.SkipReport) -> playlist_audio.SourceData:
     return read_mpd_slices(manual_dir, report)
-
-
-def _as_config(kind: str, config: LarpDataConfig | Mapping[str, Any] | Any) -> LarpDataConfig:
-  if isinstance(config, LarpDataConfig):
-    return config
-  if hasattr(config, 'to_dict'):  # ml_collections.ConfigDict
-    config = config.to_dict()
-  if not isinstance(config, Mapping):
-    raise ValueError(f'config must be a LarpDataConfig or a mapping, got {type(config).__name__}')
-  fields = {f.name for f in dataclasses.fields(LarpDataConfig)}
-  unknown = sorted(set(config) - fields)
-  if unknown:
-    raise ValueError(f'unknown data config keys {unknown}; known: {sorted(fields)}')
-  values = dict(config)
-  values.setdefault('name', f'{kind}_default')
-  for key in ('tags', 'supported_versions'):
-    if key in values and values[key] is not None:
-      values[key] = list(values[key])
-  return LarpDataConfig(**values)
-
-
-def _builder_classes() -> dict[str, type[PlaylistAudioBuilder]]:
-  from data_pipelines import lfm  # pylint: disable=g-import-not-at-top  (lfm imports this module)
-  return {'mpd': LarpMpd, 'lfm': lfm.LarpLfm}
-
-
-def build_dataset(kind: str, manual_dir: os.PathLike | str, data_dir: os.PathLike | str,
-                  config: LarpDataConfig | Mapping[str, Any] | Any, *,
-                  overwrite: bool = False) -> str:
-  """Builds (or reuses) the array_record dataset and returns its directory.
-
-  Args:
-    kind: 'mpd' or 'lfm'.
-    manual_dir: raw files (see the module docstrings of mpd.py / lfm.py).
-    data_dir: TFDS data root; the dataset goes to data_dir/larp_<kind>/<config.name>/<version>.
-    config: LarpDataConfig, or a mapping / ml_collections.ConfigDict of its fields.
-    overwrite: rebuild even if a dataset with that name exists.
-
-  Returns:
-    The dataset directory (pass it to grain_pipelines).
-
-  Raises:
-    ValueError: unknown kind or config key, or an existing build of the same name was made with
-      different settings (and overwrite is False).
-  """
-  classes = _builder_classes()
-  if kind not in classes:
-    raise ValueError(f"kind must be one of {sorted(classes)}, got {kind!r}")
-  config = _as_config(kind, config)
-  builder = classes[kind](config=config, data_dir=str(data_dir), file_format='array_record')
-  dataset_dir = pathlib.Path(builder.data_dir)
-  if (dataset_dir / 'dataset_info.json').is_file():
-    built = load_metadata(dataset_dir)
-    if built.get('config') == json.loads(json.dumps(config.data_fields())) and not overwrite:
-      return str(dataset_dir)
-    if not overwrite:
-      raise ValueError(
-          f'{str(dataset_dir)!r} was built with different settings; choose another config name '
-          'or pass overwrite=True')
-    shutil.rmtree(dataset_dir)
-    builder = classes[kind](config=config, data_dir=str(data_dir), file_format='array_record')
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
-      file_format='array_record')
-  return str(dataset_dir)

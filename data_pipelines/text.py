@@ -7,7 +7,9 @@ Two caption templates exist for LARP:
 A custom template is any format string using the fields {track}, {artist} and {album}.
 
 Tokenization uses a local Hugging Face tokenizer directory (`AutoTokenizer`, local files only) and
-returns fixed-length int32 arrays (LARP: padding to max_length=30, truncation).
+returns fixed-length int32 arrays (LARP: padding to max_length=30, truncation). This is the one
+tokenizer path of the project: the training pipelines, `larp_jax.evaluation.text_embeddings` and
+the benchmarks all tokenise through `load_tokenizer` / `tokenize` / `token_lengths`.
 """
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ def make_caption(track_name: str, artist_name: str, album_name: str,
 
 
 def load_tokenizer(model_dir: os.PathLike | str):
-  """Loads a tokenizer from a local model directory (no network).
+  """Loads the HF tokenizer saved in a local model directory (no network: local files only).
 
   Raises:
     ValueError: the directory does not exist.
@@ -79,17 +81,34 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int = 30) -> dict[str,
   Args:
     tokenizer: a transformers tokenizer (see `load_tokenizer`).
     texts: N captions.
-    max_length: token length L (LARP: 30, including [CLS]/[SEP]).
+    max_length: token length L (LARP: 30, including [CLS]/[SEP]); at least 2.
 
   Returns:
-    {'input_ids': int32 [N, L], 'attention_mask': int32 [N, L]}.
+    {'input_ids': int32 [N, L], 'attention_mask': int32 [N, L]} (1 = real token, 0 = padding).
   """
-  if max_length <= 2:
-    raise ValueError(f'max_length must be > 2, got {max_length}')
+  if max_length < 2:
+    raise ValueError(f'max_length must be >= 2 (room for [CLS] and [SEP]), got {max_length}')
   if not texts:
     return {'input_ids': np.zeros((0, max_length), np.int32),
             'attention_mask': np.zeros((0, max_length), np.int32)}
   encoded = tokenizer(list(texts), padding='max_length', truncation=True,
-                      max_length=max_length, return_tensors='np')
+                      max_length=max_length, return_tensors='np', return_token_type_ids=False)
   return {'input_ids': np.asarray(encoded['input_ids'], dtype=np.int32),
           'attention_mask': np.asarray(encoded['attention_mask'], dtype=np.int32)}
+
+
+def token_lengths(tokenizer, texts: Sequence[str]) -> np.ndarray:
+  """Tokens per text, special tokens included, before any truncation.
+
+  Args:
+    tokenizer: a transformers tokenizer (see `load_tokenizer`).
+    texts: N texts.
+
+  Returns:
+    int32 [N]; a text is truncated by `tokenize(..., max_length)` iff its length > max_length.
+  """
+  if len(texts) == 0:  # pylint: disable=g-explicit-length-test
+    return np.zeros((0,), np.int32)
+  encoded = tokenizer(list(texts), truncation=False, padding=False, return_attention_mask=False,
+                      return_token_type_ids=False, verbose=False)
+  return np.asarray([len(ids) for ids in encoded['input_ids']], np.int32)

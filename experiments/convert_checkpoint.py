@@ -21,7 +21,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from larp_jax.models import htsat
+from larp_jax.models import htsat, htsat_convert
 
 _INPUT = None
 _VARIANT = None
@@ -108,7 +108,7 @@ def convert_file(input_path: str, variant: str, output_dir: str, *, allow_unmatc
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   config = htsat.htsat_config(variant)
   state_dict = load_state_dict(input_path)
-  report = htsat.conversion_report(state_dict, config, prefix)
+  report = htsat_convert.conversion_report(state_dict, config, prefix)
   report.update(input=os.path.abspath(input_path), variant=variant)
   output_dir = os.path.abspath(output_dir)
   os.makedirs(output_dir, exist_ok=True)
@@ -125,8 +125,8 @@ def convert_file(input_path: str, variant: str, output_dir: str, *, allow_unmatc
         f"refusing to convert {input_path}: unmatched keys {report['unmatched']}, missing "
         f"variables {report['missing']}. These weights would be silently lost (or left at random "
         'init); fix the checkpoint/variant or pass --allow_unmatched.')
-  variables = htsat.convert_torch_state_dict(state_dict, config, prefix=report['prefix'],
-                                             strict=False)
+  variables = htsat_convert.convert_torch_state_dict(state_dict, config,
+                                                     prefix=report['prefix'], strict=False)
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(os.path.join(output_dir, VARIABLES_NAME), variables, force=True)
   checkpointer.wait_until_finished()

@@ -20,7 +20,9 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from larp_jax.models import bert
+from data_pipelines import text as text_lib
+from larp_jax.evaluation import text_embeddings
+from larp_jax.models import bert_convert
 
 _MODEL_DIR = None
 _INPUT = None
@@ -84,9 +86,9 @@ def encode_file(model_dir: str, input_path: str, output_path: str, *, pooling: s
   if empty:
     logging.warning('skipping %d empty line(s) of %s; kept line numbers go to %s.lines.txt',
                     len(empty), input_path, output_path)
-  config, params = bert.load_pretrained(model_dir)
-  tokenizer = bert.load_tokenizer(model_dir)
-  embeddings, num_truncated = bert.encode_texts(
+  config, params = bert_convert.load_pretrained(model_dir)
+  tokenizer = text_lib.load_tokenizer(model_dir)
+  embeddings, num_truncated = text_embeddings.encode_texts(
       config, params, tokenizer, [lines[i - 1] for i in kept], pooling=pooling,
       normalize=normalize, max_length=max_length, batch_size=batch_size, progress=progress,
       return_num_truncated=True)

@@ -2,10 +2,10 @@
 
 from absl import app
 
-from larp_jax.jobs import toy
+from larp_jax.jobs import toy_job
 from larp_jax.training import launch
 
 launch.define_flags("configs/toy.py")
 
 if __name__ == "__main__":
-  app.run(launch.main_for(toy.train_and_evaluate))
+  app.run(launch.main_for(toy_job.train_and_evaluate))

@@ -1,5 +1,5 @@
 """Smoke/parity tests of benchmarks/larp_step.py (no timing): the torch WTC/TTC losses equal
-larp_jax.losses.contrastive, and one step of each implementation from the same weights gives the
+larp_jax.losses.larp, and one step of each implementation from the same weights gives the
 same loss and the same queue/table writes when train-mode regularisation is off."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from benchmarks import larp_step
 from larp_jax.jobs import larp as larp_job
-from larp_jax.losses import contrastive
+from larp_jax.losses import larp as larp_losses
 
 BATCH = 2
 
@@ -38,7 +38,7 @@ def test_torch_losses_match_contrastive():
   ti = lambda x: torch.from_numpy(np.asarray(x, np.int64))  # noqa: E731
 
   for use_ids in (False, True):
-    want, _ = contrastive.wtc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temp,
+    want, _ = larp_losses.wtc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temp,
                                    ids=ids if use_ids else None,
                                    queue_ids=queue_ids if use_ids else None)
     got = larp_step.torch_wtc_loss(t(audio), t(text), t(audio_m), t(text_m), t(queue_audio),
@@ -47,7 +47,7 @@ def test_torch_losses_match_contrastive():
                                    queue_ids=ti(queue_ids) if use_ids else None)
     np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
   for positives in ('pair', 'cooccurrence'):
-    want, _ = contrastive.ttc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temp,
+    want, _ = larp_losses.ttc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temp,
                                    partner=partner, groups=groups, queue_groups=queue_groups,
                                    positives=positives)
     cooc = positives == 'cooccurrence'

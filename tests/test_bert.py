@@ -11,7 +11,9 @@ import torch
 import transformers
 from safetensors.numpy import save_file
 
-from larp_jax.models import bert
+from data_pipelines import text
+from larp_jax.evaluation import text_embeddings
+from larp_jax.models import bert, bert_convert
 
 # Sentences of very different lengths, so a max_length=24 batch has heavy padding and truncation.
 SENTENCES = [
@@ -33,8 +35,8 @@ def _minilm_dir() -> str:
 @pytest.fixture(scope='module')
 def minilm():
   model_dir = _minilm_dir()
-  config, params = bert.load_pretrained(model_dir)
-  return model_dir, config, params, bert.load_tokenizer(model_dir)
+  config, params = bert_convert.load_pretrained(model_dir)
+  return model_dir, config, params, text.load_tokenizer(model_dir)
 
 
 def _tiny_hf_model(seed: int = 0, **overrides) -> transformers.BertModel:
@@ -80,7 +82,7 @@ def _numpy_state_dict(model) -> dict[str, np.ndarray]:
 def test_minilm_last_hidden_state_matches_transformers(minilm):
   """All positions, padded ones included (HF computes them too), within 1e-4 max abs."""
   model_dir, config, params, tokenizer = minilm
-  tokens = bert.tokenize(tokenizer, SENTENCES, max_length=24)
+  tokens = text.tokenize(tokenizer, SENTENCES, max_length=24)
   mask = tokens['attention_mask'].astype(bool)
   assert mask.all(axis=1).any() and (~mask).any()  # both truncated and padded rows present
   ours = np.asarray(bert.BertEncoder(config).apply(
@@ -103,8 +105,9 @@ def test_minilm_sentence_embeddings_match_sentence_transformers(minilm):
   """Mean-pooled, L2-normalised embeddings: cosine distance below 1e-5."""
   from sentence_transformers import SentenceTransformer  # pylint: disable=g-import-not-at-top
   model_dir, config, params, tokenizer = minilm
-  ours = bert.encode_texts(config, params, tokenizer, SENTENCES, pooling='mean', normalize=True,
-                           max_length=128, batch_size=4, progress=False)
+  ours = text_embeddings.encode_texts(config, params, tokenizer, SENTENCES, pooling='mean',
+                                      normalize=True, max_length=128, batch_size=4,
+                                      progress=False)
   ref = SentenceTransformer(model_dir, device='cpu').encode(
       SENTENCES, batch_size=4, convert_to_numpy=True, normalize_embeddings=True)
   chex.assert_shape(ours, ref.shape)
@@ -125,7 +128,7 @@ def test_tiny_random_bert_matches_hf_with_token_types(tmp_path):
   hf = _tiny_hf_model()
   hf.save_pretrained(tmp_path)
   assert (tmp_path / 'model.safetensors').exists()
-  config, params = bert.load_pretrained(str(tmp_path))
+  config, params = bert_convert.load_pretrained(str(tmp_path))
   assert config.type_vocab_size == 3 and config.intermediate_size == 37
   input_ids, attention_mask, token_type_ids = _tiny_inputs()
   assert token_type_ids.max() > 0
@@ -144,7 +147,7 @@ def test_tiny_random_bert_matches_hf_with_token_types(tmp_path):
 def test_loaded_params_have_the_init_tree_and_logical_axes(tmp_path):
   hf = _tiny_hf_model()
   hf.save_pretrained(tmp_path)
-  config, params = bert.load_pretrained(str(tmp_path))
+  config, params = bert_convert.load_pretrained(str(tmp_path))
   input_ids, attention_mask, _ = _tiny_inputs()
   module = bert.BertEncoder(config)
   boxed = jax.eval_shape(lambda: module.init(jax.random.key(0), input_ids, attention_mask))
@@ -167,21 +170,21 @@ def test_bert_prefixed_state_dict_loads(tmp_path):
   hf = _tiny_hf_model()
   state = _numpy_state_dict(hf)
   config = bert.BertConfig.from_hf_config_dict(hf.config.to_dict())
-  plain = bert.params_from_torch_state_dict(state, config)
+  plain = bert_convert.params_from_torch_state_dict(state, config)
   prefixed = {f'bert.{k}': v for k, v in state.items()}
   # A BertForPreTraining checkpoint also has cls.* heads; they are ignored.
   prefixed['cls.predictions.bias'] = np.zeros(99, np.float32)
-  chex.assert_trees_all_equal(bert.params_from_torch_state_dict(prefixed, config), plain)
+  chex.assert_trees_all_equal(bert_convert.params_from_torch_state_dict(prefixed, config), plain)
   # The same through load_pretrained (safetensors on disk).
   hf.config.to_json_file(str(tmp_path / 'config.json'))
   save_file(prefixed, str(tmp_path / 'model.safetensors'))
-  _, loaded = bert.load_pretrained(str(tmp_path))
+  _, loaded = bert_convert.load_pretrained(str(tmp_path))
   chex.assert_trees_all_equal(loaded, plain)
   # Old-style LayerNorm gamma/beta names map to scale/bias.
   old = {k.replace('LayerNorm.weight', 'LayerNorm.gamma').replace('LayerNorm.bias',
                                                                   'LayerNorm.beta'): v
          for k, v in state.items()}
-  chex.assert_trees_all_equal(bert.params_from_torch_state_dict(old, config), plain)
+  chex.assert_trees_all_equal(bert_convert.params_from_torch_state_dict(old, config), plain)
 
 
 def test_pickle_only_dir_is_refused_unless_trusted(tmp_path):
@@ -189,8 +192,8 @@ def test_pickle_only_dir_is_refused_unless_trusted(tmp_path):
   hf.config.to_json_file(str(tmp_path / 'config.json'))
   torch.save(hf.state_dict(), str(tmp_path / 'pytorch_model.bin'))
   with pytest.raises(ValueError, match='arbitrary code.*trust_pickle'):
-    bert.load_pretrained(str(tmp_path))
-  config, params = bert.load_pretrained(str(tmp_path), trust_pickle=True)
+    bert_convert.load_pretrained(str(tmp_path))
+  config, params = bert_convert.load_pretrained(str(tmp_path), trust_pickle=True)
   input_ids, attention_mask, token_type_ids = _tiny_inputs()
   ours = bert.BertEncoder(config).apply({'params': params}, input_ids, attention_mask,
                                         token_type_ids)
@@ -203,7 +206,7 @@ def test_no_token_type_variant_equals_hf_with_token_type_zero(tmp_path):
   """LARP/BLIP embeddings (word + position only): HF's token-type row 0 is folded in."""
   hf = _tiny_hf_model(seed=3)
   hf.save_pretrained(tmp_path)
-  config, params = bert.load_pretrained(str(tmp_path), use_token_type_embeddings=False)
+  config, params = bert_convert.load_pretrained(str(tmp_path), use_token_type_embeddings=False)
   assert not config.use_token_type_embeddings
   assert 'token_type_embeddings' not in params['embeddings']
   input_ids, attention_mask, _ = _tiny_inputs()
@@ -219,11 +222,11 @@ def test_no_token_type_variant_equals_hf_with_token_type_zero(tmp_path):
   table = state.pop('embeddings.token_type_embeddings.weight')
   state['embeddings.position_embeddings.weight'] = (
       state['embeddings.position_embeddings.weight'] + table[0])
-  chex.assert_trees_all_close(bert.params_from_torch_state_dict(state, config), params,
+  chex.assert_trees_all_close(bert_convert.params_from_torch_state_dict(state, config), params,
                               atol=1e-7)
   # ...but the default (token-type) config requires the table.
   with pytest.raises(ValueError, match='embeddings.token_type_embeddings.weight'):
-    bert.params_from_torch_state_dict(state, bert.BertConfig.from_hf_config_dict(
+    bert_convert.params_from_torch_state_dict(state, bert.BertConfig.from_hf_config_dict(
         hf.config.to_dict()))
 
 
@@ -233,27 +236,27 @@ def test_unknown_missing_and_misshaped_keys_are_named():
   state = _numpy_state_dict(hf)
   extra = dict(state, **{'encoder.layer.0.crossattention.self.query.weight': np.zeros((32, 32))})
   with pytest.raises(ValueError, match=r"unexpected keys \['encoder.layer.0.crossattention"):
-    bert.params_from_torch_state_dict(extra, config)
+    bert_convert.params_from_torch_state_dict(extra, config)
   missing = {k: v for k, v in state.items() if k != 'encoder.layer.1.output.dense.bias'}
   with pytest.raises(ValueError, match=r"missing keys \['encoder.layer.1.output.dense.bias'\]"):
-    bert.params_from_torch_state_dict(missing, config)
+    bert_convert.params_from_torch_state_dict(missing, config)
   bad = dict(state, **{'embeddings.word_embeddings.weight': np.zeros((98, 32), np.float32)})
   with pytest.raises(ValueError, match='embeddings.word_embeddings.weight'):
-    bert.params_from_torch_state_dict(bad, config)
+    bert_convert.params_from_torch_state_dict(bad, config)
   both = dict(state, **{'bert.embeddings.LayerNorm.bias': np.zeros(32, np.float32)})
   with pytest.raises(ValueError, match='two entries'):
-    bert.params_from_torch_state_dict(both, config)
+    bert_convert.params_from_torch_state_dict(both, config)
 
 
 def test_load_errors_and_config_validation(tmp_path):
   with pytest.raises(FileNotFoundError, match='does not exist'):
-    bert.load_pretrained(str(tmp_path / 'nope'))
+    bert_convert.load_pretrained(str(tmp_path / 'nope'))
   with pytest.raises(FileNotFoundError, match='config.json'):
-    bert.load_pretrained(str(tmp_path))
+    bert_convert.load_pretrained(str(tmp_path))
   (tmp_path / 'config.json').write_text(json.dumps({'hidden_size': 32,
                                                      'num_attention_heads': 4}))
   with pytest.raises(ValueError, match='no model.safetensors'):
-    bert.load_pretrained(str(tmp_path))
+    bert_convert.load_pretrained(str(tmp_path))
   with pytest.raises(ValueError, match='hidden_act'):
     bert.BertConfig.from_hf_config_dict({'hidden_act': 'gelu_new'})
   with pytest.raises(ValueError, match='position_embedding_type'):
@@ -293,18 +296,19 @@ def test_dropout_only_when_not_deterministic():
 def test_encode_texts_matches_direct_apply_and_compiles_once(minilm):
   _, config, params, tokenizer = minilm
   texts = SENTENCES + ['short one', 'another']  # 8 texts, batch 3 -> last batch padded
-  emb, num_truncated = bert.encode_texts(
+  emb, num_truncated = text_embeddings.encode_texts(
       config, params, tokenizer, texts, pooling='cls', normalize=False, max_length=16,
       batch_size=3, progress=False, return_num_truncated=True)
-  lengths = bert.token_lengths(tokenizer, texts)
+  lengths = text.token_lengths(tokenizer, texts)
   assert num_truncated == int(np.sum(lengths > 16)) >= 2
-  tokens = bert.tokenize(tokenizer, texts, 16)
+  tokens = text.tokenize(tokenizer, texts, 16)
   assert tokens['input_ids'].dtype == np.int32 and tokens['input_ids'].shape == (8, 16)
   hidden = bert.BertEncoder(config).apply({'params': params}, tokens['input_ids'],
                                           tokens['attention_mask'])
   np.testing.assert_allclose(emb, np.asarray(hidden[:, 0]), atol=2e-5, rtol=0)
   encode = bert.make_encode_fn(config, pooling='cls', normalize=False)
   assert encode._cache_size() == 1  # one batch shape -> one compile
-  assert bert.encode_texts(config, params, tokenizer, [], progress=False).shape == (0, 384)
+  assert text_embeddings.encode_texts(config, params, tokenizer, [],
+                                      progress=False).shape == (0, 384)
   with pytest.raises(ValueError, match='indices \\[1\\]'):
-    bert.encode_texts(config, params, tokenizer, ['ok', None], progress=False)
+    text_embeddings.encode_texts(config, params, tokenizer, ['ok', None], progress=False)

@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from larp_jax.losses import contrastive as C
+from larp_jax.losses import infonce
+from larp_jax.losses import larp as larp_losses
 from larp_jax.models import larp_fusion
+from larp_jax.training import memory
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -35,9 +37,9 @@ def _ce(logits_row, target_row):
   return -float(np.sum(np.asarray(target_row, np.float64) * _log_softmax(logits_row)))
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Core InfoNCE.
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_multi_positive_contrastive_matches_numpy_with_queue_and_distillation():
@@ -49,7 +51,7 @@ def test_multi_positive_contrastive_matches_numpy_with_queue_and_distillation():
   positives[2] = False  # a row without positives: excluded
   soft = _softmax(rng.normal(size=(b, b + q)))
 
-  loss, aux = C.multi_positive_contrastive(query, keys, queue, positives, temp, soft, alpha)
+  loss, aux = infonce.multi_positive_contrastive(query, keys, queue, positives, temp, soft, alpha)
 
   all_keys = np.concatenate([keys, queue]).astype(np.float64)
   rows = []
@@ -65,14 +67,14 @@ def test_multi_positive_contrastive_matches_numpy_with_queue_and_distillation():
   assert aux['logits'].dtype == jnp.float32
 
   # Official TPC quirk: rows without positives count in the denominator.
-  loss_all, _ = C.multi_positive_contrastive(query, keys, queue, positives, temp, soft, alpha,
-                                             mean_over_all_rows=True)
+  loss_all, _ = infonce.multi_positive_contrastive(query, keys, queue, positives, temp, soft, alpha,
+                                                   mean_over_all_rows=True)
   np.testing.assert_allclose(float(loss_all), np.sum(rows) / b, rtol=RTOL, atol=ATOL)
   # row_mask drops rows.
   mask = np.ones(b, bool)
   mask[0] = False
-  loss_masked, _ = C.multi_positive_contrastive(query, keys, queue, positives, temp, soft, alpha,
-                                                row_mask=mask)
+  loss_masked, _ = infonce.multi_positive_contrastive(query, keys, queue, positives, temp, soft,
+                                                      alpha, row_mask=mask)
   np.testing.assert_allclose(float(loss_masked), np.mean(rows[1:]), rtol=RTOL, atol=ATOL)
 
 
@@ -80,31 +82,31 @@ def test_multi_positive_contrastive_float_weights_and_bad_shapes():
   rng = np.random.default_rng(1)
   query, keys = _unit(rng, 3, 4), _unit(rng, 3, 4)
   weights = np.array([[2.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 1.0]], np.float32)
-  loss, _ = C.multi_positive_contrastive(query, keys, None, weights, 0.5)
+  loss, _ = infonce.multi_positive_contrastive(query, keys, None, weights, 0.5)
   ref = np.mean([_ce(query[i] @ keys.T / 0.5, weights[i] / weights[i].sum()) for i in range(3)])
   np.testing.assert_allclose(float(loss), ref, rtol=RTOL, atol=ATOL)
   with pytest.raises(ValueError, match='positives'):
-    C.multi_positive_contrastive(query, keys, None, weights[:, :2], 0.5)
+    infonce.multi_positive_contrastive(query, keys, None, weights[:, :2], 0.5)
   with pytest.raises(ValueError, match='query'):
-    C.multi_positive_contrastive(query, keys[:, :3], None, weights, 0.5)
+    infonce.multi_positive_contrastive(query, keys[:, :3], None, weights, 0.5)
 
 
 def test_shared_group_positives_matches_set_intersection():
   rng = np.random.default_rng(2)
   qg = rng.integers(-1, 6, size=(7, 3))
   kg = rng.integers(-1, 6, size=(11, 2))
-  out = np.asarray(C.shared_group_positives(qg, kg))
+  out = np.asarray(infonce.shared_group_positives(qg, kg))
   for i in range(7):
     for j in range(11):
       shared = (set(qg[i]) - {-1}) & (set(kg[j]) - {-1})
       assert out[i, j] == bool(shared)
   with pytest.raises(ValueError, match='query_groups'):
-    C.shared_group_positives(qg.astype(np.float32), kg)
+    infonce.shared_group_positives(qg.astype(np.float32), kg)
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # WTC (Eq. 1-3).
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def _wtc_reference(a, t, a_m, t_m, qa, qt, temp, alpha=0.0, ids=None, qids=None):
@@ -135,7 +137,7 @@ def test_wtc_matches_equations_1_to_3(alpha):
   b, q, d, temp = 5, 12, 16, 0.07
   a, t, a_m, t_m = (_unit(rng, b, d) for _ in range(4))
   qa, qt = _unit(rng, q, d), _unit(rng, q, d)
-  loss, aux = C.wtc_loss(a, t, a_m, t_m, qa, qt, temp, alpha=alpha)
+  loss, aux = larp_losses.wtc_loss(a, t, a_m, t_m, qa, qt, temp, alpha=alpha)
   ref = _wtc_reference(a, t, a_m, t_m, qa, qt, temp, alpha)
   np.testing.assert_allclose(float(loss), ref, rtol=RTOL, atol=ATOL)
   assert set(aux) >= {'loss_a2t', 'loss_t2a', 'logits_a2t', 'logits_t2a'}
@@ -148,13 +150,13 @@ def test_wtc_id_queue_makes_same_track_entries_positive():
   qa, qt = _unit(rng, q, d), _unit(rng, q, d)
   ids = np.array([10, 11, 10, 12], np.int32)  # a repeated track in the batch
   qids = np.array([-1, 11, 3, 12, 12, -1], np.int32)  # queued copies of tracks 11 and 12
-  loss, aux = C.wtc_loss(a, t, a_m, t_m, qa, qt, temp, ids=ids, queue_ids=qids, alpha=0.2)
+  loss, aux = larp_losses.wtc_loss(a, t, a_m, t_m, qa, qt, temp, ids=ids, queue_ids=qids, alpha=0.2)
   ref = _wtc_reference(a, t, a_m, t_m, qa, qt, temp, 0.2, ids, qids)
   np.testing.assert_allclose(float(loss), ref, rtol=RTOL, atol=ATOL)
   targets = np.asarray(aux['targets_a2t'])
   assert targets[3, b + 3] > 0 and targets[3, b + 4] > 0 and targets[0, 2] > 0
   # Without ids the same inputs give the identity-only (paper/official) loss, which differs.
-  loss_identity, _ = C.wtc_loss(a, t, a_m, t_m, qa, qt, temp, alpha=0.2)
+  loss_identity, _ = larp_losses.wtc_loss(a, t, a_m, t_m, qa, qt, temp, alpha=0.2)
   assert abs(float(loss_identity) - float(loss)) > 1e-3
 
 
@@ -164,7 +166,7 @@ def test_wtc_jits_with_traced_temperature_and_alpha_and_has_finite_grads():
   qa, qt = _unit(rng, 8, 8), _unit(rng, 8, 8)
 
   def f(a, t, temp, alpha):
-    return C.wtc_loss(a, t, a_m, t_m, qa, qt, temp, alpha=alpha)[0]
+    return larp_losses.wtc_loss(a, t, a_m, t_m, qa, qt, temp, alpha=alpha)[0]
 
   grads = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(a, t, jnp.float32(0.07), jnp.float32(0.4))
   for g in grads:
@@ -172,14 +174,14 @@ def test_wtc_jits_with_traced_temperature_and_alpha_and_has_finite_grads():
   np.testing.assert_allclose(float(jax.jit(f)(a, t, 0.07, 0.4)),
                              _wtc_reference(a, t, a_m, t_m, qa, qt, 0.07, 0.4), rtol=RTOL, atol=ATOL)
   with pytest.raises(ValueError, match='queue'):
-    C.wtc_loss(a, t, a_m, t_m, qa, None, 0.07)
+    larp_losses.wtc_loss(a, t, a_m, t_m, qa, None, 0.07)
   with pytest.raises(ValueError, match='momentum distillation'):
-    C.wtc_loss(a, t, None, None, qa, qt, 0.07, alpha=0.4)
+    larp_losses.wtc_loss(a, t, None, None, qa, qt, 0.07, alpha=0.4)
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # TTC (Eq. 16-19).
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def _ttc_setup(seed, n=4, q=7, d=16, num_tracks=30, num_playlists=6):
@@ -235,8 +237,9 @@ def _ttc_reference(s, temp):
 def test_ttc_matches_equations_16_to_19_with_cooccurrence_queue_positives():
   s = _ttc_setup(6)
   f = s['feats']
-  loss, aux = C.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07,
-                         partner=s['partner'], groups=s['groups'], queue_groups=s['queue_groups'])
+  loss, aux = larp_losses.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07,
+                                   partner=s['partner'], groups=s['groups'],
+                                   queue_groups=s['queue_groups'])
   np.testing.assert_allclose(float(loss), _ttc_reference(s, 0.07), rtol=RTOL, atol=ATOL)
   # Some queue entry must actually be a positive for this check to mean anything.
   assert np.asarray(aux['targets_a2t'])[:, 2 * s['n']:].sum() > 0
@@ -262,20 +265,21 @@ def _official_cross_reference(f, partner, temp, alpha):
 def test_ttc_pair_mode_matches_official_cross_batch_with_distillation():
   s = _ttc_setup(7)
   f = s['feats']
-  loss, _ = C.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07,
-                       partner=s['partner'], positives='pair', alpha=0.4)
+  loss, _ = larp_losses.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07,
+                                 partner=s['partner'], positives='pair', alpha=0.4)
   ref = _official_cross_reference(f, s['partner'], 0.07, 0.4)
   np.testing.assert_allclose(float(loss), ref, rtol=RTOL, atol=ATOL)
   with pytest.raises(ValueError, match='groups'):
-    C.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07, partner=s['partner'])
+    larp_losses.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07,
+                         partner=s['partner'])
   with pytest.raises(ValueError, match='positives'):
-    C.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07, partner=s['partner'],
-               positives='identity')
+    larp_losses.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07,
+                         partner=s['partner'], positives='identity')
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # TPC (Eq. 20-25).
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_tpc_matches_equations_20_to_25_with_incidence_and_queue():
@@ -297,9 +301,10 @@ def test_tpc_matches_equations_20_to_25_with_incidence_and_queue():
   ta, tt = _unit(rng, b, d), _unit(rng, b, d)
   pa, pt = rng.normal(size=(p, d)).astype(np.float32), rng.normal(size=(p, d)).astype(np.float32)
   qa, qt = _unit(rng, q, d), _unit(rng, q, d)
-  loss, aux = C.tpc_loss(ta, tt, pa, pt, temp, parent=parent, track_groups=groups_of(incidence[:b]),
-                         playlist_ids=playlist_ids, queue_audio=qa, queue_text=qt,
-                         queue_groups=groups_of(incidence[b:]))
+  loss, aux = larp_losses.tpc_loss(ta, tt, pa, pt, temp, parent=parent,
+                                   track_groups=groups_of(incidence[:b]), playlist_ids=playlist_ids,
+                                   queue_audio=qa, queue_text=qt,
+                                   queue_groups=groups_of(incidence[b:]))
 
   r = incidence[:, playlist_ids].astype(np.float64)  # [b+q, p]: R^T restricted to the batch
   pa_n = pa / np.linalg.norm(pa, axis=1, keepdims=True)  # sim() is a cosine
@@ -327,9 +332,9 @@ def test_tpc_official_switches_match_official_code():
   audio_cross, text_cross = _unit(rng, 2 * n, d), _unit(rng, 2 * n, d)
   audio_p, text_p = rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=(n, d)).astype(np.float32)
   parent = np.concatenate([np.arange(n), -np.ones(n)]).astype(np.int32)
-  loss, _ = C.tpc_loss(audio_cross, text_cross, audio_p, text_p, temp, parent=parent, positives='pair',
-                       directions='track_to_playlist', normalize_playlists=False,
-                       mean_over_all_rows=True)
+  loss, _ = larp_losses.tpc_loss(audio_cross, text_cross, audio_p, text_p, temp, parent=parent,
+                                 positives='pair', directions='track_to_playlist',
+                                 normalize_playlists=False, mean_over_all_rows=True)
   targets = np.zeros((2 * n, n))
   targets[np.arange(n), np.arange(n)] = 1  # fill_diagonal_ on [2n, n]
   loss_a = -np.sum(_log_softmax(audio_cross @ text_p.T / temp) * targets, 1).mean()
@@ -339,32 +344,32 @@ def test_tpc_official_switches_match_official_code():
 
 def test_stage_loss_combines_terms_per_equations_7_to_9():
   losses = {'wtc': 1.0, 'ttc': 2.0, 'tpc': 4.0}
-  assert float(C.stage_loss(1, losses)[0]) == 1.0
-  assert float(C.stage_loss(2, losses)[0]) == 3.0
-  total, metrics = C.stage_loss(3, losses)
+  assert float(larp_losses.stage_loss(1, losses)[0]) == 1.0
+  assert float(larp_losses.stage_loss(2, losses)[0]) == 3.0
+  total, metrics = larp_losses.stage_loss(3, losses)
   assert float(total) == 7.0 and float(metrics['loss/tpc']) == 4.0
-  np.testing.assert_allclose(float(C.stage_loss(3, losses, reduction='mean')[0]), 7.0 / 3)
-  np.testing.assert_allclose(float(C.stage_loss(2, losses, weights={'ttc': 0.5})[0]), 2.0)
+  np.testing.assert_allclose(float(larp_losses.stage_loss(3, losses, reduction='mean')[0]), 7.0 / 3)
+  np.testing.assert_allclose(float(larp_losses.stage_loss(2, losses, weights={'ttc': 0.5})[0]), 2.0)
   with pytest.raises(ValueError, match='missing'):
-    C.stage_loss(3, {'wtc': 1.0, 'ttc': 1.0})
+    larp_losses.stage_loss(3, {'wtc': 1.0, 'ttc': 1.0})
   with pytest.raises(ValueError, match='stage'):
-    C.stage_loss(4, losses)
+    larp_losses.stage_loss(4, losses)
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Queues, lookup tables, EMA.
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_enqueue_wraps_around_like_a_ring_buffer_and_keeps_pytrees_aligned():
   rng = np.random.default_rng(10)
   size, batch, d = 10, 4, 3
-  queues, ptr = C.init_queues(jax.random.PRNGKey(0), size, d, group_width=2)
+  queues, ptr = memory.init_queues(jax.random.PRNGKey(0), size, d, group_width=2)
   np.testing.assert_allclose(np.linalg.norm(np.asarray(queues['audio']), axis=1), 1.0, rtol=1e-5)
   assert (np.asarray(queues['ids']) == -1).all()
   ref = {k: np.array(v) for k, v in queues.items()}
   ref_ptr = 0
-  step = jax.jit(C.enqueue)
+  step = jax.jit(memory.enqueue)
   for it in range(7):
     items = {'audio': rng.normal(size=(batch, d)).astype(np.float32),
              'text': rng.normal(size=(batch, d)).astype(np.float32),
@@ -380,11 +385,11 @@ def test_enqueue_wraps_around_like_a_ring_buffer_and_keeps_pytrees_aligned():
       np.testing.assert_array_equal(np.asarray(queues[k]), ref[k])
   # After 7 batches of 4 into 10 rows the pointer wrapped twice: 28 % 10.
   assert int(ptr) == 8
-  single, p2 = C.enqueue(jnp.zeros((5, 2)), jnp.int32(3), jnp.ones((4, 2)))
+  single, p2 = memory.enqueue(jnp.zeros((5, 2)), jnp.int32(3), jnp.ones((4, 2)))
   np.testing.assert_array_equal(np.asarray(single)[:, 0], [1, 1, 0, 1, 1])
   assert int(p2) == 2
   with pytest.raises(ValueError, match='cannot enqueue'):
-    C.enqueue(jnp.zeros((3, 2)), 0, jnp.ones((4, 2)))
+    memory.enqueue(jnp.zeros((3, 2)), 0, jnp.ones((4, 2)))
 
 
 def test_update_lookup_table_last_occurrence_wins_and_skips_invalid():
@@ -392,7 +397,7 @@ def test_update_lookup_table_last_occurrence_wins_and_skips_invalid():
   ids = jnp.array([1, 3, 1, 9, -1, 4])
   feats = jnp.arange(12, dtype=jnp.float32).reshape(6, 2)
   valid = jnp.array([True, True, True, True, True, False])
-  new = np.asarray(jax.jit(C.update_lookup_table)(table, ids, feats, valid))
+  new = np.asarray(jax.jit(memory.update_lookup_table)(table, ids, feats, valid))
   expected = np.zeros((6, 2), np.float32)
   expected[1] = [4, 5]  # rows 0 and 2 both write id 1; the later one wins
   expected[3] = [2, 3]
@@ -403,25 +408,25 @@ def test_gather_lookup_masks_and_stops_gradients():
   table = jnp.arange(12, dtype=jnp.float32).reshape(4, 3)
   ids = jnp.array([[2, 0, 77], [3, -5, 1]])
   mask = jnp.array([[True, True, False], [True, False, True]])
-  out = np.asarray(C.gather_lookup(table, ids, mask))
+  out = np.asarray(memory.gather_lookup(table, ids, mask))
   np.testing.assert_array_equal(out[0, 0], [6, 7, 8])
   np.testing.assert_array_equal(out[0, 2], [0, 0, 0])
   np.testing.assert_array_equal(out[1, 1], [0, 0, 0])
-  grad = jax.grad(lambda tb: jnp.sum(C.gather_lookup(tb, ids, mask)))(table)
+  grad = jax.grad(lambda tb: jnp.sum(memory.gather_lookup(tb, ids, mask)))(table)
   assert float(jnp.abs(grad).sum()) == 0.0
 
 
 def test_ema_update():
   pm = {'w': jnp.ones((2, 2)), 'b': jnp.zeros((3,), jnp.bfloat16)}
   p = {'w': jnp.full((2, 2), 3.0), 'b': jnp.ones((3,), jnp.bfloat16)}
-  new = C.ema_update(pm, p, 0.995)
+  new = memory.ema_update(pm, p, 0.995)
   np.testing.assert_allclose(np.asarray(new['w']), 0.995 + 0.005 * 3.0, rtol=1e-6)
   assert new['b'].dtype == jnp.bfloat16
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Fusion (Eq. 6, 23-24).
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def _fusion_reference(x, w_q, w_k, w_v):
@@ -526,9 +531,9 @@ def test_queue_and_lookup_table_ops_run_sharded_on_data_rows():
   ids = rng.integers(0, 40, size=8).astype(np.int32)
 
   def step(qa, qt, tb, ptr):
-    loss, _ = C.wtc_loss(a, t, a_m, t_m, qa, qt, 0.07, alpha=0.4)
-    (qa, qt), ptr = C.enqueue((qa, qt), ptr, (a_m, t_m))
-    tb = C.update_lookup_table(tb, ids, a)
+    loss, _ = larp_losses.wtc_loss(a, t, a_m, t_m, qa, qt, 0.07, alpha=0.4)
+    (qa, qt), ptr = memory.enqueue((qa, qt), ptr, (a_m, t_m))
+    tb = memory.update_lookup_table(tb, ids, a)
     return loss, qa, qt, tb, ptr
 
   expected = step(queue_a, queue_t, table, jnp.int32(60))

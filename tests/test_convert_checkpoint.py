@@ -13,7 +13,7 @@ import torch
 
 import reference_htsat
 from experiments import convert_checkpoint
-from larp_jax.models import htsat
+from larp_jax.models import htsat, htsat_convert
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = htsat.htsat_config('small')
@@ -30,7 +30,8 @@ def torch_state():
 
 @pytest.fixture(scope='module')
 def expected_variables(torch_state):
-  return htsat.convert_torch_state_dict({k: v.numpy() for k, v in torch_state.items()}, CONFIG)
+  return htsat_convert.convert_torch_state_dict({k: v.numpy() for k, v in torch_state.items()},
+                                                CONFIG)
 
 
 def _restore(output_dir):
@@ -141,25 +142,27 @@ def test_cli_refuses_unmatched_and_missing_keys_unless_allowed(tmp_path, torch_s
 def test_strict_conversion_names_bad_keys(torch_state):
   state = {k: v.numpy() for k, v in torch_state.items()}
   with pytest.raises(ValueError, match=r'layers\.9\.blocks\.0\.norm1\.weight'):
-    htsat.convert_torch_state_dict({**state, 'layers.9.blocks.0.norm1.weight': np.ones(4)}, CONFIG)
+    htsat_convert.convert_torch_state_dict(
+        {**state, 'layers.9.blocks.0.norm1.weight': np.ones(4)}, CONFIG)
   with pytest.raises(ValueError, match='params/bn0/scale'):
-    htsat.convert_torch_state_dict({k: v for k, v in state.items() if k != 'bn0.weight'}, CONFIG)
+    htsat_convert.convert_torch_state_dict(
+        {k: v for k, v in state.items() if k != 'bn0.weight'}, CONFIG)
 
 
 def test_wrong_variant_or_frontend_is_a_shape_or_constant_error(torch_state):
   state = {k: v.numpy() for k, v in torch_state.items()}
   with pytest.raises(ValueError, match='patch_embed.proj.weight: shape'):
-    htsat.convert_torch_state_dict(state, htsat.htsat_config('small', embed_dim=48))
+    htsat_convert.convert_torch_state_dict(state, htsat.htsat_config('small', embed_dim=48))
   with pytest.raises(ValueError, match='logmel_extractor.melW'):
-    htsat.convert_torch_state_dict(state, htsat.htsat_config('small', fmax=7000.0))
+    htsat_convert.convert_torch_state_dict(state, htsat.htsat_config('small', fmax=7000.0))
 
 
 def test_prefix_detection_errors(torch_state):
   state = {k: v.numpy() for k, v in torch_state.items()}
   with pytest.raises(ValueError, match='no HTS-AT weights'):
-    htsat.conversion_report({f'encoder.{k}': v for k, v in state.items()}, CONFIG)
+    htsat_convert.conversion_report({f'encoder.{k}': v for k, v in state.items()}, CONFIG)
   both = {**state, **{f'sed_model.{k}': v for k, v in state.items()}}
   with pytest.raises(ValueError, match='ambiguous'):
-    htsat.conversion_report(both, CONFIG)
-  report = htsat.conversion_report(both, CONFIG, prefix='sed_model.')
+    htsat_convert.conversion_report(both, CONFIG)
+  report = htsat_convert.conversion_report(both, CONFIG, prefix='sed_model.')
   assert not report['unmatched'] and len(report['foreign']) == len(state)

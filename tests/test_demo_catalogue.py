@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import soundfile
 
+from data_pipelines.demo import audio_synthesis
 from data_pipelines.demo import catalogue
+from data_pipelines.demo import latent_catalogue
 
-TINY = catalogue.CatalogueConfig(num_tracks=120, num_playlists=60, clip_seconds=1.0,
-                                 sample_rate=8000, slice_size=25)
+TINY = latent_catalogue.CatalogueConfig(num_tracks=120, num_playlists=60, clip_seconds=1.0,
+                                        sample_rate=8000, slice_size=25)
 _TRACK_KEYS = {'pos', 'track_uri', 'track_name', 'artist_uri', 'artist_name', 'album_uri',
                'album_name', 'duration_ms'}
 
@@ -41,18 +43,18 @@ def test_same_seed_gives_byte_identical_files(tiny_dir, tmp_path):
 
 
 def test_parallel_audio_matches_serial(tiny_dir, tmp_path):
-  catalogue.write_audio(catalogue.build_catalogue(TINY), tmp_path, workers=2)
+  audio_synthesis.write_audio(latent_catalogue.build_catalogue(TINY), tmp_path, workers=2)
   serial = {p.name: p.read_bytes() for p in (tiny_dir / 'audio').iterdir()}
   parallel = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
   assert serial == parallel
 
 
 def test_audio_synthesis_is_order_independent():
-  cat = catalogue.build_catalogue(TINY)
-  later = catalogue.synthesize_track(cat, 7)
+  cat = latent_catalogue.build_catalogue(TINY)
+  later = audio_synthesis.synthesize_track(cat, 7)
   for i in range(5):
-    catalogue.synthesize_track(cat, i)
-  np.testing.assert_array_equal(catalogue.synthesize_track(cat, 7), later)
+    audio_synthesis.synthesize_track(cat, i)
+  np.testing.assert_array_equal(audio_synthesis.synthesize_track(cat, 7), later)
 
 
 def test_writes_valid_mpd_slices(tiny_dir):
@@ -158,6 +160,6 @@ def test_cli_without_audio(tmp_path):
 
 def test_bad_config_is_rejected():
   with pytest.raises(ValueError, match='num_styles'):
-    catalogue.CatalogueConfig(num_styles=99)
+    latent_catalogue.CatalogueConfig(num_styles=99)
   with pytest.raises(ValueError, match='playlist_length'):
-    catalogue.CatalogueConfig(playlist_length=(10, 5))
+    latent_catalogue.CatalogueConfig(playlist_length=(10, 5))

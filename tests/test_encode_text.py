@@ -10,7 +10,9 @@ import torch
 import transformers
 
 from experiments import encode_text
-from larp_jax.models import bert
+from data_pipelines import text
+from larp_jax.evaluation import text_embeddings
+from larp_jax.models import bert_convert
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TOKENIZER_FILES = ('vocab.txt', 'tokenizer.json', 'tokenizer_config.json',
@@ -35,9 +37,9 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 
 def _library_embeddings(model_dir, texts, **kwargs) -> np.ndarray:
-  config, params = bert.load_pretrained(model_dir)
-  return bert.encode_texts(config, params, bert.load_tokenizer(model_dir), texts,
-                           progress=False, **kwargs)
+  config, params = bert_convert.load_pretrained(model_dir)
+  return text_embeddings.encode_texts(config, params, text.load_tokenizer(model_dir), texts,
+                                      progress=False, **kwargs)
 
 
 def test_cli_end_to_end_truncates_and_equals_library(tiny_model_dir, tmp_path):

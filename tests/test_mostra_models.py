@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from larp_jax.losses import ranking
+from larp_jax.losses import mostra_objectives, ranking
 from larp_jax.models import mostra
 
 TINY = mostra.SetTRMConfig(num_layers=2, num_heads=2, num_inducing=3, hidden_dim=8, ff_dim=16)
@@ -77,11 +77,11 @@ def test_mo_ltr_labels_and_cosine_relevance():
   sat = np.array([[1, 0, 1]], np.float32)
   objectives = np.array([[[1, 1, 0], [1, 1, 1], [0, 0, 0]]], np.float32)
   # s_i = SAT_i + SAT_i * sum_j E_ij.
-  np.testing.assert_allclose(mostra.mo_ltr_labels(sat, objectives), [[3, 0, 1]])
-  np.testing.assert_allclose(mostra.mo_ltr_labels(sat, objectives, weights=[0.5, 0.0, 2.0]),
-                             [[1.5, 0, 1]])
+  np.testing.assert_allclose(mostra_objectives.mo_ltr_labels(sat, objectives), [[3, 0, 1]])
+  np.testing.assert_allclose(
+      mostra_objectives.mo_ltr_labels(sat, objectives, weights=[0.5, 0.0, 2.0]), [[1.5, 0, 1]])
   with pytest.raises(ValueError, match='weights'):
-    mostra.mo_ltr_labels(sat, objectives, weights=[1.0, 1.0])
+    mostra_objectives.mo_ltr_labels(sat, objectives, weights=[1.0, 1.0])
   rng = np.random.default_rng(0)
   user = rng.normal(size=(2, 4)).astype(np.float32)
   tracks = rng.normal(size=(2, 5, 4)).astype(np.float32)
@@ -93,7 +93,7 @@ def test_mo_ltr_labels_and_cosine_relevance():
 def test_teacher_forcing_targets_put_sat_first():
   labels = np.array([[0, 1, 0, 1, 1], [1, 0, 0, 0, 0]], np.float32)
   mask = np.array([[1, 1, 1, 1, 0], [0, 1, 1, 0, 0]], bool)
-  np.testing.assert_array_equal(mostra.teacher_forcing_targets(labels, mask, 4),
+  np.testing.assert_array_equal(mostra_objectives.teacher_forcing_targets(labels, mask, 4),
                                 [[1, 3, 0, 2], [1, 2, -1, -1]])
 
 
@@ -109,7 +109,7 @@ def test_pointer_decoders_emit_valid_distinct_items(name):
   features, mask = _inputs(seed=3, batch=4, num_items=8)
   mask[3] = False  # an empty set
   labels = (np.random.default_rng(4).random(mask.shape) < 0.5).astype(np.float32)
-  targets = mostra.teacher_forcing_targets(labels, mask, 6)
+  targets = mostra_objectives.teacher_forcing_targets(labels, mask, 6)
   variables = jax.jit(model.init)(jax.random.key(0), features, mask, targets)
   apply = jax.jit(model.apply)
   length = 10  # longer than every set
@@ -148,7 +148,7 @@ def test_teacher_forced_loss_decreases_on_toy_data(name):
   features = rng.normal(size=(8, 6, 4)).astype(np.float32)
   mask = rng.random((8, 6)) < 0.85
   labels = (features[..., 0] > 0).astype(np.float32)  # SAT is readable from feature 0
-  targets = mostra.teacher_forcing_targets(labels, mask, 4)
+  targets = mostra_objectives.teacher_forcing_targets(labels, mask, 4)
   params = jax.jit(model.init)(jax.random.key(1), features, mask, targets)['params']
   optimizer = optax.adam(1e-2)
   opt_state = optimizer.init(params)

@@ -8,6 +8,8 @@ import os
 import numpy as np
 import pytest
 
+from data_pipelines import session_batches as B
+from data_pipelines import session_logs as logs
 from data_pipelines import sessions as S
 from data_pipelines.demo import sessions as demo
 
@@ -189,7 +191,7 @@ def _labels_by_session(raw):
 
 def test_labels_match_hand_computed(tmp_path):
   _write_hand_built(str(tmp_path))
-  raw = S.read_raw_sessions(str(tmp_path))
+  raw = logs.read_raw_sessions(str(tmp_path))
   assert raw.report.total == 0
   assert [s.session_id for s in raw.sessions] == ['sd', 'sa', 'sc', 'sb']  # chronological
   assert [raw.tracks.track_ids[t] for t in raw.sessions[1].tracks] == ['t2', 't3', 't4']
@@ -246,7 +248,7 @@ def test_bad_rows_are_counted_reported_and_skipped(tmp_path):
       list(good.values()) + ['extra']]                                 # wrong field count
   bad_history = [('u1', 't9', 2), ('u2', 't1', 'inf')]
   _write_hand_built(str(tmp_path), bad_tf, bad_log, bad_history)
-  raw = S.read_raw_sessions(str(tmp_path), max_examples=2)
+  raw = logs.read_raw_sessions(str(tmp_path), max_examples=2)
   assert raw.report.counts == {
       'tracks/non_finite': 1, 'tracks/duplicate_track_id': 1, 'history/unknown_track': 1,
       'history/non_finite': 1, 'log/missing_field': 1, 'log/unknown_track': 2,
@@ -262,7 +264,7 @@ def test_bad_rows_are_counted_reported_and_skipped(tmp_path):
   with pytest.raises(ValueError, match='missing columns'):
     with open(tmp_path / 'log_000.csv', 'w') as f:
       f.write(','.join(c for c in LOG_COLUMNS if c != 'user_id') + '\n')
-    S.read_raw_sessions(str(tmp_path))
+    logs.read_raw_sessions(str(tmp_path))
 
 
 def test_truncation_and_split_errors(tmp_path):
@@ -288,7 +290,7 @@ def test_truncation_and_split_errors(tmp_path):
 
 def test_padding_masks_and_splits(demo_data):
   arrays, metadata = demo_data['arrays'], demo_data['metadata']
-  raw = S.read_raw_sessions(demo_data['raw_dir'])
+  raw = logs.read_raw_sessions(demo_data['raw_dir'])
   vocab = S.load_vocab(demo_data['dir'])
   f = metadata['num_features']
   users = {}
@@ -321,7 +323,7 @@ def test_padding_masks_and_splits(demo_data):
 
 def test_normalisation_stats_come_from_train_only(demo_data):
   metadata, arrays = demo_data['metadata'], demo_data['arrays']
-  raw = S.read_raw_sessions(demo_data['raw_dir'])
+  raw = logs.read_raw_sessions(demo_data['raw_dir'])
   vocab = S.load_vocab(demo_data['dir'])
   user_embedding, genre_dist = S.user_profiles(raw.tracks, raw.history, list(vocab['user_ids']))
   mean, std = np.array(metadata['feature_mean']), np.array(metadata['feature_std'])
@@ -370,26 +372,26 @@ def _session_ids(dataset, n=None):
 
 def test_batches_fixed_shape_deterministic_and_per_epoch():
   split = _fake_split(23)
-  ds = S.session_batches(split, batch_size=4, seed=1, num_epochs=3)
+  ds = B.session_batches(split, batch_size=4, seed=1, num_epochs=3)
   assert len(ds) == 3 * 5  # 23 // 4 = 5 full batches an epoch
   batch = ds[0]
   assert batch['features'].shape == (4, 5, 3) and batch['mask'].shape == (4, 5)
   assert batch['labels'].shape == (4, 5, 4) and batch['session_valid'].tolist() == [True] * 4
   ids = _session_ids(ds)
-  assert ids == _session_ids(S.session_batches(split, batch_size=4, seed=1, num_epochs=3))
-  assert ids != _session_ids(S.session_batches(split, batch_size=4, seed=2, num_epochs=3))
+  assert ids == _session_ids(B.session_batches(split, batch_size=4, seed=1, num_epochs=3))
+  assert ids != _session_ids(B.session_batches(split, batch_size=4, seed=2, num_epochs=3))
   epochs = [sum(ids[5 * e:5 * (e + 1)], []) for e in range(3)]
   assert all(len(set(e)) == 20 for e in epochs)  # no repeat inside an epoch
   assert epochs[0] != epochs[1]  # reshuffled each epoch
   row = ids[0][0]
   np.testing.assert_array_equal(batch['features'][0], split['features'][row])
-  forever = S.session_batches(split, batch_size=4, seed=1, num_epochs=None)
+  forever = B.session_batches(split, batch_size=4, seed=1, num_epochs=None)
   assert _session_ids(forever, 15) == ids
 
 
 def test_eval_batches_pad_last_batch():
   split = _fake_split(10)
-  ds = S.session_batches(split, batch_size=4, shuffle=False, drop_remainder=False)
+  ds = B.session_batches(split, batch_size=4, shuffle=False, drop_remainder=False)
   batches = [ds[i] for i in range(len(ds))]
   assert len(batches) == 3 and all(b['mask'].shape == (4, 5) for b in batches)
   valid = np.concatenate([b['session_valid'] for b in batches])
@@ -402,29 +404,29 @@ def test_eval_batches_pad_last_batch():
 
 def test_batches_resume_from_iterator_state():
   split = _fake_split(23)
-  ds = S.session_batches(split, batch_size=4, seed=4, num_epochs=None)
+  ds = B.session_batches(split, batch_size=4, seed=4, num_epochs=None)
   it = iter(ds)
   for _ in range(7):  # into the second epoch
     next(it)
   state = json.loads(json.dumps(it.get_state()))  # what a checkpoint stores
   expected = [next(it)['session_ids'].tolist() for _ in range(6)]
-  resumed = iter(S.session_batches(split, batch_size=4, seed=4, num_epochs=None))
+  resumed = iter(B.session_batches(split, batch_size=4, seed=4, num_epochs=None))
   resumed.set_state(state)
   assert [next(resumed)['session_ids'].tolist() for _ in range(6)] == expected
 
 
 def test_batches_shard_hosts_disjointly():
   split = _fake_split(23)
-  shards = [sum(_session_ids(S.session_batches(split, batch_size=2, seed=0, shard_index=i,
+  shards = [sum(_session_ids(B.session_batches(split, batch_size=2, seed=0, shard_index=i,
                                                shard_count=2)), []) for i in range(2)]
   assert len(shards[0]) == len(shards[1]) == 10 and not set(shards[0]) & set(shards[1])
   with pytest.raises(ValueError, match='shard_index'):
-    S.session_batches(split, batch_size=2, shard_index=2, shard_count=2)
+    B.session_batches(split, batch_size=2, shard_index=2, shard_count=2)
 
 
 def test_demo_batches_feed_a_trainer(demo_data):
   train = demo_data['arrays']['train']
-  batch = S.session_batches(train, batch_size=8, seed=0)[0]
+  batch = B.session_batches(train, batch_size=8, seed=0)[0]
   f = demo_data['metadata']['num_features']
   assert batch['features'].shape == (8, 100, f) and batch['features'].dtype == np.float32
   assert np.isfinite(batch['features']).all() and batch['mask'].any(1).all()

@@ -8,8 +8,11 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from configs import toy as toy_config
-from larp_jax.jobs import toy
-from larp_jax.training import mesh as mesh_lib, state as state_lib
+from data_pipelines import toy as toy_data
+from larp_jax.jobs import toy_job
+from larp_jax.models import toy_transformer
+from larp_jax.training import mesh as mesh_lib, optimizers, state as state_lib
+from larp_jax.training import step as step_lib
 
 NUM_STEPS = 6
 
@@ -22,21 +25,20 @@ def _run(mesh_shape, devices, optimizer):
   config.mesh.shape = mesh_shape
   mesh = mesh_lib.make_mesh(config.mesh, devices=devices)
   rules = mesh_lib.logical_axis_rules(config.mesh)
-  model = toy.toy_transformer.ToyTransformer(toy.model_config(config))
-  tx = toy.optimizers.make_optimizer(config.optimizer, config.loop.num_train_steps)
+  model = toy_transformer.ToyTransformer(toy_job.model_config(config))
+  tx = optimizers.make_optimizer(config.optimizer, config.loop.num_train_steps)
   dummy = np.zeros((1, config.data.seq_len), np.int32)
   state, shardings = state_lib.create_train_state(
       lambda rng: (model.init(rng, dummy)["params"], {}), tx, mesh, rules,
       jax.random.PRNGKey(config.seed))
-  data = iter(toy.toy_data.toy_dataset(
+  data = iter(toy_data.toy_dataset(
       seed=0, num_examples=1000, vocab_size=config.data.vocab_size,
       seq_len=config.data.seq_len, batch_size=config.batch_size).to_iter_dataset())
-  traced = chex.assert_max_traces(toy.make_train_step(model), n=1)
-  step = jax.jit(traced, in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
-                 out_shardings=(shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
+  traced = chex.assert_max_traces(toy_job.make_train_step(model), n=1)
+  step = step_lib.jit_train_step(traced, shardings, mesh)
   losses = []
   for _ in range(NUM_STEPS):
-    state, metrics = step(state, mesh_lib.make_global_batch(next(data), mesh))
+    state, metrics = step(state, step_lib.place_inputs(next(data), mesh))
     losses.append(float(metrics["loss"]))
     assert float(metrics["grad_norm"]) > 1e-3  # non-trivial updates are being compared
   chex.clear_trace_counter()

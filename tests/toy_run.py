@@ -1,6 +1,7 @@
 """Runs the toy job in-process with optional interruption; used by the resume tests.
 
-Usage: python tests/toy_run.py WORKDIR [--sigterm_at N | --sigkill_at N] [--steps N]
+Usage: python tests/toy_run.py WORKDIR [--sigterm_at N [--sigterm_process P] | --sigkill_at N]
+       [--steps N] [--coordinator_address HOST:PORT --num_processes N --process_id I]
 Prints FINAL_PARAMS_SHA=<hash of the final params> on completion.
 """
 
@@ -18,8 +19,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import toy as toy_config  # noqa: E402
-from larp_jax.jobs import toy  # noqa: E402
-from larp_jax.training import loop  # noqa: E402
+from larp_jax.jobs import toy_job  # noqa: E402
+from larp_jax.training import checkpoint, mesh as mesh_lib  # noqa: E402
 
 
 class Interrupting(grain.DatasetIterator):
@@ -53,23 +54,40 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("workdir")
   parser.add_argument("--sigterm_at", type=int, default=0)
+  parser.add_argument("--sigterm_process", type=int, default=0)
   parser.add_argument("--sigkill_at", type=int, default=0)
   parser.add_argument("--steps", type=int, default=14)
+  parser.add_argument("--mesh_shape", default="")
+  parser.add_argument("--coordinator_address", default=None)
+  parser.add_argument("--num_processes", type=int, default=None)
+  parser.add_argument("--process_id", type=int, default=None)
   args = parser.parse_args()
+  mesh_lib.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
   config = toy_config.get_config("test")
   config.loop.num_train_steps = args.steps
   config.loop.checkpoint_every_steps = 4
-  mesh, model, state, shardings, it = toy.setup(config)
-  if args.sigterm_at:
-    it = Interrupting(it, args.sigterm_at, signal.SIGTERM)
-  elif args.sigkill_at:
-    it = Interrupting(it, args.sigkill_at, signal.SIGKILL)
-  result = loop.train_loop(config=config.loop, workdir=args.workdir, state=state,
-                           state_shardings=shardings, mesh=mesh,
-                           train_step=toy.make_train_step(model), train_iter=it,
-                           evaluate=toy.make_evaluate(model, config, mesh))
-  print(f"STOP_REASON={result.stop_reason} STEP={int(result.state.step)}")
-  print(f"FINAL_PARAMS_SHA={params_sha(result.state.params)}")
+  if args.mesh_shape:
+    config.mesh.shape = tuple(int(s) for s in args.mesh_shape.split(","))
+  make_data = toy_job.train_data(config)
+
+  def data(context):
+    it = make_data(context)
+    if args.sigterm_at and jax.process_index() == args.sigterm_process:
+      it = Interrupting(it, args.sigterm_at, signal.SIGTERM)
+    elif args.sigkill_at:
+      it = Interrupting(it, args.sigkill_at, signal.SIGKILL)
+    return it
+
+  result = toy_job.train_and_evaluate(config, args.workdir, data=data)
+  if result.state is None:  # finished before: read the final checkpoint's params
+    ckpt_dir = os.path.join(os.path.abspath(args.workdir), "checkpoints")
+    last = max(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
+    params = checkpoint.load_params(os.path.join(ckpt_dir, str(last), "state"))["params"]
+    step = last
+  else:
+    params, step = result.state.params, int(result.state.step)
+  print(f"STOP_REASON={result.stop_reason} STEP={step}", flush=True)
+  print(f"FINAL_PARAMS_SHA={params_sha(params)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from data_pipelines import session_logs
 from data_pipelines import sessions as sessions_lib
 
 GENRE_NAMES = ('rock', 'pop', 'hip_hop', 'electronic', 'jazz', 'classical', 'folk', 'metal',
@@ -113,7 +114,7 @@ def _genre_names(num_genres: int) -> tuple[str, ...]:
 
 def _make_tracks(config: DemoSessionsConfig, rng: np.random.Generator) -> dict[str, Any]:
   """Latent catalogue + the tf_*.csv columns (as formatted strings)."""
-  a, t, g, d = config.num_artists, config.num_tracks, config.num_genres, sessions_lib.EMBEDDING_DIM
+  a, t, g, d = config.num_artists, config.num_tracks, config.num_genres, session_logs.EMBEDDING_DIM
   centroids = _normalize(rng.normal(size=(g, d)))
   artist_genre = rng.integers(g, size=a)
   artist_vec = _normalize(centroids[artist_genre] + 0.3 * rng.normal(size=(a, d)))
@@ -129,7 +130,7 @@ def _make_tracks(config: DemoSessionsConfig, rng: np.random.Generator) -> dict[s
   second = np.where(near[:, 0] == artist_genre[artist], near[:, 1], near[:, 0])
   has_second = rng.random(t) < 0.4
   names = _genre_names(g)
-  genres = [names[p] + (sessions_lib.GENRE_SEPARATOR + names[s] if two else '')
+  genres = [names[p] + (session_logs.GENRE_SEPARATOR + names[s] if two else '')
             for p, s, two in zip(artist_genre[artist], second, has_second)]
   boost = (rng.random(t) < config.boost_rate).astype(int)
   z = vec @ rng.normal(size=(d, 16)) + 0.5 * rng.normal(size=(t, 16))
@@ -181,7 +182,7 @@ def write_demo_sessions(out_dir: str, config: DemoSessionsConfig = DemoSessionsC
   rng = np.random.default_rng(config.seed)
   os.makedirs(out_dir, exist_ok=True)
   catalogue = _make_tracks(config, rng)
-  tf_columns = sessions_lib.MSSD_TRACK_COLUMNS + sessions_lib.TRACK_EXTENSION_COLUMNS
+  tf_columns = session_logs.MSSD_TRACK_COLUMNS + session_logs.TRACK_EXTENSION_COLUMNS
   cols = catalogue['columns']
   _write_csv(os.path.join(out_dir, 'tf_000.csv'), tf_columns,
              zip(*(cols[c] for c in tf_columns)))
@@ -207,7 +208,7 @@ def write_demo_sessions(out_dir: str, config: DemoSessionsConfig = DemoSessionsC
     known[i, artist[played]] = True
     history_rows += [(user_ids[i], track_ids[k], int(n))
                      for k, n in zip(played, rng.geometric(0.3, size=size))]
-  _write_csv(os.path.join(out_dir, 'user_history.csv'), sessions_lib.HISTORY_COLUMNS,
+  _write_csv(os.path.join(out_dir, 'user_history.csv'), session_logs.HISTORY_COLUMNS,
              history_rows)
 
   # Sessions in chronological order (the pipeline's `session_order_key`).
@@ -220,7 +221,7 @@ def write_demo_sessions(out_dir: str, config: DemoSessionsConfig = DemoSessionsC
       for day, hour, user in zip(rng.integers(config.num_days, size=s),
                                  rng.choice(24, size=s, p=diurnal / diurnal.sum()),
                                  rng.choice(u, size=s, p=activity / activity.sum())))
-  log_columns = sessions_lib.MSSD_LOG_COLUMNS + sessions_lib.LOG_EXTENSION_COLUMNS
+  log_columns = session_logs.MSSD_LOG_COLUMNS + session_logs.LOG_EXTENSION_COLUMNS
   counts = np.zeros(len(sessions_lib.OBJECTIVES), np.int64)
   files, rows, num_rows = [], [], 0
   for n, (date, hour, session_id, user) in enumerate(meta):

@@ -18,10 +18,11 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from data_pipelines import grain_pipelines, mpd
+from data_pipelines import grain_pipelines, playlist_audio, playlist_datasets
 from data_pipelines.demo import catalogue as demo_catalogue
+from data_pipelines.demo import latent_catalogue
 from larp_jax.jobs import larp_steps
-from larp_jax.models import bert, htsat, larp as larp_model
+from larp_jax.models import bert_convert, htsat, larp_encoder
 from larp_jax.training import checkpoint, loop, mesh as mesh_lib, optimizers, state as state_lib
 
 # (run name, stage, fusion, start from run).
@@ -44,35 +45,35 @@ def prepare_dataset(config: Any, workdir: str) -> str:
   if not manual_dir:
     manual_dir = os.path.join(workdir, "demo_raw")
     if not os.path.exists(os.path.join(manual_dir, "ground_truth.json")):
-      demo = demo_catalogue.CatalogueConfig(**dict(data.demo))
+      demo = latent_catalogue.CatalogueConfig(**dict(data.demo))
       print(f"Generating demo catalogue ({demo.num_tracks} tracks) in {manual_dir} ...")
       demo_catalogue.write_catalogue(manual_dir, demo, workers=2)
   elif not os.path.isdir(manual_dir):
     raise ValueError(f"config.data.manual_dir={manual_dir!r} does not exist.")
   build = dict(data.build)
   build.setdefault("tokenizer_dir", text_model_dir(config))
-  return mpd.build_dataset(data.kind, manual_dir, data.data_dir or os.path.join(workdir, "data"),
-                           build)
+  return playlist_datasets.build_dataset(
+      data.kind, manual_dir, data.data_dir or os.path.join(workdir, "data"), build)
 
 
-def model_config(config: Any, fusion: bool = True) -> larp_model.LARPConfig:
-  text_cfg, _ = bert.load_pretrained(text_model_dir(config),
-                                     use_token_type_embeddings=config.model.text_token_types)
+def model_config(config: Any, fusion: bool = True) -> larp_encoder.LARPConfig:
+  text_cfg, _ = bert_convert.load_pretrained(
+      text_model_dir(config), use_token_type_embeddings=config.model.text_token_types)
   audio_cfg = htsat.htsat_config(config.model.audio_variant, **dict(config.model.audio_overrides))
-  return larp_model.LARPConfig(audio=audio_cfg, text=text_cfg, embed_dim=config.model.embed_dim,
-                               text_pooling=config.model.text_pooling, fusion=fusion,
-                               dtype=jnp.dtype(config.model.dtype))
+  return larp_encoder.LARPConfig(audio=audio_cfg, text=text_cfg, embed_dim=config.model.embed_dim,
+                                 text_pooling=config.model.text_pooling, fusion=fusion,
+                                 dtype=jnp.dtype(config.model.dtype))
 
 
-def _dummy_inputs(cfg: larp_model.LARPConfig, max_text_length: int):
+def _dummy_inputs(cfg: larp_encoder.LARPConfig, max_text_length: int):
   return (jnp.zeros((2, cfg.audio.clip_samples), jnp.float32),
           jnp.zeros((2, max_text_length), jnp.int32), jnp.ones((2, max_text_length), jnp.int32),
           jnp.zeros((2, 3, cfg.embed_dim), jnp.float32), jnp.ones((2, 3), bool))
 
 
-def _pretrained_text_params(config: Any, cfg: larp_model.LARPConfig):
-  _, params = bert.load_pretrained(text_model_dir(config),
-                                   use_token_type_embeddings=config.model.text_token_types)
+def _pretrained_text_params(config: Any, cfg: larp_encoder.LARPConfig):
+  _, params = bert_convert.load_pretrained(
+      text_model_dir(config), use_token_type_embeddings=config.model.text_token_types)
   return params
 
 
@@ -94,10 +95,10 @@ def _replace_text_params(boxed_params, pretrained):
   return {**boxed_params, "text_encoder": new_text}
 
 
-def make_state(config: Any, cfg: larp_model.LARPConfig, mesh, num_train_tracks: int,
+def make_state(config: Any, cfg: larp_encoder.LARPConfig, mesh, num_train_tracks: int,
                total_steps: int, max_text_length: int):
   """Sharded TrainState with pretrained text weights, queues and lookup tables."""
-  model = larp_model.LARP(cfg)
+  model = larp_encoder.LARP(cfg)
   rules = mesh_lib.logical_axis_rules(config.mesh)
   tx = optimizers.make_optimizer(config.optimizer, total_steps)
   pretrained = _pretrained_text_params(config, cfg) if config.model.text_pretrained else None
@@ -119,7 +120,7 @@ def make_state(config: Any, cfg: larp_model.LARPConfig, mesh, num_train_tracks: 
   return model, state, shardings
 
 
-def make_encoder(model: larp_model.LARP):
+def make_encoder(model: larp_encoder.LARP):
   """jitted ``(params, batch_stats, audio, ids, mask) -> (audio_emb, text_emb)`` (eval mode)."""
 
   @jax.jit
@@ -194,7 +195,7 @@ def _steps_for_stage(config: Any, dataset_dir: str, stage: int) -> int:
 def run_stage(config: Any, workdir: str, dataset_dir: str, mesh, name: str, stage: int,
               fusion: bool, start_from: str | None) -> loop.TrainResult:
   """Trains (or resumes, or skips if finished) one stage run in ``workdir/name``."""
-  meta = mpd.load_metadata(dataset_dir)
+  meta = playlist_audio.load_metadata(dataset_dir)
   num_train = int(meta["pad_id"]["train"])
   steps_per_epoch, total_steps = _steps_for_stage(config, dataset_dir, stage)
   cfg = model_config(config, fusion=fusion)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from etils import epath
 
-from data_pipelines import mpd
+from data_pipelines import playlist_audio
 from larp_jax import export as export_lib
 from larp_jax.evaluation import continuation
 from larp_jax.jobs import larp as larp_job
@@ -29,7 +29,7 @@ def export_run(config: Any, workdir: str, run: str = "stage3", split: str = "tes
                             "(python -m experiments.train_larp ...).")
   dataset_dir = larp_job.prepare_dataset(config, workdir)
   best = checkpoint.load_params(best_path)
-  model = larp_job.larp_model.LARP(larp_job.model_config(config))
+  model = larp_job.larp_encoder.LARP(larp_job.model_config(config))
   audio, text = larp_job.encode_split(larp_job.make_encoder(model), best["params"],
                                       best["model_state"]["batch_stats"], dataset_dir, split,
                                       config.eval_batch_size)
@@ -42,7 +42,7 @@ def write_track_export(output: str, dataset_dir: str, split: str, audio: np.ndar
                        text: np.ndarray, checkpoint_path: str, config: Any,
                        extra: dict[str, Any]) -> dict[str, Any]:
   """Writes a split's track uris with audio, text and fused (Eq. 11) embeddings [N, 256]."""
-  uris = mpd.load_metadata(dataset_dir)["track_uris"][split]
+  uris = playlist_audio.load_metadata(dataset_dir)["track_uris"][split]
   return export_lib.export_embeddings(
       output, uris, {"audio": audio, "text": text,
                      "fused": np.asarray(continuation.track_embeddings(audio, text))},

@@ -21,7 +21,7 @@ from etils import epath
 from data_pipelines import grain_pipelines
 from larp_jax.evaluation import continuation
 from larp_jax.jobs import larp as larp_job, larp_export
-from larp_jax.models import bert
+from larp_jax.models import bert, bert_convert, layers
 from larp_jax.recommenders import itemknn
 from larp_jax.training import checkpoint
 
@@ -50,13 +50,13 @@ def _random_metrics(playlists: dict, seed: int) -> dict[str, float]:
 
 
 def _text_only(config, dataset_dir: str, split: str, batch_size: int) -> np.ndarray:
-  text_cfg, params = bert.load_pretrained(larp_job.text_model_dir(config))
+  text_cfg, params = bert_convert.load_pretrained(larp_job.text_model_dir(config))
   encoder = bert.BertEncoder(text_cfg)
 
   @jax.jit
   def encode(ids, mask):
     hidden = encoder.apply({"params": params}, ids, mask)
-    return bert.l2_normalize(bert.pool(hidden, mask, "mean"))
+    return layers.l2_normalize(bert.pool(hidden, mask, "mean"))
 
   out = []
   for batch in grain_pipelines.eval_track_batches(dataset_dir, split, batch_size):
@@ -81,7 +81,7 @@ def _stage_embeddings(config, workdir, dataset_dir, run: str, split: str):
   if not best_path.exists():
     return None
   best = checkpoint.load_params(best_path)
-  model = larp_job.larp_model.LARP(larp_job.model_config(config))
+  model = larp_job.larp_encoder.LARP(larp_job.model_config(config))
   encode = larp_job.make_encoder(model)
   return larp_job.encode_split(encode, best["params"], best["model_state"]["batch_stats"],
                                dataset_dir, split, config.eval_batch_size), str(best_path)

@@ -22,15 +22,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from larp_jax.losses import contrastive
-from larp_jax.models import larp as larp_model
+from larp_jax.losses import larp as larp_losses
+from larp_jax.models import larp_encoder
+from larp_jax.training import memory
 from larp_jax.training import state as state_lib
 
 
 def init_model_state(rng: jax.Array, params: Any, batch_stats: Any, *, queue_size: int,
                      embed_dim: int, group_width: int, num_train_tracks: int) -> dict[str, Any]:
   """Initial model_state (boxed with logical names so queues/tables shard rows on `data`)."""
-  queues, ptr = contrastive.init_queues(rng, queue_size, embed_dim, group_width=group_width)
+  queues, ptr = memory.init_queues(rng, queue_size, embed_dim, group_width=group_width)
   rows = lambda x: nn.Partitioned(x, names=("table_rows",) + (None,) * (x.ndim - 1))  # noqa: E731
   table = jnp.zeros((num_train_tracks, embed_dim), jnp.float32)
   return {"batch_stats": batch_stats,
@@ -60,7 +61,7 @@ def _tracks(batch: dict, stage: int) -> dict:
   return jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=0), batch["a"], batch["b"])
 
 
-def make_train_step(model: larp_model.LARP, stage: int, loss_config: Any,
+def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any,
                     track_groups: np.ndarray):
   """Pure ``(state, batch) -> (state, metrics)`` for one LARP stage.
 
@@ -104,47 +105,47 @@ def make_train_step(model: larp_model.LARP, stage: int, loss_config: Any,
                          method=model.encode_text, rngs={"dropout": rng_text})
       temp = model.apply(variables, method=model.temperature)
       losses = {}
-      losses["wtc"], _ = contrastive.wtc_loss(
+      losses["wtc"], _ = larp_losses.wtc_loss(
           audio, text, audio_m, text_m, queues["audio"], queues["text"], temp,
           ids=ids if loss_config.wtc_id_positives else None,
           queue_ids=queues["ids"] if loss_config.wtc_id_positives else None, alpha=alpha)
       if stage >= 2:
         b = batch["playlist_index"].shape[0]
         partner = jnp.concatenate([jnp.arange(b) + b, jnp.arange(b)]).astype(jnp.int32)
-        losses["ttc"], _ = contrastive.ttc_loss(
+        losses["ttc"], _ = larp_losses.ttc_loss(
             audio, text, audio_m, text_m, queues["audio"], queues["text"], temp,
             partner=partner, groups=groups, queue_groups=queues["groups"],
             positives=loss_config.ttc_positives, alpha=alpha)
       if stage == 3:
         b = batch["playlist_index"].shape[0]
         seeds, mask = batch["playlist"]["track_indices"], batch["playlist"]["mask"]
-        seed_audio = contrastive.gather_lookup(ms["audio_table"], seeds, mask)
-        seed_text = contrastive.gather_lookup(ms["text_table"], seeds, mask)
+        seed_audio = memory.gather_lookup(ms["audio_table"], seeds, mask)
+        seed_text = memory.gather_lookup(ms["text_table"], seeds, mask)
         playlist_audio = model.apply(variables, seed_audio, mask, method=model.fuse)
         playlist_text = model.apply(variables, seed_text, mask, method=model.fuse)
-        losses["tpc"], _ = contrastive.tpc_loss(
+        losses["tpc"], _ = larp_losses.tpc_loss(
             audio[:b], text[:b], playlist_audio, playlist_text, temp,
             parent=jnp.arange(b, dtype=jnp.int32), track_groups=groups[:b],
             playlist_ids=batch["playlist_index"], positives=loss_config.tpc_positives,
             directions=loss_config.tpc_directions,
             normalize_playlists=loss_config.normalize_playlists)
-      total, metrics = contrastive.stage_loss(stage, losses)
+      total, metrics = larp_losses.stage_loss(stage, losses)
       metrics["temperature"] = temp
       return total, (metrics, updates["batch_stats"], audio, text)
 
     (_, (metrics, batch_stats, audio, text)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     new_state = state.apply_gradients(grads)
-    new_queues, ptr = contrastive.enqueue(
+    new_queues, ptr = memory.enqueue(
         queues, ms["queue_ptr"],
         {"audio": audio_m, "text": text_m, "ids": ids.astype(jnp.int32),
          "groups": groups.astype(jnp.int32)})
     model_state = {
         "batch_stats": batch_stats,
-        "momentum": contrastive.ema_update(ms["momentum"], new_state.params, momentum),
+        "momentum": memory.ema_update(ms["momentum"], new_state.params, momentum),
         "queues": new_queues, "queue_ptr": ptr,
-        "audio_table": contrastive.update_lookup_table(ms["audio_table"], ids, audio),
-        "text_table": contrastive.update_lookup_table(ms["text_table"], ids, text),
+        "audio_table": memory.update_lookup_table(ms["audio_table"], ids, audio),
+        "text_table": memory.update_lookup_table(ms["text_table"], ids, text),
     }
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["alpha"] = alpha

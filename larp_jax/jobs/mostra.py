@@ -4,7 +4,8 @@
   1. data: `config.data.dir`, or (if empty) the demo generator's MSSD-style CSVs written to
      `workdir/demo_raw` and built into `workdir/data` by `data_pipelines.sessions`
      (`{train,valid,test}.npz`, features [S, N, F], labels [S, N, 4] in OBJECTIVES order).
-  2. every scorer in `config.scorers` (names in `SCORERS`) is trained by the generic loop in its
+  2. every scorer in `config.scorers` (names in `larp_jax.models.mostra.SCORERS`, objective
+     `larp_jax.losses.mostra_objectives.scorer_loss`) is trained by the generic loop in its
      own sub-workdir `workdir/models/<name>` (re-running resumes; a finished model is not
      retrained). Adam 5e-4 with decay (config.optimizer), batches of `config.batch_size`
      sessions; model selection / early stopping on validation NDCG@10 of SAT (decoded as the
@@ -15,15 +16,8 @@
      Table 1 report (larp_jax/jobs/mostra_report.py): `results.json`, a printed table and
      `plots/map_vs_epsilon.png`.
 
-Scorers (App. A):
-  DNN_<loss>          track-level MLP (`DNNScorer`), sorted by its logits.
-  SetRank[_<loss>]    SetTRM + row-wise FF (`SetTRM`, Eq. 7), sorted; `SetRank` is AttRank.
-  SetTRM2GRU_AttRank, SetTRM2TRM_AttRank   pointer decoders, teacher forced on the SAT-sorted
-                      order with AttRank at every step (`stepwise_attrank_loss`), decoded greedily.
-  MO-LTR_<loss>       SetTRM with the BOOST/EXPOSURE/DISCOVERY labels appended to its input
-                      features, trained on s = SAT + SAT * sum_j E_j (`mo_ltr_labels`).
-Losses: AttRank on logits; BCE on logits; RMSE on the sigmoid relevance (SAT targets in {0, 1})
-or on the logits (MO-LTR targets up to 4).
+The scorers (App. A) are defined with `SCORERS` in larp_jax/models/mostra.py, their training
+objectives in larp_jax/losses/mostra_objectives.py; this module only orchestrates.
 
 MOSTRA and MOSTRA-WtSUM decode the relevance r = sigmoid(logits) of one trained scorer,
 `config.report.relevance_model`, by default SetRank_RMSE. The paper needs r in [0, 1] with 0.5 a
@@ -38,12 +32,11 @@ config here); training uses the ('data', 'model') mesh of `config.mesh`.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -54,59 +47,17 @@ import numpy as np
 import optax
 from absl import logging
 
+from data_pipelines import session_batches as session_batches_lib
 from data_pipelines import sessions as sessions_lib
 from data_pipelines.demo import sessions as demo_sessions
-from larp_jax.evaluation import sequencing
+from larp_jax.evaluation import batched, sequencing
 from larp_jax.jobs import mostra_report
-from larp_jax.losses import ranking
+from larp_jax.losses import mostra_objectives
 from larp_jax.models import mostra as mostra_models
 from larp_jax.training import checkpoint, loop, mesh as mesh_lib, optimizers
 from larp_jax.training import state as state_lib
 
 Array = jax.Array
-
-ARCHITECTURES = ('dnn', 'settrm', 'settrm2gru', 'settrm2trm')
-LOSSES = ('attrank', 'bce', 'rmse')
-SAT = sessions_lib.OBJECTIVES.index('SAT')
-
-
-@dataclasses.dataclass(frozen=True)
-class ScorerSpec:
-  """One trained model of Table 1.
-
-  Attributes:
-    architecture: one of ARCHITECTURES.
-    loss: one of LOSSES (pointer decoders: 'attrank' only).
-    multi_objective: MO-LTR: objective labels as inputs, composite training target.
-  """
-  architecture: str
-  loss: str
-  multi_objective: bool = False
-
-  @property
-  def is_pointer(self) -> bool:
-    return self.architecture in ('settrm2gru', 'settrm2trm')
-
-
-SCORERS = {
-    'DNN_AttRank': ScorerSpec('dnn', 'attrank'),
-    'DNN_BCE': ScorerSpec('dnn', 'bce'),
-    'DNN_RMSE': ScorerSpec('dnn', 'rmse'),
-    'SetRank': ScorerSpec('settrm', 'attrank'),
-    'SetRank_BCE': ScorerSpec('settrm', 'bce'),
-    'SetRank_RMSE': ScorerSpec('settrm', 'rmse'),
-    'SetTRM2GRU_AttRank': ScorerSpec('settrm2gru', 'attrank'),
-    'SetTRM2TRM_AttRank': ScorerSpec('settrm2trm', 'attrank'),
-    'MO-LTR_AttRank': ScorerSpec('settrm', 'attrank', multi_objective=True),
-    'MO-LTR_RMSE': ScorerSpec('settrm', 'rmse', multi_objective=True),
-}
-
-
-def scorer_spec(name: str) -> ScorerSpec:
-  if name not in SCORERS:
-    raise ValueError(f'config.scorers: unknown scorer {name!r}; choose from {sorted(SCORERS)}')
-  return SCORERS[name]
-
 
 # ------------------------------------------------------------------------------------- data
 
@@ -133,113 +84,22 @@ def prepare_data(config: Any, workdir: str) -> str:
   return data_dir
 
 
-def padded_chunks(arrays: Mapping[str, np.ndarray], size: int,
-                  names: tuple[str, ...] = ('features', 'mask', 'labels')
-                  ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
-  """Fixed-size chunks of a split (the last padded with empty sessions) and their real sizes."""
-  total = len(arrays['mask'])
-  for start in range(0, total, size):
-    chunk = {n: arrays[n][start:start + size] for n in names}
-    real = len(chunk['mask'])
-    if real < size:
-      chunk = {n: np.concatenate([a, np.zeros((size - real,) + a.shape[1:], a.dtype)])
-               for n, a in chunk.items()}
-    yield chunk, real
-
-
-# ----------------------------------------------------------------------------------- models
-
-
-def build_model(config: Any, spec: ScorerSpec) -> nn.Module:
-  """The flax module of one scorer, sized by `config.model`."""
-  dtype = jnp.dtype(config.model.dtype)
-  settrm = mostra_models.SetTRMConfig(**config.model.settrm.to_dict())
-  if spec.architecture == 'dnn':
-    return mostra_models.DNNScorer(hidden_dims=tuple(config.model.dnn_hidden_dims), dtype=dtype)
-  if spec.architecture == 'settrm':
-    return mostra_models.SetTRM(settrm, dtype=dtype)
-  if spec.architecture == 'settrm2gru':
-    return mostra_models.SetTRM2GRU(settrm, dtype=dtype, **config.model.gru.to_dict())
-  if spec.architecture == 'settrm2trm':
-    return mostra_models.SetTRM2TRM(settrm, dtype=dtype, **config.model.trm.to_dict())
-  raise ValueError(f'unknown architecture {spec.architecture!r}; choose from {ARCHITECTURES}')
-
-
-def model_inputs(spec: ScorerSpec, features: Array, mask: Array, labels: Array) -> Array:
-  """Input features [B, N, F] (+ the J objective labels for MO-LTR: [B, N, F + J])."""
-  if not spec.multi_objective:
-    return features
-  objectives = jnp.where(mask[..., None], labels[..., SAT + 1:], 0.0).astype(features.dtype)
-  return jnp.concatenate([features, objectives], axis=-1)
-
-
-def training_target(spec: ScorerSpec, labels: Array) -> Array:
-  """float32 [B, N]: SAT, or MO-LTR's SAT + SAT * sum_j E_j."""
-  sat = labels[..., SAT]
-  if spec.multi_objective:
-    return mostra_models.mo_ltr_labels(sat, labels[..., SAT + 1:])
-  return sat.astype(jnp.float32)
-
-
-def scorer_loss(model: nn.Module, spec: ScorerSpec, params: Any, features: Array, mask: Array,
-                labels: Array, pointer_length: int) -> Array:
-  """float32 scalar training loss of one batch (features [B,N,F], mask [B,N], labels [B,N,4])."""
-  mask = mask.astype(bool)
-  inputs = model_inputs(spec, features, mask, labels)
-  target = training_target(spec, labels)
-  if spec.is_pointer:
-    targets = mostra_models.teacher_forcing_targets(target, mask, pointer_length)
-    step_logits = model.apply({'params': params}, inputs, mask, targets)
-    return ranking.stepwise_attrank_loss(step_logits, targets, target, mask)
-  out = model.apply({'params': params}, inputs, mask)
-  if spec.loss == 'attrank':
-    return ranking.attrank_loss(out['logits'], target, mask)
-  if spec.loss == 'bce':
-    return ranking.bce_loss(out['logits'], target, mask)
-  if spec.loss == 'rmse':
-    prediction = out['logits'] if spec.multi_objective else out['relevance']
-    return ranking.rmse_loss(prediction, target, mask)
-  raise ValueError(f'unknown loss {spec.loss!r}; choose from {LOSSES}')
-
-
-def predict(model: nn.Module, spec: ScorerSpec, params: Any, features: Array, mask: Array,
-            labels: Array, length: int) -> dict[str, Array]:
-  """Scorers: {'logits', 'relevance'} float32 [B, N]; pointer models: {'sequences'} int32 [B, L]."""
-  mask = mask.astype(bool)
-  inputs = model_inputs(spec, features, mask, labels)
-  if spec.is_pointer:
-    return {'sequences': model.apply({'params': params}, inputs, mask, length=length,
-                                     method='decode')}
-  out = model.apply({'params': params}, inputs, mask)
-  return {'logits': out['logits'], 'relevance': out['relevance']}
-
-
 def _dummy_batch(config: Any, num_features: int):
   n = config.data.max_set_size
   return (jnp.zeros((1, n, num_features), jnp.float32), jnp.ones((1, n), bool),
           jnp.zeros((1, n, len(sessions_lib.OBJECTIVES)), jnp.float32))
 
 
-def init_params(model: nn.Module, spec: ScorerSpec, rng: Array, features: Array, mask: Array,
-                labels: Array, pointer_length: int) -> Any:
-  """Boxed parameters (nn.Partitioned leaves) of a fresh model."""
-  inputs = model_inputs(spec, features, mask, labels)
-  if spec.is_pointer:
-    targets = jnp.zeros((features.shape[0], pointer_length), jnp.int32)
-    return model.init(rng, inputs, mask, targets)['params']
-  return model.init(rng, inputs, mask)['params']
-
-
 # --------------------------------------------------------------------------------- training
 
 
-def make_train_step(model: nn.Module, spec: ScorerSpec, pointer_length: int):
+def make_train_step(model: nn.Module, spec: mostra_models.ScorerSpec, pointer_length: int):
   """Pure `(state, batch) -> (state, metrics)`."""
 
   def train_step(state: state_lib.TrainState, batch):
     def loss_fn(params):
-      return scorer_loss(model, spec, params, batch['features'], batch['mask'], batch['labels'],
-                         pointer_length)
+      return mostra_objectives.scorer_loss(model, spec, params, batch['features'], batch['mask'],
+                                           batch['labels'], pointer_length)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads),
@@ -258,21 +118,22 @@ def make_predict_fn(config: Any, name: str) -> PredictFn:
   Evaluation during training and the report share one such function per scorer, so each
   compiles once per chunk shape.
   """
-  spec = scorer_spec(name)
-  model = build_model(config, spec)
+  spec = mostra_models.scorer_spec(name)
+  model = mostra_models.build_model(config.model, spec)
   length = max(config.report.ndcg_ks)
-  return jax.jit(functools.partial(predict, model, spec, length=length))
+  return jax.jit(functools.partial(mostra_models.predict, model, spec, length=length))
 
 
-def predict_split(predict_fn: PredictFn, params: Any, arrays: Mapping[str, np.ndarray],
-                  chunk_size: int) -> dict[str, np.ndarray]:
-  """Outputs on a whole split: logits/relevance float32 [S, N] or sequences int32 [S, L]."""
-  outputs: dict[str, list[np.ndarray]] = {}
-  for chunk, real in padded_chunks(arrays, chunk_size):
-    for key, value in predict_fn(params, chunk['features'], chunk['mask'],
-                                 chunk['labels']).items():
-      outputs.setdefault(key, []).append(np.asarray(value)[:real])
-  return {key: np.concatenate(values) for key, values in outputs.items()}
+def _predict_split(predict_fn: PredictFn, params: Any, arrays: Mapping[str, np.ndarray],
+                   batch_size: int) -> dict[str, np.ndarray]:
+  """Outputs on a whole split (`batched.batched_apply`, fixed-size padded batches).
+
+  Returns:
+    {'logits', 'relevance'} float32 [S, N], or {'sequences'} int32 [S, L] for pointer models.
+  """
+  return batched.batched_apply(
+      lambda batch: predict_fn(params, batch['features'], batch['mask'], batch['labels']),
+      {name: arrays[name] for name in ('features', 'mask', 'labels')}, batch_size)
 
 
 def validation_metrics(outputs: Mapping[str, np.ndarray], arrays: Mapping[str, np.ndarray],
@@ -300,13 +161,13 @@ def make_evaluate(predict_fn: PredictFn, arrays: Mapping[str, np.ndarray], confi
 
   def evaluate(state: state_lib.TrainState) -> dict[str, float]:
     params = jax.device_put(state.params, jax.devices()[0])
-    outputs = predict_split(predict_fn, params, arrays, int(config.eval_batch_size))
+    outputs = _predict_split(predict_fn, params, arrays, int(config.eval_batch_size))
     return validation_metrics(outputs, arrays, ks)
 
   return evaluate
 
 
-def _loop_config(config: Any, spec: ScorerSpec) -> ml_collections.ConfigDict:
+def _loop_config(config: Any, spec: mostra_models.ScorerSpec) -> ml_collections.ConfigDict:
   loop_config = ml_collections.ConfigDict(config.loop.to_dict())
   if spec.multi_objective:
     loop_config.early_stopping_metric = config.mo_ltr_selection_metric
@@ -331,7 +192,7 @@ def train_scorer(config: Any, name: str, arrays: Mapping[str, Mapping[str, np.nd
   A run whose `done.json` exists (finished or early-stopped) is not touched again: its summary
   comes back with `steps_trained_now = 0`. An interrupted run resumes from its last checkpoint.
   """
-  spec = scorer_spec(name)
+  spec = mostra_models.scorer_spec(name)
   done_path = os.path.join(run_dir, 'done.json')
   if os.path.exists(done_path):
     with open(done_path) as f:
@@ -342,18 +203,18 @@ def train_scorer(config: Any, name: str, arrays: Mapping[str, Mapping[str, np.nd
   mesh = mesh_lib.make_mesh(config.mesh)
   mesh_lib.check_batch_size(config.batch_size, mesh)
   rules = mesh_lib.logical_axis_rules(config.mesh)
-  model = build_model(config, spec)
+  model = mostra_models.build_model(config.model, spec)
   loop_config = _loop_config(config, spec)
   tx = optimizers.make_optimizer(config.optimizer, loop_config.num_train_steps)
   pointer_length = int(config.model.pointer_train_length)
   dummy = _dummy_batch(config, num_features)
 
   def init_fn(rng):
-    return init_params(model, spec, rng, *dummy, pointer_length), {}
+    return mostra_models.init_params(model, spec, rng, *dummy, pointer_length), {}
 
   state, shardings = state_lib.create_train_state(init_fn, tx, mesh, rules,
                                                   jax.random.PRNGKey(config.seed))
-  batches = sessions_lib.session_batches(
+  batches = session_batches_lib.session_batches(
       arrays['train'], batch_size=mesh_lib.host_batch_size(config.batch_size), seed=config.seed,
       num_epochs=None, shard_index=jax.process_index(), shard_count=jax.process_count())
   batches = batches.map(lambda b: {k: b[k] for k in ('features', 'mask', 'labels')})
@@ -386,15 +247,16 @@ def train_scorer(config: Any, name: str, arrays: Mapping[str, Mapping[str, np.nd
 
 def load_best_params(config: Any, name: str, run_dir: str, num_features: int) -> Any:
   """The model-selected parameters of one scorer (on the default device)."""
-  spec = scorer_spec(name)
+  spec = mostra_models.scorer_spec(name)
   path = os.path.join(run_dir, 'best')
   if not os.path.exists(path):
     raise ValueError(f'{path} does not exist: train {name!r} first (experiments/train_mostra.py '
                      'with the same --workdir and config)')
-  model = build_model(config, spec)
+  model = mostra_models.build_model(config.model, spec)
   dummy = _dummy_batch(config, num_features)
+  pointer_length = int(config.model.pointer_train_length)
   boxed = jax.eval_shape(
-      lambda rng: init_params(model, spec, rng, *dummy, int(config.model.pointer_train_length)),
+      lambda rng: mostra_models.init_params(model, spec, rng, *dummy, pointer_length),
       jax.random.PRNGKey(0))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
@@ -419,7 +281,7 @@ def report(config: Any, workdir: str,
     params = load_best_params(config, name, os.path.join(workdir, 'models', name),
                               metadata['num_features'])
     predict_fn = predict_fns.get(name) or make_predict_fn(config, name)
-    predictions[name] = predict_split(predict_fn, params, arrays, int(config.eval_batch_size))
+    predictions[name] = _predict_split(predict_fn, params, arrays, int(config.eval_batch_size))
   return mostra_report.write_report(config.report, workdir, arrays, predictions,
                                     objective_names=tuple(metadata['objectives']))
 
@@ -428,7 +290,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   """Builds the data if needed, trains (or resumes) every scorer, then writes the report."""
   start = time.perf_counter()
   for name in config.scorers:
-    scorer_spec(name)
+    mostra_models.scorer_spec(name)
   os.makedirs(workdir, exist_ok=True)
   data_dir = prepare_data(config, workdir)
   metadata = sessions_lib.load_metadata(data_dir)

@@ -42,7 +42,7 @@ from absl import logging
 from scipy import stats
 
 from larp_jax.decoding import beam_search
-from larp_jax.evaluation import sequencing
+from larp_jax.evaluation import batched, sequencing
 
 RELEVANCE_RANKER = 'Relevance ranker'
 SORTED_SCORER_ROWS = ('DNN_AttRank', 'DNN_BCE', 'DNN_RMSE', 'SetRank', 'SetRank_BCE',
@@ -84,26 +84,15 @@ def decode_predictions(outputs: Mapping[str, Any], mask: Any, length: int) -> ja
                                  length=length)
 
 
-def _in_chunks(fn, arrays: Sequence[np.ndarray], size: int) -> np.ndarray:
-  """fn over fixed-size chunks of the leading axis (the last chunk zero-padded), concatenated."""
-  total = len(arrays[0])
-  out = []
-  for start in range(0, total, size):
-    chunk = [a[start:start + size] for a in arrays]
-    real = len(chunk[0])
-    chunk = [np.concatenate([c, np.zeros((size - real,) + c.shape[1:], c.dtype)])
-             if real < size else c for c in chunk]
-    out.append(np.asarray(fn(*chunk))[:real])
-  return np.concatenate(out)
-
-
 def _mostra_sequences(relevance, objectives, valid, epsilon, report_config, length):
+  """int32 [S, length]: `mostra_beam_search` in fixed-size batches (`batched.batched_apply`)."""
   size = min(int(report_config.decode_batch_size), len(valid))
-  return _in_chunks(
-      lambda r, e, v: beam_search.mostra_beam_search(
-          r, e, v, length=length, beam_size=int(report_config.beam_size), epsilon=float(epsilon),
+  return batched.batched_apply(
+      lambda b: beam_search.mostra_beam_search(
+          b['relevance'], b['objectives'], b['valid'], length=length,
+          beam_size=int(report_config.beam_size), epsilon=float(epsilon),
           threshold=report_config.threshold, gain=report_config.gain)[0],
-      [relevance, objectives, valid], size)
+      {'relevance': relevance, 'objectives': objectives, 'valid': valid}, size)
 
 
 def decode_all(report_config: Any, arrays: Mapping[str, np.ndarray],

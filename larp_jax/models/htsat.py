@@ -1,5 +1,5 @@
 """HTS-AT (hierarchical token-semantic audio transformer) in flax.linen, numerically matching
-laion_clap's `clap_module/htsat.py` (the audio tower of CLAP and LARP), plus a weight converter.
+laion_clap's `clap_module/htsat.py` (the audio tower of CLAP and LARP).
 
 Forward pass (shapes for 'tiny': 48 kHz, 10 s, spec_size 256, 64 mels, embed 96):
 
@@ -13,7 +13,8 @@ Forward pass (shapes for 'tiny': 48 kHz, 10 s, spec_size 256, 64 mels, embed 96)
          tscam conv -> framewise_output [B, 1024, 527] (sigmoid), clipwise_output [B, 527].
 
 Parameter names mirror the PyTorch module names (`layers_0/blocks_1/attn/qkv`, ...) so that
-`convert_torch_state_dict` is a rename plus transposes. Layer norms use eps 1e-5 as in PyTorch.
+`htsat_convert.convert_torch_state_dict` is a rename plus transposes. Layer norms use eps 1e-5 as
+in PyTorch.
 Train mode needs `rngs={'dropout': key}` (drop-path and SpecAugment) and
 `mutable=['batch_stats']` (bn0 running statistics).
 """
@@ -21,16 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
-from typing import Any, Mapping
+from typing import Any
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from larp_jax.models import audio_frontend
+from larp_jax.models import audio_frontend, layers
 
 Dtype = Any
 LN_EPS = 1e-5
@@ -241,8 +240,7 @@ def effective_window(resolution: tuple[int, int], window: int, shift: int) -> tu
 # Layers.
 
 
-def _dense_init(axes: tuple[str | None, ...]):
-  return nn.with_logical_partitioning(nn.initializers.truncated_normal(HTSAT_INIT_STD), axes)
+_TRUNC_NORMAL = nn.initializers.truncated_normal(HTSAT_INIT_STD)
 
 
 def drop_path(x: jax.Array, rate: float, deterministic: bool, module: nn.Module) -> jax.Array:
@@ -272,11 +270,11 @@ class WindowAttention(nn.Module):
     head_dim = self.dim // self.num_heads
     table = self.param(
         'relative_position_bias_table',
-        nn.with_logical_partitioning(nn.initializers.truncated_normal(HTSAT_INIT_STD),
-                                     (None, 'heads')),
+        layers.logical_init(_TRUNC_NORMAL, (None, 'heads')),
         ((2 * self.window - 1) ** 2, self.num_heads), self.param_dtype)
-    qkv = nn.Dense(3 * self.dim, use_bias=self.qkv_bias,
-                   kernel_init=_dense_init(('embed', 'heads')), dtype=self.dtype, param_dtype=self.param_dtype, name='qkv')(x)
+    qkv = layers.dense(3 * self.dim, ('embed', 'heads'), use_bias=self.qkv_bias,
+                       kernel_init=_TRUNC_NORMAL, dtype=self.dtype, param_dtype=self.param_dtype,
+                       name='qkv')(x)
     qkv = qkv.reshape(batch_windows, tokens, 3, self.num_heads, head_dim)
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     query = query * head_dim ** -0.5
@@ -293,8 +291,8 @@ class WindowAttention(nn.Module):
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
     weights = nn.Dropout(self.attn_drop_rate)(weights, deterministic=deterministic)
     out = jnp.einsum('bhqk,bkhd->bqhd', weights, value).reshape(batch_windows, tokens, self.dim)
-    out = nn.Dense(self.dim, kernel_init=_dense_init(('heads', 'embed')), dtype=self.dtype,
-                   param_dtype=self.param_dtype, name='proj')(out)
+    out = layers.dense(self.dim, ('heads', 'embed'), kernel_init=_TRUNC_NORMAL, dtype=self.dtype,
+                       param_dtype=self.param_dtype, name='proj')(out)
     return nn.Dropout(self.proj_drop_rate)(out, deterministic=deterministic)
 
 
@@ -308,12 +306,12 @@ class Mlp(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
-    x = nn.Dense(self.hidden_dim, kernel_init=_dense_init(('embed', 'mlp')), dtype=self.dtype,
-                 param_dtype=self.param_dtype, name='fc1')(x)
+    x = layers.dense(self.hidden_dim, ('embed', 'mlp'), kernel_init=_TRUNC_NORMAL,
+                     dtype=self.dtype, param_dtype=self.param_dtype, name='fc1')(x)
     x = nn.gelu(x, approximate=False)
     x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
-    x = nn.Dense(self.dim, kernel_init=_dense_init(('mlp', 'embed')), dtype=self.dtype,
-                 param_dtype=self.param_dtype, name='fc2')(x)
+    x = layers.dense(self.dim, ('mlp', 'embed'), kernel_init=_TRUNC_NORMAL, dtype=self.dtype,
+                     param_dtype=self.param_dtype, name='fc2')(x)
     return nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
 
 
@@ -386,8 +384,8 @@ class PatchMerging(nn.Module):
                         axis=-1)
     x = x.reshape(batch, -1, 4 * self.dim)
     x = _layer_norm('norm', self.dtype, self.param_dtype)(x)
-    return nn.Dense(2 * self.dim, use_bias=False, kernel_init=_dense_init(('mlp', 'embed')),
-                    dtype=self.dtype, param_dtype=self.param_dtype, name='reduction')(x)
+    return layers.dense(2 * self.dim, ('mlp', 'embed'), use_bias=False, kernel_init=_TRUNC_NORMAL,
+                        dtype=self.dtype, param_dtype=self.param_dtype, name='reduction')(x)
 
 
 class SwinStage(nn.Module):
@@ -433,8 +431,8 @@ class PatchEmbed(nn.Module):
     pad = (self.patch_size - self.patch_stride) // 2
     x = nn.Conv(self.embed_dim, (self.patch_size, self.patch_size),
                 strides=(self.patch_stride, self.patch_stride), padding=((pad, pad), (pad, pad)),
-                kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
-                                                         (None, None, None, 'embed')),
+                kernel_init=layers.logical_init(nn.initializers.lecun_normal(),
+                                                (None, None, None, 'embed')),
                 dtype=self.dtype, param_dtype=self.param_dtype, name='proj')(image)
     x = x.reshape(x.shape[0], -1, self.embed_dim)
     return _layer_norm('norm', self.dtype, self.param_dtype)(x)
@@ -537,8 +535,8 @@ class HTSAT(nn.Module):
     embedding = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
     fine_grained = jnp.repeat(jnp.mean(x.astype(jnp.float32), axis=1), upsample, axis=1)
     logits = nn.Conv(cfg.num_classes, (freq_bins, 3), padding=((0, 0), (1, 1)),
-                     kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
-                                                              (None, None, 'embed', None)),
+                     kernel_init=layers.logical_init(nn.initializers.lecun_normal(),
+                                                     (None, None, 'embed', None)),
                      dtype=self.dtype, param_dtype=self.param_dtype, name='tscam_conv')(x)
     logits = logits[:, 0].astype(jnp.float32)  # [B, T', classes]
     return {
@@ -547,191 +545,3 @@ class HTSAT(nn.Module):
         'framewise_output': jnp.repeat(jax.nn.sigmoid(logits), upsample, axis=1),
         'fine_grained_embedding': fine_grained,
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Weight conversion from PyTorch state dicts.
-
-KNOWN_PREFIXES = ('sed_model.', 'audio_branch.', 'audio_encoder.', '')
-_ANCHOR_KEY = 'patch_embed.proj.weight'
-# Buffers and frozen tensors that carry no trainable state (or are recomputed here).
-_IGNORED_PATTERNS = (
-    r'spectrogram_extractor\.stft\.conv_(real|imag)\.weight',
-    r'logmel_extractor\.melW',
-    r'bn0\.num_batches_tracked',
-    r'layers\.\d+\.blocks\.\d+\.attn\.relative_position_index',
-    r'layers\.\d+\.blocks\.\d+\.attn_mask',
-    r'head\.(weight|bias)',  # HTS-AT's Linear(classes, classes) head is never used in forward.
-)
-
-
-def _strip_ddp(key: str) -> str:
-  while key.startswith('module.'):
-    key = key[len('module.'):]
-  return key
-
-
-def _strip_ddp_keys(state_dict: Mapping[str, Any]) -> dict[str, str]:
-  """{key without `module.` prefixes: original key}; two keys colliding is an error."""
-  stripped: dict[str, str] = {}
-  for original in state_dict:
-    key = _strip_ddp(str(original))
-    if key in stripped:
-      raise ValueError(f'state dict keys {stripped[key]!r} and {original!r} collide once the DDP '
-                       "'module.' prefix is stripped")
-    stripped[key] = original
-  return stripped
-
-
-def _detect_prefix(keys: list[str]) -> str:
-  found = [p for p in KNOWN_PREFIXES if p + _ANCHOR_KEY in keys]
-  if not found:
-    raise ValueError(f'no HTS-AT weights found: no key named <prefix>{_ANCHOR_KEY} with prefix in '
-                     f'{KNOWN_PREFIXES}; first keys: {keys[:5]}')
-  if len(found) > 1:
-    raise ValueError(f'ambiguous HTS-AT prefix: {found} all hold weights; pass prefix=')
-  return found[0]
-
-
-def _flax_path(bare_key: str, targets: Mapping[tuple[str, ...], Any]):
-  """Maps a bare torch key to (flax path, layout) or None. Layout: 'linear', 'conv', 'copy'."""
-  parts = re.sub(r'(layers|blocks)\.(\d+)', r'\1_\2', bare_key).split('.')
-  *module, leaf = parts
-  candidates = {
-      'weight': [(('params', *module, 'kernel'), None), (('params', *module, 'scale'), 'copy')],
-      'bias': [(('params', *module, 'bias'), 'copy')],
-      'running_mean': [(('batch_stats', *module, 'mean'), 'copy')],
-      'running_var': [(('batch_stats', *module, 'var'), 'copy')],
-      'relative_position_bias_table': [(('params', *module, leaf), 'copy')],
-  }.get(leaf, [])
-  for path, layout in candidates:
-    if path in targets:
-      if layout is None:
-        layout = 'conv' if len(targets[path].shape) == 4 else 'linear'
-      return path, layout
-  return None
-
-
-def _to_flax_layout(value: np.ndarray, layout: str) -> np.ndarray:
-  if layout == 'linear':  # torch Linear [out, in] -> [in, out]
-    return value.T
-  if layout == 'conv':  # torch Conv2d [out, in, kh, kw] -> [kh, kw, in, out]
-    return value.transpose(2, 3, 1, 0)
-  return value
-
-
-@functools.lru_cache(maxsize=4)
-def _abstract_variables(config: HTSATConfig) -> dict:
-  """Shapes/dtypes of HTSAT(config)'s variables (unboxed ShapeDtypeStructs; do not mutate)."""
-  model = HTSAT(config)
-  waveform = jax.ShapeDtypeStruct((1, config.clip_samples), jnp.float32)
-  return nn.meta.unbox(jax.eval_shape(functools.partial(model.init, train=False),
-                                      jax.random.PRNGKey(0), waveform))
-
-
-def _check_frontend_constant(bare_key: str, value: np.ndarray, config: HTSATConfig) -> str | None:
-  """Returns a message if a frozen frontend tensor disagrees with `config`'s frontend."""
-  fe = config.frontend
-  if bare_key == 'logmel_extractor.melW':
-    expected = audio_frontend.slaney_mel_filterbank(fe.sample_rate, fe.n_fft, fe.n_mels,
-                                                    float(fe.fmin), float(fe.fmax))
-  elif bare_key.startswith('spectrogram_extractor.stft.conv_'):
-    matrix = audio_frontend.stft_matrix(fe.n_fft, fe.n_fft)
-    real, imag = np.split(matrix, 2, axis=1)
-    expected = (real if 'conv_real' in bare_key else imag).T[:, None, :]
-  else:
-    return None
-  if value.shape != expected.shape:
-    return f'{bare_key}: shape {value.shape} != {expected.shape} implied by the config frontend'
-  if not np.allclose(value, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max()):
-    return f'{bare_key}: values differ from the config frontend (sample rate, n_fft, mel range?)'
-  return None
-
-
-def conversion_report(state_dict: Mapping[str, Any], config: HTSATConfig,
-                      prefix: str | None = None) -> dict[str, Any]:
-  """Classifies every key of a PyTorch HTS-AT state dict without converting anything.
-
-  Returns a dict with `prefix` (the layout found: 'sed_model.', 'audio_branch.', 'audio_encoder.'
-  or '' for bare keys; `module.` DDP prefixes are stripped first) and lists of original key names:
-  `matched` (converted weights), `ignored` (known constants/unused tensors, see _IGNORED_PATTERNS),
-  `unmatched` (keys under the prefix with no place in the model), `missing` (model variables,
-  as flax paths 'params/…', that no key provides), `foreign` (keys outside the prefix, e.g. a
-  CLAP text tower), `mismatched` (shape or frontend-constant disagreements).
-  """
-  stripped = _strip_ddp_keys(state_dict)
-  if prefix is None:
-    prefix = _detect_prefix(list(stripped))
-  targets = flax.traverse_util.flatten_dict(_abstract_variables(config))
-  report: dict[str, Any] = {'prefix': prefix, 'matched': [], 'ignored': [], 'unmatched': [],
-                            'missing': [], 'foreign': [], 'mismatched': []}
-  filled = set()
-  for key, original in stripped.items():
-    if not key.startswith(prefix):
-      report['foreign'].append(original)
-      continue
-    bare = key[len(prefix):]
-    if any(re.fullmatch(p, bare) for p in _IGNORED_PATTERNS):
-      report['ignored'].append(original)
-      problem = _check_frontend_constant(bare, np.asarray(state_dict[original]), config)
-      if problem:
-        report['mismatched'].append(problem)
-      continue
-    match = _flax_path(bare, targets)
-    if match is None:
-      report['unmatched'].append(original)
-      continue
-    path, layout = match
-    shape = _to_flax_layout(np.asarray(state_dict[original]), layout).shape
-    if tuple(shape) != tuple(targets[path].shape):
-      report['mismatched'].append(f'{original}: shape {tuple(shape)} (as {layout}) != '
-                                  f'{tuple(targets[path].shape)} at {"/".join(path)}')
-      continue
-    report['matched'].append(original)
-    filled.add(path)
-  report['missing'] = sorted('/'.join(p) for p in targets if p not in filled)
-  return report
-
-
-def convert_torch_state_dict(state_dict: Mapping[str, Any], config: HTSATConfig, *,
-                             prefix: str | None = None, strict: bool = True,
-                             return_report: bool = False, init_rng: jax.Array | None = None):
-  """Converts a PyTorch HTS-AT state dict into flax variables for `HTSAT(config)`.
-
-  Args:
-    state_dict: {name: array-like} (numpy arrays or CPU torch tensors) from the official HTS-AT
-      Lightning checkpoints (`sed_model.`), CLAP (`audio_branch.`), LARP (`audio_encoder.`) or bare
-      HTSAT_Swin_Transformer keys, optionally behind `module.` DDP prefixes.
-    config: the variant the weights belong to.
-    prefix: force a prefix instead of detecting it.
-    strict: raise ValueError when any key under the prefix is unmatched or any model variable is
-      missing. With strict=False, missing variables keep a fresh init (from `init_rng`).
-    return_report: also return `conversion_report(...)`.
-    init_rng: PRNG key for variables left missing when strict=False (default PRNGKey(0)).
-
-  Returns:
-    variables {'params': ..., 'batch_stats': ...} of unboxed float32 jnp arrays (plus the report
-    when `return_report`). Shape or frontend-constant mismatches always raise ValueError.
-  """
-  report = conversion_report(state_dict, config, prefix)
-  if report['mismatched']:
-    raise ValueError('HTS-AT weights do not fit the config: ' + '; '.join(report['mismatched']))
-  if strict and (report['unmatched'] or report['missing']):
-    raise ValueError(f'HTS-AT conversion: unmatched keys {report["unmatched"]}, '
-                     f'missing variables {report["missing"]} (prefix {report["prefix"]!r})')
-  targets = flax.traverse_util.flatten_dict(_abstract_variables(config))
-  flat = {}
-  for original in report['matched']:
-    bare = _strip_ddp(original)[len(report['prefix']):]
-    path, layout = _flax_path(bare, targets)
-    value = _to_flax_layout(np.asarray(state_dict[original], dtype=np.float32), layout)
-    flat[path] = jnp.asarray(value, dtype=targets[path].dtype)
-  if report['missing']:
-    rng = jax.random.PRNGKey(0) if init_rng is None else init_rng
-    init = jax.jit(functools.partial(HTSAT(config).init, train=False))
-    fresh = flax.traverse_util.flatten_dict(nn.meta.unbox(init(
-        rng, jnp.zeros((1, config.clip_samples), jnp.float32))))
-    for path in targets:
-      flat.setdefault(path, fresh[path])
-  variables = flax.traverse_util.unflatten_dict(flat)
-  return (variables, report) if return_report else variables

@@ -1,25 +1,27 @@
-"""LARP's TPC fusion layer: one single-head self-attention over a playlist's track features (Eq. 6, 23-24).
+"""LARP's TPC fusion layer: single-head self-attention over a playlist's tracks (Eq. 6, 23-24).
 
     Q, K, V = X W_Q^T, X W_K^T, X W_V^T            W_* in R^{256 x 256}, no bias, Xavier-normal init
     A       = softmax(Q K^T / sqrt(d)) with padded keys masked
     out     = A V                                  [J, d]
     p       = mean of out over the valid (non-padded) rows   -> playlist vector [d]
 
-As in the official `Playlist_Constructor(method="self_attn")` there is no LayerNorm, residual or FFN,
-and the playlist vector is not L2-normalised here (`tpc_loss` normalises it when asked to).
+As in the official `Playlist_Constructor(method="self_attn")` there is no LayerNorm, residual or
+FFN, and the playlist vector is not L2-normalised here (`tpc_loss` normalises it when asked to).
 
 Padding never changes the result: padded inputs are zeroed before the projections (so NaN/inf in
-padded slots cannot leak through 0 * x), padded keys get zero attention weight and padded query rows
-are left out of the mean. The official code instead sums all J output rows (padded ids are replaced
-by track 0, so those rows attend over the valid keys and add to the sum) and divides by the number of
-valid rows; `official_padded_rows=True` reproduces that (padding then changes the output). An
-all-padding set gives the zero vector.
+padded slots cannot leak through 0 * x), padded keys get zero attention weight and padded query
+rows are left out of the mean. The official code instead sums all J output rows (padded ids are
+replaced by track 0, so those rows attend over the valid keys and add to the sum) and divides by
+the number of valid rows; `official_padded_rows=True` reproduces that (padding then changes the
+output). An all-padding set gives the zero vector.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+
+from larp_jax.models import layers
 
 Array = jax.Array
 
@@ -57,10 +59,9 @@ class FusionSelfAttention(nn.Module):
       raise ValueError(f'mask must be [B, J] = {x.shape[:2]}, got {mask.shape}.')
 
     def proj(name: str) -> nn.Dense:
-      return nn.Dense(
-          self.features, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
-          kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_normal(), ('embed', 'kv')),
-          name=name)
+      return layers.dense(self.features, ('embed', 'kv'), use_bias=False, dtype=self.dtype,
+                          param_dtype=self.param_dtype, kernel_init=nn.initializers.xavier_normal(),
+                          name=name)
 
     if self.official_padded_rows:
       inputs = x.astype(self.dtype)
@@ -73,7 +74,8 @@ class FusionSelfAttention(nn.Module):
                         precision=jax.lax.Precision.HIGHEST) * (self.features ** -0.5)
     logits = jnp.where(mask[:, None, :], logits, jnp.float32(-1e9))
     attn = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum('bqk,bkd->bqd', attn, v.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
+    out = jnp.einsum('bqk,bkd->bqd', attn, v.astype(jnp.float32),
+                     precision=jax.lax.Precision.HIGHEST)
     count = jnp.sum(mask.astype(jnp.float32), axis=-1, keepdims=True)
     if self.official_padded_rows:
       pooled = jnp.sum(out, axis=1)

@@ -6,7 +6,7 @@ by the data pipeline) and `mask [B, N]` (True = real item, False = padding).
 Scorers (sort with `decoding.beam_search.sort_decode`, or feed `relevance` to
 `mostra_beam_search` / `weighted_sum_decode`); `apply` returns a dict:
   * `SetTRM` - MOSTRA's encoder, Eq. 7: rFF o SetTRM. Also SetRank (sort its scores) and MO-LTR
-    (train it on `mo_ltr_labels`).
+    (train it on `losses.mostra_objectives.mo_ltr_labels`).
       {'logits': float32 [B, N], 'relevance': float32 [B, N] = sigmoid(logits)}
   * `DNNScorer` - track-level MLP [256, 1024, 2048, 1024, 256] -> 1; same outputs.
   * `cosine_relevance` - the relevance ranker: cosine(user, track) embeddings.
@@ -14,12 +14,23 @@ Scorers (sort with `decoding.beam_search.sort_decode`, or feed `relevance` to
 Autoregressive set-to-sequence baselines (pointer networks over the SetTRM-encoded set):
   * `SetTRM2GRU`, `SetTRM2TRM`:
       `model.apply(variables, features, mask, targets)` -> step logits float32 [B, L, N]
-        (teacher forcing on `targets [B, L]`, e.g. `teacher_forcing_targets(sat, mask, L)`;
-        chosen and padded items are masked to a large negative logit);
+        (teacher forcing on `targets [B, L]`, e.g.
+        `losses.mostra_objectives.teacher_forcing_targets(sat, mask, L)`; chosen and padded
+        items are masked to a large negative logit);
       `model.apply(variables, features, mask, length=L, method='decode')` -> int32 [B, L]
         (greedy; never a padded or repeated item; -1 past the valid items).
     Train with `losses.ranking.stepwise_attrank_loss` (the paper trains them with AttRank) or
     `pointer_cross_entropy`.
+
+Table 1 catalogue (end of this file): `SCORERS` names every trained model of Table 1 as a
+`ScorerSpec`; `build_model(config.model, spec)`, `init_params` and `predict` build, initialise and
+run one. Their training objectives are `losses.mostra_objectives.scorer_loss`.
+  DNN_<loss>          track-level MLP (`DNNScorer`), sorted by its logits.
+  SetRank[_<loss>]    SetTRM + row-wise FF (`SetTRM`, Eq. 7), sorted; `SetRank` is AttRank.
+  SetTRM2GRU_AttRank, SetTRM2TRM_AttRank   pointer decoders, teacher forced on the SAT-sorted
+                      order with AttRank at every step, decoded greedily.
+  MO-LTR_<loss>       SetTRM with the BOOST/EXPOSURE/DISCOVERY labels appended to its input
+                      features (`model_inputs`), trained on s = SAT + SAT * sum_j E_j.
 
 SetTRM layer (Sec. 4.4): ISAB_M (Eq. 5) then the feed-forward block FFB(M) = LN(M + relu(M W1) W2)
 (Eq. 6). The ISAB's MABs are the official Set Transformer MABs (see `set_transformer.py`; the
@@ -32,6 +43,7 @@ SetTRM2TRM 7.3M [6.8M]. Dropout is not used (the paper does not mention it).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -39,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from larp_jax.decoding.beam_search import sort_decode
+from larp_jax.models import layers
 from larp_jax.models.set_transformer import ISAB, LAYER_NORM_EPS, MAB
 
 Array = jax.Array
@@ -47,14 +59,6 @@ Dtype = Any
 
 # Logit of items a pointer decoder may not choose (chosen or padded); finite, float32.
 POINTER_MASK_VALUE = -1e9
-
-_KERNEL_INIT = nn.initializers.lecun_normal()
-
-
-def _dense(features: int, axes: tuple[str | None, str | None], dtype: Dtype, param_dtype: Dtype,
-           name: str | None = None, use_bias: bool = True) -> nn.Dense:
-  return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, name=name,
-                  kernel_init=nn.with_logical_partitioning(_KERNEL_INIT, axes))
 
 
 def _check_set_inputs(features: Array, mask: Array) -> None:
@@ -94,9 +98,9 @@ class FeedForwardBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    hidden = nn.relu(_dense(self.ff_dim, ('embed', 'mlp'), self.dtype, self.param_dtype,
-                            'wi')(x))
-    out = x + _dense(x.shape[-1], ('mlp', 'embed'), self.dtype, self.param_dtype, 'wo')(hidden)
+    dense = functools.partial(layers.dense, dtype=self.dtype, param_dtype=self.param_dtype)
+    hidden = nn.relu(dense(self.ff_dim, ('embed', 'mlp'), name='wi')(x))
+    out = x + dense(x.shape[-1], ('mlp', 'embed'), name='wo')(hidden)
     return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, param_dtype=self.param_dtype,
                         name='ln')(out)
 
@@ -147,9 +151,10 @@ class SetTRM(nn.Module):
       computed but meaningless (mask them).
     """
     x = SetTRMEncoder(self.config, self.dtype, self.param_dtype, name='encoder')(features, mask)
+    dense = functools.partial(layers.dense, dtype=self.dtype, param_dtype=self.param_dtype)
     for i, width in enumerate(self.head_hidden_dims):
-      x = nn.relu(_dense(width, ('embed', 'mlp'), self.dtype, self.param_dtype, f'head_{i}')(x))
-    logits = _dense(1, ('embed', None), self.dtype, self.param_dtype, 'head_out')(x)[..., 0]
+      x = nn.relu(dense(width, ('embed', 'mlp'), name=f'head_{i}')(x))
+    logits = dense(1, ('embed', None), name='head_out')(x)[..., 0]
     return _scores(logits)
 
 
@@ -166,35 +171,13 @@ class DNNScorer(nn.Module):
   def __call__(self, features: Array, mask: Array) -> dict[str, Array]:
     """Args: features [B, N, F], mask [B, N]. Returns {'logits', 'relevance'} float32 [B, N]."""
     _check_set_inputs(features, mask)
+    dense = functools.partial(layers.dense, dtype=self.dtype, param_dtype=self.param_dtype)
     x = features.astype(self.dtype)
     for i, width in enumerate(self.hidden_dims):
       axes = ('embed', 'mlp') if i % 2 == 0 else ('mlp', 'embed')
-      x = nn.relu(_dense(width, axes, self.dtype, self.param_dtype, f'dense_{i}')(x))
-    logits = _dense(1, ('embed', None), self.dtype, self.param_dtype, 'out')(x)[..., 0]
+      x = nn.relu(dense(width, axes, name=f'dense_{i}')(x))
+    logits = dense(1, ('embed', None), name='out')(x)[..., 0]
     return _scores(logits)
-
-
-def mo_ltr_labels(sat: Array, objectives: Array, weights: Array | None = None) -> Array:
-  """MO-LTR training label (App. A): s_i = SAT_i + SAT_i * sum_j w_j E_ij (w = 1 in the paper).
-
-  Args:
-    sat: float [B, N] SAT labels; objectives: float [B, N, J]; weights: optional float [J].
-
-  Returns:
-    float32 [B, N]. Train `SetTRM` on it (AttRank on logits, or RMSE on logits since the
-    label exceeds 1) and sort its logits.
-  """
-  if objectives.ndim != 3 or objectives.shape[:2] != sat.shape:
-    raise ValueError(f'objectives must be [B, N, J] with [B, N] = {sat.shape}, '
-                     f'got {objectives.shape}')
-  objectives = objectives.astype(jnp.float32)
-  if weights is not None:
-    weights = jnp.asarray(weights, jnp.float32)
-    if weights.shape != objectives.shape[-1:]:
-      raise ValueError(f'weights must be [J] = {objectives.shape[-1:]}, got {weights.shape}')
-    objectives = objectives * weights
-  sat = sat.astype(jnp.float32)
-  return sat + sat * jnp.sum(objectives, axis=-1)
 
 
 def cosine_relevance(user_embedding: Array, track_embeddings: Array) -> Array:
@@ -211,20 +194,8 @@ def cosine_relevance(user_embedding: Array, track_embeddings: Array) -> Array:
       or track_embeddings.shape[2] != user_embedding.shape[1]):
     raise ValueError(f'user_embedding must be [B, D] and track_embeddings [B, N, D], got '
                      f'{user_embedding.shape} and {track_embeddings.shape}')
-  normalize = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-  return jnp.einsum('bd,bnd->bn', normalize(user_embedding.astype(jnp.float32)),
-                    normalize(track_embeddings.astype(jnp.float32)))
-
-
-def teacher_forcing_targets(labels: Array, mask: Array, length: int) -> Array:
-  """Target order for the autoregressive baselines: valid items by label, descending.
-
-  Ties go to the lower index; with SAT labels, completed tracks come first.
-
-  Returns:
-    int32 [B, length], -1 past the valid items.
-  """
-  return sort_decode(labels, mask, length=length)
+  return jnp.einsum('bd,bnd->bn', layers.l2_normalize(user_embedding),
+                    layers.l2_normalize(track_embeddings))
 
 
 def _gather_items(items: Array, index: Array) -> Array:
@@ -269,7 +240,8 @@ class SetTRM2GRU(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   def setup(self):
-    d = lambda n, axes, name, bias=True: _dense(n, axes, self.dtype, self.param_dtype, name, bias)
+    d = lambda n, axes, name, bias=True: layers.dense(
+        n, axes, dtype=self.dtype, param_dtype=self.param_dtype, name=name, use_bias=bias)
     self.set_encoder = SetTRMEncoder(self.encoder, self.dtype, self.param_dtype)
     self.start_input = self.param(
         'start_input', nn.with_logical_partitioning(nn.initializers.normal(0.02), ('embed',)),
@@ -369,10 +341,10 @@ class SetTRM2TRM(nn.Module):
     self.self_attention = mab('self_attention')
     self.cross_attention = mab('cross_attention')
     self.ffb = FeedForwardBlock(self.decoder_ff_dim, self.dtype, self.param_dtype)
-    self.pointer_query = _dense(dim, ('embed', 'mlp'), self.dtype, self.param_dtype,
-                                'pointer_query')
-    self.pointer_key = _dense(dim, ('embed', 'mlp'), self.dtype, self.param_dtype,
-                              'pointer_key')
+    self.pointer_query = layers.dense(dim, ('embed', 'mlp'), dtype=self.dtype,
+                                      param_dtype=self.param_dtype, name='pointer_query')
+    self.pointer_key = layers.dense(dim, ('embed', 'mlp'), dtype=self.dtype,
+                                    param_dtype=self.param_dtype, name='pointer_key')
 
   def _decoder_states(self, inputs: Array, encoded: Array, mask: Array) -> Array:
     """Causal decoder over inputs [B, L, d] -> states [B, L, d]."""
@@ -442,3 +414,134 @@ class SetTRM2TRM(nn.Module):
     _, choices = scan(self, (inputs, jnp.zeros(mask.shape, bool)),
                       jnp.arange(length, dtype=jnp.int32))
     return choices
+
+
+# ---------------------------------------------------------------- Table 1 scorer catalogue
+
+ARCHITECTURES = ('dnn', 'settrm', 'settrm2gru', 'settrm2trm')
+LOSSES = ('attrank', 'bce', 'rmse')
+# Column of SAT in the session labels [B, N, 4] (`data_pipelines.sessions.OBJECTIVES` order:
+# SAT, BOOST, EXPOSURE, DISCOVERY); the J = 3 columns after it are the other objectives.
+SAT = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ScorerSpec:
+  """One trained model of Table 1.
+
+  Attributes:
+    architecture: one of ARCHITECTURES.
+    loss: one of LOSSES (pointer decoders: 'attrank' only).
+    multi_objective: MO-LTR: objective labels as inputs, composite training target.
+  """
+  architecture: str
+  loss: str
+  multi_objective: bool = False
+
+  @property
+  def is_pointer(self) -> bool:
+    """True for the autoregressive pointer decoders (SetTRM2GRU, SetTRM2TRM)."""
+    return self.architecture in ('settrm2gru', 'settrm2trm')
+
+
+SCORERS = {
+    'DNN_AttRank': ScorerSpec('dnn', 'attrank'),
+    'DNN_BCE': ScorerSpec('dnn', 'bce'),
+    'DNN_RMSE': ScorerSpec('dnn', 'rmse'),
+    'SetRank': ScorerSpec('settrm', 'attrank'),
+    'SetRank_BCE': ScorerSpec('settrm', 'bce'),
+    'SetRank_RMSE': ScorerSpec('settrm', 'rmse'),
+    'SetTRM2GRU_AttRank': ScorerSpec('settrm2gru', 'attrank'),
+    'SetTRM2TRM_AttRank': ScorerSpec('settrm2trm', 'attrank'),
+    'MO-LTR_AttRank': ScorerSpec('settrm', 'attrank', multi_objective=True),
+    'MO-LTR_RMSE': ScorerSpec('settrm', 'rmse', multi_objective=True),
+}
+
+
+def scorer_spec(name: str) -> ScorerSpec:
+  """The `ScorerSpec` of a Table 1 scorer name (a key of SCORERS); ValueError if unknown."""
+  if name not in SCORERS:
+    raise ValueError(f'config.scorers: unknown scorer {name!r}; choose from {sorted(SCORERS)}')
+  return SCORERS[name]
+
+
+def build_model(model_config: Any, spec: ScorerSpec) -> nn.Module:
+  """The flax module of one scorer.
+
+  Args:
+    model_config: the `config.model` section of configs/mostra.py (`dtype`, `settrm`,
+      `dnn_hidden_dims`, `gru`, `trm`).
+    spec: which scorer.
+
+  Returns:
+    An unbound `DNNScorer`, `SetTRM`, `SetTRM2GRU` or `SetTRM2TRM`.
+  """
+  dtype = jnp.dtype(model_config.dtype)
+  settrm = SetTRMConfig(**model_config.settrm.to_dict())
+  if spec.architecture == 'dnn':
+    return DNNScorer(hidden_dims=tuple(model_config.dnn_hidden_dims), dtype=dtype)
+  if spec.architecture == 'settrm':
+    return SetTRM(settrm, dtype=dtype)
+  if spec.architecture == 'settrm2gru':
+    return SetTRM2GRU(settrm, dtype=dtype, **model_config.gru.to_dict())
+  if spec.architecture == 'settrm2trm':
+    return SetTRM2TRM(settrm, dtype=dtype, **model_config.trm.to_dict())
+  raise ValueError(f'unknown architecture {spec.architecture!r}; choose from {ARCHITECTURES}')
+
+
+def model_inputs(spec: ScorerSpec, features: Array, mask: Array, labels: Array) -> Array:
+  """A scorer's input features.
+
+  Args:
+    spec: which scorer.
+    features: float [B, N, F]; mask: bool [B, N]; labels: float [B, N, 4] (SAT first).
+
+  Returns:
+    `features` [B, N, F], or for MO-LTR the features with the J objective labels after SAT
+    appended (zero on padded items): [B, N, F + J] in the features' dtype.
+  """
+  if not spec.multi_objective:
+    return features
+  objectives = jnp.where(mask[..., None], labels[..., SAT + 1:], 0.0).astype(features.dtype)
+  return jnp.concatenate([features, objectives], axis=-1)
+
+
+def predict(model: nn.Module, spec: ScorerSpec, params: Any, features: Array, mask: Array,
+            labels: Array, length: int) -> dict[str, Array]:
+  """Inference outputs of one scorer on a batch.
+
+  Args:
+    model: `build_model(config.model, spec)`; spec: which scorer; params: its parameters.
+    features: float [B, N, F]; mask: [B, N] (cast to bool); labels: float [B, N, 4] (read by
+      MO-LTR only).
+    length: decoded positions L of the pointer models.
+
+  Returns:
+    Scorers: {'logits', 'relevance'} float32 [B, N]; pointer models: {'sequences'} int32 [B, L].
+  """
+  mask = mask.astype(bool)
+  inputs = model_inputs(spec, features, mask, labels)
+  if spec.is_pointer:
+    return {'sequences': model.apply({'params': params}, inputs, mask, length=length,
+                                     method='decode')}
+  out = model.apply({'params': params}, inputs, mask)
+  return {'logits': out['logits'], 'relevance': out['relevance']}
+
+
+def init_params(model: nn.Module, spec: ScorerSpec, rng: Array, features: Array, mask: Array,
+                labels: Array, pointer_length: int) -> Any:
+  """Boxed parameters (nn.Partitioned leaves) of a fresh model.
+
+  Args:
+    model: `build_model(config.model, spec)`; spec: which scorer; rng: init PRNG key.
+    features: float [B, N, F]; mask: bool [B, N]; labels: float [B, N, 4] (example batch).
+    pointer_length: teacher-forced steps L of the pointer models (their init batch [B, L]).
+
+  Returns:
+    The 'params' collection.
+  """
+  inputs = model_inputs(spec, features, mask, labels)
+  if spec.is_pointer:
+    targets = jnp.zeros((features.shape[0], pointer_length), jnp.int32)
+    return model.init(rng, inputs, mask, targets)['params']
+  return model.init(rng, inputs, mask)['params']

@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from larp_jax.models import layers
+
 Array = jax.Array
 Dtype = Any
 
@@ -39,15 +41,6 @@ Dtype = Any
 MASK_VALUE = float(np.finfo(np.float32).min)
 # torch.nn.LayerNorm's default epsilon (the official code's LayerNorms), not flax's 1e-6.
 LAYER_NORM_EPS = 1e-5
-
-_DEFAULT_KERNEL_INIT = nn.initializers.lecun_normal()
-
-
-def _dense(features: int, axes: tuple[str, str], dtype: Dtype, param_dtype: Dtype,
-           name: str) -> nn.Dense:
-  return nn.Dense(features, dtype=dtype, param_dtype=param_dtype, name=name,
-                  kernel_init=nn.with_logical_partitioning(_DEFAULT_KERNEL_INIT, axes))
-
 
 def attention_mask_from(mask: Array | None, batch: int, num_queries: int,
                         num_keys: int) -> Array | None:
@@ -98,9 +91,11 @@ class MAB(nn.Module):
                        f'{queries.shape} and {keys.shape}')
     batch, num_queries, _ = queries.shape
     head_dim = self.dim // self.num_heads
-    q = _dense(self.dim, ('embed', 'mlp'), self.dtype, self.param_dtype, 'query')(queries)
-    k = _dense(self.dim, ('embed', 'mlp'), self.dtype, self.param_dtype, 'key')(keys)
-    v = _dense(self.dim, ('embed', 'mlp'), self.dtype, self.param_dtype, 'value')(keys)
+    dense = lambda name: layers.dense(  # noqa: E731
+        self.dim, ('embed', 'mlp'), dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+    q = dense('query')(queries)
+    k = dense('key')(keys)
+    v = dense('value')(keys)
     split = lambda x: x.reshape(x.shape[:2] + (self.num_heads, head_dim))
     logits = jnp.einsum('bqhd,bkhd->bhqk', split(q), split(k),
                         preferred_element_type=jnp.float32) / np.sqrt(self.dim)
@@ -114,8 +109,7 @@ class MAB(nn.Module):
     if self.layer_norm:
       out = self._layer_norm('ln0')(out)
     if self.row_ff:
-      out = out + nn.relu(
-          _dense(self.dim, ('embed', 'mlp'), self.dtype, self.param_dtype, 'row_ff')(out))
+      out = out + nn.relu(dense('row_ff')(out))
       if self.layer_norm:
         out = self._layer_norm('ln1')(out)
     return out
@@ -156,7 +150,7 @@ class ISAB(nn.Module):
     """Args: x [B, N, D], mask [B, N] (True = real item). Returns [B, N, dim]."""
     inducing = self.param(
         'inducing_points',
-        nn.with_logical_partitioning(nn.initializers.xavier_uniform(), (None, 'embed')),
+        layers.logical_init(nn.initializers.xavier_uniform(), (None, 'embed')),
         (self.num_inducing, self.dim), self.param_dtype)
     inducing = jnp.broadcast_to(jnp.asarray(inducing, self.dtype),
                                 (x.shape[0], self.num_inducing, self.dim))
@@ -183,7 +177,7 @@ class PMA(nn.Module):
     """Args: x [B, N, dim], mask [B, N]. Returns [B, num_seeds, dim] (permutation invariant)."""
     seeds = self.param(
         'seeds',
-        nn.with_logical_partitioning(nn.initializers.xavier_uniform(), (None, 'embed')),
+        layers.logical_init(nn.initializers.xavier_uniform(), (None, 'embed')),
         (self.num_seeds, self.dim), self.param_dtype)
     seeds = jnp.broadcast_to(jnp.asarray(seeds, self.dtype),
                              (x.shape[0], self.num_seeds, self.dim))

@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from larp_jax.models import layers
+
 
 @dataclasses.dataclass(frozen=True)
 class ToyTransformerConfig:
@@ -22,9 +24,11 @@ class ToyTransformerConfig:
   param_dtype: Any = jnp.float32
 
 
-def _dense(features: int, axes: tuple[str, str], config: ToyTransformerConfig, name: str):
-  return nn.Dense(features, dtype=config.dtype, param_dtype=config.param_dtype, name=name,
-                  kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_uniform(), axes))
+def _dense(features: int, axes: tuple[str, str], config: ToyTransformerConfig,
+           name: str) -> nn.Dense:
+  """`layers.dense` with the config's dtypes and a Xavier-uniform kernel."""
+  return layers.dense(features, axes, dtype=config.dtype, param_dtype=config.param_dtype,
+                      name=name, kernel_init=nn.initializers.xavier_uniform())
 
 
 class CausalSelfAttention(nn.Module):
@@ -54,15 +58,15 @@ class ToyTransformer(nn.Module):
   def __call__(self, tokens: jax.Array) -> jax.Array:
     cfg = self.config
     embed = nn.Embed(cfg.vocab_size, cfg.embed_dim, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                     embedding_init=nn.with_logical_partitioning(
+                     embedding_init=layers.logical_init(
                          nn.initializers.normal(0.02), ("vocab", "embed")), name="embed")
-    pos = self.param("pos", nn.with_logical_partitioning(nn.initializers.normal(0.02),
-                                                         (None, "embed")),
+    pos = self.param("pos", layers.logical_init(nn.initializers.normal(0.02), (None, "embed")),
                      (cfg.max_len, cfg.embed_dim), cfg.param_dtype)
     x = embed(tokens) + pos[None, :tokens.shape[1]].astype(cfg.dtype)
     for i in range(cfg.num_layers):
       x = x + CausalSelfAttention(cfg, name=f"attn_{i}")(nn.LayerNorm(dtype=cfg.dtype)(x))
-      h = _dense(cfg.mlp_dim, ("embed", "mlp"), cfg, f"mlp_in_{i}")(nn.LayerNorm(dtype=cfg.dtype)(x))
+      h = _dense(cfg.mlp_dim, ("embed", "mlp"), cfg, f"mlp_in_{i}")(
+          nn.LayerNorm(dtype=cfg.dtype)(x))
       x = x + _dense(cfg.embed_dim, ("mlp", "embed"), cfg, f"mlp_out_{i}")(nn.gelu(h))
     x = nn.LayerNorm(dtype=cfg.dtype, name="final_norm")(x)
     return embed.attend(x).astype(jnp.float32)

@@ -1,15 +1,17 @@
 """CLCRec for cold-start playlist continuation (LARP App. B.3; Wei et al., MM'21), in JAX/optax.
 
 Parameters (LARP's `continuation_full.py`): playlist and track id embeddings (dim_E = 64,
-Xavier-normal) and a content encoder f: L2-normalised content -> Dense 256 -> leaky ReLU -> Dense 64.
-For a batch of observed (playlist p, track s) pairs:
+Xavier-normal) and a content encoder f: L2-normalised content -> Dense 256 -> leaky ReLU ->
+Dense 64. For a batch of observed (playlist p, track s) pairs:
 
     l_item  = InfoNCE(normalize(z_s), normalize(f(e_s)))           item id <-> content (in-batch)
     l_user  = InfoNCE(z_p, x_s),  x_s = f(e_s) with prob num_sample else z_s   (playlist <-> track)
     reg     = (mean ||z_p|| + mean ||z_s||) / 2
     loss    = lambda * l_item + (1 - lambda) * l_user + reg_weight * reg
 
-InfoNCE(a, b) = CE(a b^T / temperature, diagonal labels), temperature 2.0 (logits are divided by it).
+InfoNCE(a, b) = CE(a b^T / temperature, diagonal labels), temperature 2.0 (logits are divided by
+it): the shared multi-positive InfoNCE of `larp_jax.losses.infonce` with the diagonal as the only
+positive.
 Adam lr 1e-3, 20 epochs, batches of 2048 pairs. Cold-start scoring (Eq. 30): a playlist is the mean
 of f(e_s) over its seeds, score = playlist . f(E_test).
 
@@ -30,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from larp_jax.losses import infonce
+from larp_jax.models import layers
 from larp_jax.recommenders import itemknn
 from larp_jax.recommenders import popularity
 
@@ -38,7 +42,9 @@ Array = jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class CLCRecConfig:
-  """CLCRec hyper-parameters (defaults: LARP official for MPD; LFM-LARP used reg 0.02, temp 3, lr 2e-4).
+  """CLCRec hyper-parameters (defaults: LARP official for MPD).
+
+  LFM-LARP used reg 0.02, temp 3, lr 2e-4.
 
   Attributes:
     dim_e: id-embedding and encoder-output size.
@@ -67,7 +73,7 @@ class CLCRecConfig:
 
 
 class ContentEncoder(nn.Module):
-  """L2-normalised content [B, C] -> Dense(hidden) -> leaky ReLU -> Dense(dim_e), float32 [B, dim_e]."""
+  """L2-normalised content [B, C] -> Dense(hidden) -> leaky ReLU -> Dense(dim_e), float32 [B, E]."""
   hidden_dim: int = 256
   dim_e: int = 64
   dtype: Any = jnp.float32
@@ -75,7 +81,7 @@ class ContentEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, content: Array) -> Array:
-    x = _normalize(jnp.asarray(content, jnp.float32)).astype(self.dtype)
+    x = layers.l2_normalize(content).astype(self.dtype)
     x = nn.Dense(self.hidden_dim, dtype=self.dtype, param_dtype=self.param_dtype)(x)
     x = nn.leaky_relu(x, negative_slope=0.01)
     x = nn.Dense(self.dim_e, dtype=self.dtype, param_dtype=self.param_dtype)(x)
@@ -91,18 +97,31 @@ class CLCRecModel:
   track_embeddings: np.ndarray  # float32 [N_train, dim_e]
 
 
-def _normalize(x: Array) -> Array:
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def info_nce(a: Array, b: Array, temperature: float) -> Array:
-  """Mean CE of (a b^T / temperature) against the diagonal; a, b [B, D] -> float32 scalar."""
-  logits = jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST) / temperature
-  return -jnp.mean(jnp.diagonal(jax.nn.log_softmax(logits, axis=-1)))
+  """In-batch InfoNCE: mean over rows of CE(a b^T / temperature, diagonal labels).
+
+  `infonce.multi_positive_contrastive` with one positive per row (row i's positive is b[i]), no
+  queue and no soft targets.
+
+  Args:
+    a: float32 [B, D] queries.
+    b: float32 [B, D] keys; b[i] is the positive of a[i], the other rows are negatives.
+    temperature: scalar > 0 (logits are divided by it).
+
+  Returns:
+    float32 scalar.
+  """
+  # The positives are a NumPy (compile-time constant) mask on purpose: XLA then folds the target
+  # normalisation and row-validity mask away, and under jit (as in `fit`) values and gradients are
+  # bit-identical to the plain `-mean(diag(log_softmax(logits)))`. A traced mask (jnp.eye,
+  # pair_positives(jnp.arange(B))) gives the same maths but 1-ulp different gradients on XLA:CPU.
+  positives = np.eye(a.shape[0], b.shape[0], dtype=bool)
+  loss, _ = infonce.multi_positive_contrastive(a, b, None, positives, temperature)
+  return loss
 
 
-def clcrec_loss(params: Any, encoder: ContentEncoder, content: Array, playlists: Array, tracks: Array,
-                replace: Array, config: CLCRecConfig) -> Array:
+def clcrec_loss(params: Any, encoder: ContentEncoder, content: Array, playlists: Array,
+                tracks: Array, replace: Array, config: CLCRecConfig) -> Array:
   """CLCRec batch loss.
 
   Args:
@@ -119,7 +138,7 @@ def clcrec_loss(params: Any, encoder: ContentEncoder, content: Array, playlists:
   feat = encoder.apply({'params': params['encoder']}, content)
   z_p = params['playlist'][playlists]
   z_s = params['track'][tracks]
-  l_item = info_nce(_normalize(z_s), _normalize(feat), config.temperature)
+  l_item = info_nce(layers.l2_normalize(z_s), layers.l2_normalize(feat), config.temperature)
   mixed = jnp.where(replace[:, None], feat, z_s)
   l_user = info_nce(z_p, mixed, config.temperature)
   reg = 0.5 * (jnp.mean(jnp.linalg.norm(z_p, axis=-1)) + jnp.mean(jnp.linalg.norm(z_s, axis=-1)))
@@ -176,7 +195,8 @@ def fit(train_interactions, content_features, config: CLCRecConfig | None = None
     for start in range(0, pairs.shape[0] - batch_size + 1, batch_size):
       idx = order[start:start + batch_size]
       step_key, sub = jax.random.split(step_key)
-      params, opt_state, _ = step(params, opt_state, content_table, pairs[idx, 0], pairs[idx, 1], sub)
+      params, opt_state, _ = step(params, opt_state, content_table, pairs[idx, 0], pairs[idx, 1],
+                                  sub)
 
   return CLCRecModel(config=config, encoder_params=params['encoder'],
                      playlist_embeddings=np.asarray(params['playlist']),

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from larp_jax.models import layers
 from larp_jax.recommenders import itemknn
 from larp_jax.recommenders import popularity
 
@@ -149,10 +150,6 @@ def _epoch_batches(rng: np.random.Generator, num_pairs: int, batch_size: int):
     yield order[start:start + batch_size]
 
 
-def _normalize(x: Array) -> Array:
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def train_preference_factors(pairs: np.ndarray, num_playlists: int, num_tracks: int,
                              config: DropoutNetConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Stage 1: MF factors (U float32 [M, mf_dim], V float32 [N, mf_dim]) from (playlist, track) pairs."""
@@ -166,7 +163,8 @@ def train_preference_factors(pairs: np.ndarray, num_playlists: int, num_tracks: 
   @jax.jit
   def step(params, opt_state, users, items, targets):
     def loss_fn(p):
-      pred = jnp.sum(_normalize(p['U'][users]) * _normalize(p['V'][items]), axis=-1)
+      pred = jnp.sum(layers.l2_normalize(p['U'][users]) * layers.l2_normalize(p['V'][items]),
+                     axis=-1)
       return jnp.mean((pred - targets) ** 2)
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)

@@ -11,43 +11,12 @@ Layout under ``directory``::
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from typing import Any
 
 import grain
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-
-
-class PreemptionFlag:
-  """Set by SIGTERM (and SIGINT if asked); the loop checkpoints and exits at the next step.
-
-  Install it once per process; ``restore()`` puts back the previous handlers.
-  """
-
-  def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)):
-    self._event = threading.Event()
-    self._previous = {}
-    if threading.current_thread() is threading.main_thread():
-      for sig in signals:
-        self._previous[sig] = signal.signal(sig, self._handle)
-
-  def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    logging.warning("Received signal %d: will checkpoint and stop after this step.", signum)
-    self._event.set()
-
-  def is_set(self) -> bool:
-    return self._event.is_set()
-
-  def set(self) -> None:
-    self._event.set()
-
-  def restore(self) -> None:
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-    self._previous = {}
 
 
 class Checkpointer:
@@ -102,12 +71,32 @@ class Checkpointer:
     logging.info("Restored checkpoint for step %d from %s", step, self.directory)
     return restored["state"], dict(restored["loop"])
 
+  def restore_loop_state(self, step: int | None = None) -> dict | None:
+    """The loop's bookkeeping JSON of ``step`` (default: latest) without reading any array."""
+    step = self._manager.latest_step() if step is None else step
+    if step is None:
+      return None
+    restored = self._manager.restore(step, args=ocp.args.Composite(loop=ocp.args.JsonRestore()))
+    return dict(restored["loop"])
+
   def wait(self) -> None:
     self._manager.wait_until_finished()
 
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def latest_loop_state(directory: str | epath.Path) -> dict | None:
+  """The loop bookkeeping of the newest checkpoint under ``directory``; None when there is none."""
+  directory = epath.Path(os.path.abspath(directory))
+  if not directory.exists() or not any(p.name.isdigit() for p in directory.iterdir()):
+    return None
+  ckpt = Checkpointer(directory, async_save=False)
+  try:
+    return ckpt.restore_loop_state()
+  finally:
+    ckpt.close()
 
 
 def save_params(path: str | epath.Path, tree: Any) -> None:

@@ -3,24 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
-
-
-def select_variant(arg: str | None, variants: Mapping[str, Callable[[], Any]],
-                   config_file: str, default: str) -> Any:
-  """Builds the named variant of a config file's ``get_config(arg)``.
-
-  Raises:
-    ValueError naming the config file, the unknown variant and the known ones.
-  """
-  name = arg or default
-  if name not in variants:
-    raise ValueError(f"Unknown variant {name!r} for {config_file}: choose one of "
-                     f"{sorted(variants)} (e.g. --config={config_file}:{default}).")
-  config = variants[name]()
-  config.variant = name
-  return config
 
 
 def _lookup(config: Any, dotted: str) -> Any:

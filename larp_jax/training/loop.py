@@ -1,13 +1,16 @@
 """The generic sharded training loop shared by every job.
 
-A job supplies a pure step ``(state, batch) -> (state, metrics)``, an iterator of
-host-local numpy batches (a grain ``DatasetIterator``, so its position can be
+A job supplies a pure step ``(state, inputs) -> (state, metrics)``, an iterator of
+host-local numpy inputs (a grain ``DatasetIterator``, so its position can be
 checkpointed) and optionally an ``evaluate(state) -> {name: float}`` callback.
-The loop jits the step over the mesh with the state donated, merges metrics as
-clu collections, writes TensorBoard + logs from process 0, shows progress with
-rate and ETA, evaluates periodically, stops early on a validation metric, guards
-against NaN/inf, and checkpoints every K steps and on SIGTERM. Re-running in the
-same workdir resumes from the latest checkpoint, iterator position included.
+The loop compiles the step with the one jit policy (``step.jit_train_step``: state
+donated, each input leaf on its own PartitionSpec) and logs its memory before step 1,
+merges metrics as clu collections, writes TensorBoard + logs from process 0, shows
+progress with rate and ETA, evaluates periodically, stops early on a validation
+metric, guards against NaN/inf, and checkpoints every K steps and on a SIGTERM that
+every process agrees on (``preemption.Preemption``). Re-running in the same workdir
+resumes from the latest checkpoint, iterator position included; a finished run's
+final checkpoint records ``done`` (read by ``runs.is_finished``).
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ from etils import epath
 from jax.sharding import Mesh
 
 from larp_jax.training import checkpoint as checkpoint_lib
-from larp_jax.training import mesh as mesh_lib
+from larp_jax.training import preemption as preemption_lib
 from larp_jax.training import state as state_lib
+from larp_jax.training import step as step_lib
 
-StepFn = Callable[[state_lib.TrainState, Mapping[str, jax.Array]],
-                  tuple[state_lib.TrainState, Mapping[str, jax.Array]]]
+StepFn = step_lib.StepFn
 EvalFn = Callable[[state_lib.TrainState], Mapping[str, float]]
 
 
@@ -97,7 +100,8 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
                state_shardings: state_lib.TrainState, mesh: Mesh, train_step: StepFn,
                train_iter: Iterator[Mapping[str, np.ndarray]],
                evaluate: EvalFn | None = None,
-               preemption: checkpoint_lib.PreemptionFlag | None = None,
+               input_specs: Any = None,
+               preemption: preemption_lib.Preemption | None = None,
                hparams: Mapping[str, Any] | None = None,
                description: str = "train") -> TrainResult:
   """Runs (or resumes) training until ``num_train_steps``, early stop or SIGTERM.
@@ -116,7 +120,9 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
     train_iter: yields this process's slice of each batch (numpy dict); must
       support ``get_state``/``set_state`` (grain DatasetIterator) for resume.
     evaluate: optional ``state -> {name: float}`` on held-out data.
-    preemption: a shared PreemptionFlag; one is installed if None.
+    input_specs: PartitionSpec tree for the inputs (``step.jit_train_step``); None: all
+      leaves are batches on 'data'.
+    preemption: a shared ``Preemption``; one is installed if None.
     hparams: written to TensorBoard once.
     description: label for the progress bar and logs.
   """
@@ -139,7 +145,7 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
       save_every_steps=int(config.checkpoint_every_steps))
   best_path = workdir / "best" if es_metric else None
   own_flag = preemption is None
-  preemption = preemption or checkpoint_lib.PreemptionFlag()
+  preemption = preemption or preemption_lib.Preemption()
 
   loop_state: dict[str, Any] = {"history": [], "best": {}, "evals_since_best": 0,
                                 "done": False, "stop_reason": ""}
@@ -160,10 +166,8 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
     writer.write_hparams(dict(hparams))
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=log_every, every_secs=None)
-  step_fn = jax.jit(train_step,
-                    in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
-                    out_shardings=(state_shardings, mesh_lib.replicated(mesh)),
-                    donate_argnums=(0,))
+  jitted = step_lib.jit_train_step(train_step, state_shardings, mesh, input_specs)
+  step_fn = None
 
   def save(step, force=False):
     ckpt.save(step, state, train_iter, loop_state, force=force)
@@ -205,11 +209,13 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
                        mininterval=2.0, dynamic_ncols=True)
   try:
     while step < num_steps:
-      if preemption.is_set():
+      if preemption.should_stop(step):
         stop_reason = "preempted"
         break
       host_batch = next(train_iter)
-      batch = mesh_lib.make_global_batch(host_batch, mesh)
+      batch = step_lib.place_inputs(host_batch, mesh, input_specs)
+      if step_fn is None:
+        step_fn = step_lib.compile_step(jitted, state, batch, name=f"[{description}] step")
       state, step_metrics = step_fn(state, batch)
       step += 1
       if collection_cls is None:

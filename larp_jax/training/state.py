@@ -27,6 +27,8 @@ class TrainState:
       momentum (EMA) copies, feature queues, lookup tables. ``{}`` if none.
     rng: a PRNG key (uint32 key data); steps use ``fold_in(rng, step)``.
     tx: the optax transformation (static).
+    learning_rate_fn: ``step -> learning rate`` of ``tx``'s schedule (static; None if unknown),
+      reported by ``step.gradient_step``.
   """
   step: jax.Array
   params: Any
@@ -34,6 +36,8 @@ class TrainState:
   model_state: Any
   rng: jax.Array
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
+  learning_rate_fn: Callable[[jax.Array], jax.Array] | None = struct.field(pytree_node=False,
+                                                                            default=None)
 
   def apply_gradients(self, grads: Any, **changes: Any) -> "TrainState":
     """One optimizer update; ``changes`` replace other fields (e.g. model_state)."""
@@ -50,7 +54,8 @@ InitFn = Callable[[jax.Array], tuple[Any, Any]]
 
 
 def create_train_state(init_fn: InitFn, tx: optax.GradientTransformation, mesh: Mesh,
-                       rules: Sequence[tuple[str, str | None]], rng: jax.Array
+                       rules: Sequence[tuple[str, str | None]], rng: jax.Array, *,
+                       learning_rate_fn: Callable[[jax.Array], jax.Array] | None = None
                        ) -> tuple[TrainState, TrainState]:
   """Initialises a TrainState directly in its sharded layout.
 
@@ -65,6 +70,7 @@ def create_train_state(init_fn: InitFn, tx: optax.GradientTransformation, mesh: 
     mesh: device mesh.
     rules: logical-axis rules (see ``mesh.logical_axis_rules``).
     rng: PRNG key; split into init and train keys.
+    learning_rate_fn: the optimizer's schedule, kept on the state for logging.
 
   Returns:
     ``(state, shardings)``: the unboxed state and a TrainState-shaped tree of
@@ -76,7 +82,7 @@ def create_train_state(init_fn: InitFn, tx: optax.GradientTransformation, mesh: 
     params, model_state = init_fn(key)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=tx.init(params), model_state=model_state,
-                      rng=train_rng, tx=tx)
+                      rng=train_rng, tx=tx, learning_rate_fn=learning_rate_fn)
 
   abstract = jax.eval_shape(boxed_init, init_rng)
   shardings = mesh_lib.logical_to_shardings(abstract, mesh, rules)

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from larp_jax.models import bert, htsat, larp_fusion
+from larp_jax.models import bert, htsat, larp_fusion, layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +51,6 @@ class LARPConfig:
   param_dtype: Any = jnp.float32
 
 
-def _l2_normalize(x: jax.Array) -> jax.Array:
-  x = x.astype(jnp.float32)
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 class LARP(nn.Module):
   """Online LARP encoders. ``__call__`` initialises every submodule (used by ``init``)."""
   config: LARPConfig
@@ -64,9 +59,8 @@ class LARP(nn.Module):
     cfg = self.config
     self.audio_encoder = htsat.HTSAT(cfg.audio, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
     self.text_encoder = bert.BertEncoder(cfg.text, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
-    dense = lambda name: nn.Dense(  # noqa: E731
-        cfg.embed_dim, dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name,
-        kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("mlp", "embed")))
+    dense = lambda name: layers.dense(  # noqa: E731
+        cfg.embed_dim, ("mlp", "embed"), dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name)
     self.audio_proj = dense("audio_proj")
     self.text_proj = dense("text_proj")
     self.fusion = larp_fusion.FusionSelfAttention(features=cfg.embed_dim, dtype=cfg.dtype,
@@ -77,14 +71,14 @@ class LARP(nn.Module):
   def encode_audio(self, waveform: jax.Array, train: bool = False) -> jax.Array:
     """float32 [B, S] waveform -> L2-normalised float32 [B, embed_dim]."""
     out = self.audio_encoder(waveform, train=train)
-    return _l2_normalize(self.audio_proj(out["embedding"]))
+    return layers.l2_normalize(self.audio_proj(out["embedding"]))
 
   def encode_text(self, input_ids: jax.Array, attention_mask: jax.Array,
                   train: bool = False) -> jax.Array:
     """int32 [B, L] token ids + mask -> L2-normalised float32 [B, embed_dim]."""
     hidden = self.text_encoder(input_ids, attention_mask, deterministic=not train)
     pooled = bert.pool(hidden, attention_mask, self.config.text_pooling)
-    return _l2_normalize(self.text_proj(pooled))
+    return layers.l2_normalize(self.text_proj(pooled))
 
   def fuse(self, features: jax.Array, mask: jax.Array) -> jax.Array:
     """[B, J, D] seed features + bool mask [B, J] -> float32 [B, D] playlist vectors."""
@@ -93,6 +87,7 @@ class LARP(nn.Module):
     return larp_fusion.masked_mean_pool(features, mask)
 
   def temperature(self) -> jax.Array:
+    """float32 scalar: the learnable temperature clamped to [temperature_min, temperature_max]."""
     return jnp.clip(self.temp, self.config.temperature_min, self.config.temperature_max)
 
   def __call__(self, waveform, input_ids, attention_mask, playlist_features, playlist_mask,
