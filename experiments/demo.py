@@ -11,8 +11,8 @@ import time
 
 from absl import app, flags
 
-from configs import larp as larp_config
-from larp_jax.jobs import larp
+from configs import larp
+from larp_jax.jobs import larp_job
 from larp_jax.training import launch
 
 flags.DEFINE_string("workdir", "workdirs/demo", "Output directory; re-running resumes.")
@@ -23,7 +23,7 @@ def main(argv):
   del argv
   launch.quiet_library_logs()
   start = time.time()
-  larp.train_and_evaluate(larp_config.get_config("demo"), FLAGS.workdir)
+  larp_job.train_and_evaluate(larp.get_config("demo"), FLAGS.workdir)
   print(f"\nDemo finished in {time.time() - start:.0f} s; outputs in {FLAGS.workdir} "
         "(results.json, plots/, export/, TensorBoard events per stage).")
 

@@ -7,14 +7,14 @@ Uses the dataset and the stage checkpoints already in DIR (run experiments.train
 
 from absl import app
 
-from larp_jax.jobs import larp, larp_report
+from larp_jax.jobs import larp_report, larp_setup
 from larp_jax.training import launch
 
 launch.define_flags("configs/larp.py")
 
 
 def evaluate(config, workdir):
-  return larp_report.evaluate_and_report(config, workdir, larp.prepare_dataset(config, workdir))
+  return larp_report.evaluate_and_report(config, workdir, larp_setup.prepare_dataset(config, workdir))
 
 
 if __name__ == "__main__":

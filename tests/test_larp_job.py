@@ -12,9 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from configs import larp as larp_config
-from larp_jax.jobs import larp as larp_job, larp_steps
+from configs import larp
+from larp_jax.jobs import larp_job, larp_setup, larp_steps
 from larp_jax.training import mesh as mesh_lib
+from larp_jax.training import step as step_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = "--config.runs=('stage1','stage2','stage3')"
@@ -70,30 +71,24 @@ def test_resumed_run_reports_every_table3_row(finished_run):
 
 
 def _stage2_losses(config, dataset_dir, mesh, steps=2):
-  meta = larp_job.playlist_audio.load_metadata(dataset_dir)
-  num_train = int(meta["pad_id"]["train"])
-  cfg = larp_job.model_config(config)
-  model, state, shardings = larp_job.make_state(config, cfg, mesh, num_train, 10,
-                                                int(meta["config"]["max_text_length"]))
-  playlists = larp_job.grain_pipelines.load_train_playlists(dataset_dir)
-  groups = larp_steps.track_playlist_groups(playlists["tracks"], playlists["length"], num_train,
-                                            config.loss.group_width)
-  step = jax.jit(larp_steps.make_train_step(model, 3, config.loss, groups),
-                 in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
-                 out_shardings=(shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
-  data = iter(larp_job._stage_dataset(config, dataset_dir, 3))
+  model, state, shardings = larp_job.make_state(config, mesh, dataset_dir, 10)
+  step = step_lib.jit_train_step(larp_steps.make_train_step(model, 3, config.loss), shardings,
+                                 mesh, larp_steps.INPUT_SPECS)
+  groups = larp_job.track_groups(config, dataset_dir)
+  data = iter(larp_job.stage_dataset(config, dataset_dir, 3))
   losses = []
   for _ in range(steps):
-    state, metrics = step(state, mesh_lib.make_global_batch(next(data), mesh))
+    inputs = step_lib.place_inputs({**next(data), "extra": groups}, mesh, larp_steps.INPUT_SPECS)
+    state, metrics = step(state, inputs)
     losses.append(float(metrics["loss/total"]))
   return np.array(losses), state
 
 
 def test_sharded_stage3_step_equals_single_device(finished_run):
   workdir, _, _ = finished_run
-  config = larp_config.get_config("test")
+  config = larp.get_config("test")
   config.optimizer.update(name="sgd", learning_rate=0.05, warmup_steps=0)
-  dataset_dir = larp_job.prepare_dataset(config, str(workdir))
+  dataset_dir = larp_setup.prepare_dataset(config, str(workdir))
   single, s1 = _stage2_losses(config, dataset_dir,
                               mesh_lib.make_mesh({"shape": (1, 1)}, devices=jax.devices()[:1]))
   # All 8 devices on `data` (the small HTS-AT's first stage has 1 head, which cannot split on a

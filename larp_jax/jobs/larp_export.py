@@ -11,8 +11,7 @@ from etils import epath
 from data_pipelines import playlist_audio
 from larp_jax import export as export_lib
 from larp_jax.evaluation import continuation
-from larp_jax.jobs import larp as larp_job
-from larp_jax.training import checkpoint
+from larp_jax.jobs import larp_setup
 
 
 def export_run(config: Any, workdir: str, run: str = "stage3", split: str = "test",
@@ -27,12 +26,8 @@ def export_run(config: Any, workdir: str, run: str = "stage3", split: str = "tes
   if not best_path.exists():
     raise FileNotFoundError(f"No best weights for run {run!r} at {best_path}; train it first "
                             "(python -m experiments.train_larp ...).")
-  dataset_dir = larp_job.prepare_dataset(config, workdir)
-  best = checkpoint.load_params(best_path)
-  model = larp_job.larp_encoder.LARP(larp_job.model_config(config))
-  audio, text = larp_job.encode_split(larp_job.make_encoder(model), best["params"],
-                                      best["model_state"]["batch_stats"], dataset_dir, split,
-                                      config.eval_batch_size)
+  dataset_dir = larp_setup.prepare_dataset(config, workdir)
+  audio, text = larp_setup.encode_with_best(config, str(best_path.parent), dataset_dir, split)
   output = output or os.path.join(workdir, "export", f"{split}_{run}.npz")
   return write_track_export(output, dataset_dir, split, audio, text, str(best_path), config,
                             {"run": run, "split": split})

@@ -20,25 +20,24 @@ from etils import epath
 
 from data_pipelines import grain_pipelines
 from larp_jax.evaluation import continuation
-from larp_jax.jobs import larp as larp_job, larp_export
+from larp_jax.jobs import larp_export, larp_setup
 from larp_jax.models import bert, bert_convert, layers
 from larp_jax.recommenders import itemknn
-from larp_jax.training import checkpoint
+from larp_jax.evaluation import batched
 
-KS = (10, 20, 40)
 STAGE_ROWS = (("LARP-WTC", "stage1"), ("LARP-TTC", "stage2"),
               ("LARP-TPC w/o fusion", "stage3_nofusion"), ("LARP-TPC-fusion", "stage3"))
 
 
-def _knn_metrics(features: np.ndarray, playlists: dict) -> dict[str, float]:
+def _knn_metrics(features: np.ndarray, playlists: dict, ks: tuple[int, ...]) -> dict[str, float]:
   knn = itemknn.fit(None, None)
   features = jnp.asarray(features, jnp.float32)
   return continuation.evaluate_continuation(
       lambda ids, mask: itemknn.score(knn, ids, features, seed_mask=mask),
-      playlists["seeds"], playlists["ground_truth"], playlists["num_tracks"], ks=KS)
+      playlists["seeds"], playlists["ground_truth"], playlists["num_tracks"], ks=ks)
 
 
-def _random_metrics(playlists: dict, seed: int) -> dict[str, float]:
+def _random_metrics(playlists: dict, seed: int, ks: tuple[int, ...]) -> dict[str, float]:
   n = playlists["num_tracks"]
 
   def score(ids, mask):
@@ -46,11 +45,11 @@ def _random_metrics(playlists: dict, seed: int) -> dict[str, float]:
     return jax.random.uniform(key, (ids.shape[0], n))
 
   return continuation.evaluate_continuation(score, playlists["seeds"], playlists["ground_truth"],
-                                            n, ks=KS)
+                                            n, ks=ks)
 
 
 def _text_only(config, dataset_dir: str, split: str, batch_size: int) -> np.ndarray:
-  text_cfg, params = bert_convert.load_pretrained(larp_job.text_model_dir(config))
+  text_cfg, params = bert_convert.load_pretrained(larp_setup.text_model_dir(config))
   encoder = bert.BertEncoder(text_cfg)
 
   @jax.jit
@@ -58,33 +57,26 @@ def _text_only(config, dataset_dir: str, split: str, batch_size: int) -> np.ndar
     hidden = encoder.apply({"params": params}, ids, mask)
     return layers.l2_normalize(bert.pool(hidden, mask, "mean"))
 
-  out = []
-  for batch in grain_pipelines.eval_track_batches(dataset_dir, split, batch_size):
-    out.append(np.asarray(encode(batch["input_ids"], batch["attention_mask"]))[batch["valid"]])
-  return np.concatenate(out)
+  return batched.run_batches(lambda b: encode(b["input_ids"], b["attention_mask"]),
+                             larp_setup.track_batches(dataset_dir, split, batch_size))
 
 
 def _audio_only(config, dataset_dir: str, split: str, batch_size: int) -> np.ndarray:
   from larp_jax.models import htsat  # pylint: disable=g-import-not-at-top
-  cfg = larp_job.model_config(config).audio
+  cfg = larp_setup.model_config(config).audio
   model = htsat.HTSAT(cfg)
   variables = model.init(jax.random.PRNGKey(config.seed), jnp.zeros((1, cfg.clip_samples)))
   encode = jax.jit(lambda audio: model.apply(variables, audio)["embedding"])
-  out = []
-  for batch in grain_pipelines.eval_track_batches(dataset_dir, split, batch_size):
-    out.append(np.asarray(encode(batch["audio"]))[batch["valid"]])
-  return np.concatenate(out)
+  return batched.run_batches(lambda b: encode(b["audio"]),
+                             larp_setup.track_batches(dataset_dir, split, batch_size))
 
 
 def _stage_embeddings(config, workdir, dataset_dir, run: str, split: str):
-  best_path = epath.Path(workdir) / run / "best"
-  if not best_path.exists():
+  run_dir = os.path.join(workdir, run)
+  if not os.path.exists(os.path.join(run_dir, "best")):
     return None
-  best = checkpoint.load_params(best_path)
-  model = larp_job.larp_encoder.LARP(larp_job.model_config(config))
-  encode = larp_job.make_encoder(model)
-  return larp_job.encode_split(encode, best["params"], best["model_state"]["batch_stats"],
-                               dataset_dir, split, config.eval_batch_size), str(best_path)
+  return (larp_setup.encode_with_best(config, run_dir, dataset_dir, split),
+          str(epath.Path(run_dir) / "best"))
 
 
 def _plot_pca(path: str, variants: dict[str, np.ndarray], playlist_tracks: np.ndarray,
@@ -134,8 +126,9 @@ def _plot_validation(path: str, workdir: str) -> None:
   plt.close(fig)
 
 
-def format_table(rows: dict[str, dict[str, float]]) -> str:
-  keys = [f"{m}@{k}" for k in KS for m in ("recall", "ndcg")]
+def format_table(rows: dict[str, dict[str, float]], ks: tuple[int, ...]) -> str:
+  """The printed Table 3: one row per model, Recall/NDCG at each cut-off."""
+  keys = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")]
   header = f"{'model':<22}" + "".join(f"{k:>11}" for k in keys)
   lines = [header, "-" * len(header)]
   for name, metrics in rows.items():
@@ -146,14 +139,15 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
 def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str, Any]:
   """Evaluates every Table 3 row on the test split; writes results.json, plots, export."""
   split = "test"
-  playlists = larp_job.playlists_for_eval(dataset_dir, split)
+  ks = tuple(config.report.ks)
+  playlists = larp_setup.playlists_for_eval(dataset_dir, split)
   rows: dict[str, dict[str, float]] = {}
   embeddings: dict[str, np.ndarray] = {}
-  rows["Random"] = _random_metrics(playlists, config.seed)
+  rows["Random"] = _random_metrics(playlists, config.seed, ks)
   embeddings["text-only BERT"] = _text_only(config, dataset_dir, split, config.eval_batch_size)
-  rows["text-only BERT"] = _knn_metrics(embeddings["text-only BERT"], playlists)
+  rows["text-only BERT"] = _knn_metrics(embeddings["text-only BERT"], playlists, ks)
   embeddings["audio-only HTS-AT"] = _audio_only(config, dataset_dir, split, config.eval_batch_size)
-  rows["audio-only HTS-AT"] = _knn_metrics(embeddings["audio-only HTS-AT"], playlists)
+  rows["audio-only HTS-AT"] = _knn_metrics(embeddings["audio-only HTS-AT"], playlists, ks)
   final = None
   for name, run in STAGE_ROWS:
     out = _stage_embeddings(config, workdir, dataset_dir, run, split)
@@ -161,7 +155,7 @@ def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str
       continue
     (audio, text), path = out
     embeddings[name] = np.asarray(continuation.track_embeddings(audio, text))
-    rows[name] = _knn_metrics(embeddings[name], playlists)
+    rows[name] = _knn_metrics(embeddings[name], playlists, ks)
     final = (name, audio, text, path)
 
   plots = os.path.join(workdir, "plots")
@@ -181,7 +175,7 @@ def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str
     results["export/embedding_space_id"] = manifest["embedding_space_id"]
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=1, sort_keys=True)
-  table = format_table(rows)
+  table = format_table(rows, ks)
   print("\nCold-start playlist continuation, test split (ItemKNN):\n" + table)
   with open(os.path.join(workdir, "results_table.txt"), "w") as f:
     f.write(table + "\n")

@@ -20,12 +20,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+from jax.sharding import PartitionSpec as P
 
-from larp_jax.losses import larp as larp_losses
+from larp_jax.losses import larp
 from larp_jax.models import larp_encoder
 from larp_jax.training import memory
 from larp_jax.training import state as state_lib
+from larp_jax.training import step as step_lib
 
 
 def init_model_state(rng: jax.Array, params: Any, batch_stats: Any, *, queue_size: int,
@@ -61,9 +62,17 @@ def _tracks(batch: dict, stage: int) -> dict:
   return jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=0), batch["a"], batch["b"])
 
 
-def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any,
-                    track_groups: np.ndarray):
-  """Pure ``(state, batch) -> (state, metrics)`` for one LARP stage.
+# The step's non-batch input: the track -> training-playlist table, replicated on every device
+# (``runs.train_run(extra_inputs=...)``), so it is an argument of the compiled step, not a
+# constant baked into it.
+INPUT_SPECS = {"extra": {"track_groups": P()}}
+
+
+def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any):
+  """Pure ``(state, inputs) -> (state, metrics)`` for one LARP stage.
+
+  ``inputs`` is the stage's batch plus ``inputs['extra']['track_groups']`` (int32 [N_train, G]
+  from ``track_playlist_groups``; placed by ``INPUT_SPECS``).
 
   Args:
     model: the LARP module.
@@ -71,9 +80,7 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any,
     loss_config: ``momentum``, ``alpha``, ``alpha_ramp_steps``, ``wtc_id_positives``,
       ``ttc_positives`` ('cooccurrence'|'pair'), ``tpc_positives`` ('incidence'|'pair'),
       ``tpc_directions`` ('both'|'track_to_playlist'), ``normalize_playlists``.
-    track_groups: int32 [N_train, G] from ``track_playlist_groups``.
   """
-  groups_table = jnp.asarray(track_groups)
   momentum = float(loss_config.momentum)
 
   def alpha_at(step):
@@ -81,8 +88,10 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any,
     ramp = int(loss_config.get("alpha_ramp_steps", 0) or 0)
     return alpha * jnp.minimum(1.0, step / ramp) if ramp else alpha
 
-  def train_step(state: state_lib.TrainState, batch):
+  def train_step(state: state_lib.TrainState, inputs):
     ms = state.model_state
+    groups_table = inputs["extra"]["track_groups"]
+    batch = {k: v for k, v in inputs.items() if k != "extra"}
     tracks = _tracks(batch, stage)
     ids = tracks["track_index"]
     groups = jnp.take(groups_table, jnp.clip(ids, 0, groups_table.shape[0] - 1), axis=0)
@@ -105,14 +114,14 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any,
                          method=model.encode_text, rngs={"dropout": rng_text})
       temp = model.apply(variables, method=model.temperature)
       losses = {}
-      losses["wtc"], _ = larp_losses.wtc_loss(
+      losses["wtc"], _ = larp.wtc_loss(
           audio, text, audio_m, text_m, queues["audio"], queues["text"], temp,
           ids=ids if loss_config.wtc_id_positives else None,
           queue_ids=queues["ids"] if loss_config.wtc_id_positives else None, alpha=alpha)
       if stage >= 2:
         b = batch["playlist_index"].shape[0]
         partner = jnp.concatenate([jnp.arange(b) + b, jnp.arange(b)]).astype(jnp.int32)
-        losses["ttc"], _ = larp_losses.ttc_loss(
+        losses["ttc"], _ = larp.ttc_loss(
             audio, text, audio_m, text_m, queues["audio"], queues["text"], temp,
             partner=partner, groups=groups, queue_groups=queues["groups"],
             positives=loss_config.ttc_positives, alpha=alpha)
@@ -123,19 +132,17 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any,
         seed_text = memory.gather_lookup(ms["text_table"], seeds, mask)
         playlist_audio = model.apply(variables, seed_audio, mask, method=model.fuse)
         playlist_text = model.apply(variables, seed_text, mask, method=model.fuse)
-        losses["tpc"], _ = larp_losses.tpc_loss(
+        losses["tpc"], _ = larp.tpc_loss(
             audio[:b], text[:b], playlist_audio, playlist_text, temp,
             parent=jnp.arange(b, dtype=jnp.int32), track_groups=groups[:b],
             playlist_ids=batch["playlist_index"], positives=loss_config.tpc_positives,
             directions=loss_config.tpc_directions,
             normalize_playlists=loss_config.normalize_playlists)
-      total, metrics = larp_losses.stage_loss(stage, losses)
+      total, metrics = larp.stage_loss(stage, losses)
       metrics["temperature"] = temp
-      return total, (metrics, updates["batch_stats"], audio, text)
+      return total, (metrics, (updates["batch_stats"], audio, text))
 
-    (_, (metrics, batch_stats, audio, text)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
-    new_state = state.apply_gradients(grads)
+    new_state, metrics, (batch_stats, audio, text) = step_lib.gradient_step(state, loss_fn)
     new_queues, ptr = memory.enqueue(
         queues, ms["queue_ptr"],
         {"audio": audio_m, "text": text_m, "ids": ids.astype(jnp.int32),
@@ -147,7 +154,6 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any,
         "audio_table": memory.update_lookup_table(ms["audio_table"], ids, audio),
         "text_table": memory.update_lookup_table(ms["text_table"], ids, text),
     }
-    metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["alpha"] = alpha
     return new_state.replace(model_state=model_state), metrics
 

@@ -193,6 +193,35 @@ def apply_init_from(state: state_lib.TrainState, init_from: Any, run_dir: str | 
 # ------------------------------------------------------------------------------------ runs
 
 
+def create_state(config: ml_collections.ConfigDict, mesh: Mesh, init_fn: InitFn,
+                 num_train_steps: int, *, run_dir: str | os.PathLike = ".",
+                 init_sources: Mapping[str, Callable[[], Any]] | None = None,
+                 warm_start: bool = True) -> tuple[state_lib.TrainState, state_lib.TrainState]:
+  """The sharded TrainState a run starts from (what ``train_run`` builds; tests and benchmarks
+  use it to step exactly the state the loop steps).
+
+  Args:
+    config: ``seed``, ``mesh``, ``optimizer`` and optionally ``init_from``.
+    mesh: the device mesh.
+    init_fn: ``rng -> (params, model_state)``.
+    num_train_steps: the optimizer schedule's length.
+    run_dir: resolves ``'run:<name>'`` sources (siblings of this directory).
+    init_sources: in-memory ``init_from`` sources.
+    warm_start: apply ``config.init_from`` (False when resuming from a checkpoint).
+
+  Returns:
+    ``(state, shardings)`` as ``state.create_train_state``.
+  """
+  tx = optimizers.make_optimizer(config.optimizer, num_train_steps)
+  state, shardings = state_lib.create_train_state(
+      init_fn, tx, mesh, mesh_lib.logical_axis_rules(config.mesh),
+      jax.random.PRNGKey(int(config.seed)),
+      learning_rate_fn=optimizers.make_schedule(config.optimizer, num_train_steps))
+  if warm_start:
+    state = apply_init_from(state, config.get("init_from", None), run_dir, init_sources)
+  return state, shardings
+
+
 def train_run(config: ml_collections.ConfigDict, run_dir: str | os.PathLike, *,
               init_fn: InitFn,
               make_step: Callable[[RunContext], step_lib.StepFn],
@@ -237,17 +266,13 @@ def train_run(config: ml_collections.ConfigDict, run_dir: str | os.PathLike, *,
     raise ValueError(f"config.loop.num_train_steps={num_steps} must be >= 1.")
   mesh = mesh_lib.make_mesh(config.mesh)
   mesh_lib.check_batch_size(int(config.batch_size), mesh)
-  rules = mesh_lib.logical_axis_rules(config.mesh)
-  context = RunContext(mesh=mesh, rules=rules, num_train_steps=num_steps, run_dir=run_dir)
-  tx = optimizers.make_optimizer(config.optimizer, num_steps)
-  state, shardings = state_lib.create_train_state(
-      init_fn, tx, mesh, rules, jax.random.PRNGKey(int(config.seed)),
-      learning_rate_fn=optimizers.make_schedule(config.optimizer, num_steps))
+  context = RunContext(mesh=mesh, rules=mesh_lib.logical_axis_rules(config.mesh),
+                       num_train_steps=num_steps, run_dir=run_dir)
+  fresh = checkpoint_lib.latest_loop_state(run_dir / "checkpoints") is None
+  state, shardings = create_state(config, mesh, init_fn, num_steps, run_dir=run_dir,
+                                  init_sources=init_sources, warm_start=fresh)
   logging.info("[%s] %d parameters, mesh %s", description, state_lib.count_params(state.params),
                dict(mesh.shape))
-  fresh = checkpoint_lib.latest_loop_state(run_dir / "checkpoints") is None
-  if fresh:
-    state = apply_init_from(state, config.get("init_from", None), run_dir, init_sources)
   step = make_step(context)
   if extra_inputs is not None:
     extra_specs = input_specs.get("extra") if isinstance(input_specs, Mapping) else None
