@@ -13,7 +13,7 @@ Variants (``--config=configs/mostra.py:<variant>``):
 Paper vs reading switches: ``report.threshold`` ('relative' = Eq. 8, 'absolute' = blog), and
 ``report.gain`` ('total' or 'marginal' Eq. 9); see larp_jax/decoding/beam_search.py.
 ``report.relevance_model`` names the trained scorer whose sigmoid relevance r in [0, 1] feeds
-MOSTRA and MOSTRA-WtSUM (see larp_jax/jobs/mostra.py for why SetRank_RMSE).
+MOSTRA and MOSTRA-WtSUM (see larp_jax/jobs/mostra_job.py for why SetRank_RMSE).
 """
 
 import ml_collections

@@ -8,10 +8,10 @@ Decoder settings (config.report.*) can change without retraining.
 
 from absl import app
 
-from larp_jax.jobs import mostra
+from larp_jax.jobs import mostra_job
 from larp_jax.training import launch
 
 launch.define_flags("configs/mostra.py")
 
 if __name__ == "__main__":
-  app.run(launch.main_for(mostra.report))
+  app.run(launch.main_for(mostra_job.report))

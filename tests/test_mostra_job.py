@@ -252,18 +252,18 @@ def test_rerun_resumes_without_retraining(trained):
 
 def test_config_errors_name_the_offending_key(tmp_path):
   from configs import mostra as mostra_config
-  from larp_jax.jobs import mostra
+  from larp_jax.jobs import mostra_job
   from larp_jax.models import mostra as mostra_models
   with pytest.raises(ValueError, match='Unknown variant'):
     mostra_config.get_config('nope')
   config = mostra_config.get_config('test')
   config.scorers = ('SetRank', 'SetRankk')
   with pytest.raises(ValueError, match="unknown scorer 'SetRankk'"):
-    mostra.train_and_evaluate(config, str(tmp_path))
+    mostra_job.train_and_evaluate(config, str(tmp_path))
   config = mostra_config.get_config('test')
   config.data.dir = str(tmp_path / 'missing')
   with pytest.raises(ValueError, match='config.data.dir'):
-    mostra.prepare_data(config, str(tmp_path))
+    mostra_job.prepare_data(config, str(tmp_path))
   assert set(mostra_config.TABLE1_SCORERS) == set(mostra_models.SCORERS)
 
 
@@ -302,7 +302,7 @@ def test_batched_prediction_matches_zero_padded_chunks():
   import jax
   from configs import mostra as mostra_config
   from data_pipelines import sessions as sessions_lib
-  from larp_jax.jobs import mostra
+  from larp_jax.jobs import mostra_job
   from larp_jax.models import mostra as mostra_models
   assert sessions_lib.OBJECTIVES.index('SAT') == mostra_models.SAT
   config = mostra_config.get_config('test')
@@ -314,8 +314,8 @@ def test_batched_prediction_matches_zero_padded_chunks():
     params = nn.meta.unbox(mostra_models.init_params(
         model, spec, jax.random.PRNGKey(0), arrays['features'][:1], arrays['mask'][:1],
         arrays['labels'][:1], int(config.model.pointer_train_length)))
-    predict_fn = mostra.make_predict_fn(config, name)
-    got = mostra._predict_split(predict_fn, params, arrays, 16)
+    predict_fn = mostra_job.make_predict_fn(config, name)
+    got = mostra_job._predict_split(predict_fn, params, arrays, 16)
     want = _zero_padded_outputs(
         lambda b: predict_fn(params, b['features'], b['mask'], b['labels']),
         {k: arrays[k] for k in ('features', 'mask', 'labels')}, 16)

@@ -87,6 +87,15 @@ class Checkpointer:
     self._manager.close()
 
 
+def latest_step(directory: str | epath.Path) -> int | None:
+  """The newest finished checkpoint step under ``directory`` (None when there is none)."""
+  directory = epath.Path(os.path.abspath(directory))
+  if not directory.exists():
+    return None
+  steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
+  return max(steps) if steps else None
+
+
 def latest_loop_state(directory: str | epath.Path) -> dict | None:
   """The loop bookkeeping of the newest checkpoint under ``directory``; None when there is none."""
   directory = epath.Path(os.path.abspath(directory))

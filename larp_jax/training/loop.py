@@ -64,6 +64,7 @@ class TrainResult:
     best_path: orbax path of ``{'params', 'model_state'}`` at the best evaluation,
       or None when no early-stopping metric is configured.
     train_metrics: the last computed training metrics.
+    step: the step the run stopped at.
   """
   state: state_lib.TrainState
   stop_reason: str
@@ -71,6 +72,7 @@ class TrainResult:
   best: dict[str, float]
   best_path: str | None
   train_metrics: dict[str, float]
+  step: int = 0
 
 
 def _field_name(metric: str) -> str:
@@ -158,7 +160,8 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
     if own_flag:
       preemption.restore()
     return TrainResult(state, loop_state["stop_reason"], loop_state["history"],
-                       loop_state["best"], str(best_path) if best_path else None, {})
+                       loop_state["best"], str(best_path) if best_path else None, {},
+                       int(state.step))
 
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief,
                                                 asynchronous=False)
@@ -266,4 +269,4 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
     (workdir / "eval_history.json").write_text(json.dumps(loop_state["history"], indent=1))
   logging.info("[%s] stopped at step %d: %s", description, step, stop_reason)
   return TrainResult(state, stop_reason, loop_state["history"], loop_state["best"],
-                     str(best_path) if best_path else None, train_metrics)
+                     str(best_path) if best_path else None, train_metrics, step)

@@ -84,7 +84,8 @@ def finished_result(run_dir: str | os.PathLike) -> TrainResult:
   best_path = run_dir / "best"
   return TrainResult(state=None, stop_reason=record["stop_reason"], history=record["history"],
                      best=record["best"], best_path=str(best_path) if best_path.exists() else None,
-                     train_metrics={})
+                     train_metrics={},
+                     step=checkpoint_lib.latest_step(run_dir / "checkpoints") or 0)
 
 
 def run_config(config: ml_collections.ConfigDict, **overrides: Any) -> ml_collections.ConfigDict:

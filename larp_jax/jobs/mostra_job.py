@@ -11,7 +11,8 @@
      sessions; model selection / early stopping on validation NDCG@10 of SAT (decoded as the
      report decodes it), except MO-LTR, whose target mixes all objectives: the mean validation
      NDCG@10 over the four objectives (`config.mo_ltr_selection_metric`). The selected weights
-     are `workdir/models/<name>/best`; `done.json` marks a finished run.
+     are `workdir/models/<name>/best`; each scorer is one `runs.train_run`, so a finished one
+     (`runs.is_finished`) is skipped and an interrupted one resumes.
   3. `report(config, workdir)`: loads the best weights, scores the test split and writes the
      Table 1 report (larp_jax/jobs/mostra_report.py): `results.json`, a printed table and
      `plots/map_vs_epsilon.png`.
@@ -42,9 +43,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 from absl import logging
 
 from data_pipelines import session_batches as session_batches_lib
@@ -54,8 +53,9 @@ from larp_jax.evaluation import batched, sequencing
 from larp_jax.jobs import mostra_report
 from larp_jax.losses import mostra_objectives
 from larp_jax.models import mostra as mostra_models
-from larp_jax.training import checkpoint, loop, mesh as mesh_lib, optimizers
+from larp_jax.training import checkpoint, mesh as mesh_lib, runs
 from larp_jax.training import state as state_lib
+from larp_jax.training import step as step_lib
 
 Array = jax.Array
 
@@ -98,13 +98,12 @@ def make_train_step(model: nn.Module, spec: mostra_models.ScorerSpec, pointer_le
 
   def train_step(state: state_lib.TrainState, batch):
     def loss_fn(params):
-      return mostra_objectives.scorer_loss(model, spec, params, batch['features'], batch['mask'],
-                                           batch['labels'], pointer_length)
+      loss = mostra_objectives.scorer_loss(model, spec, params, batch['features'],
+                                           batch['mask'], batch['labels'], pointer_length)
+      return loss, ({'loss': loss}, None)
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads),
-               'param_norm': optax.tree.norm(state.params)}
-    return state.apply_gradients(grads), metrics
+    new_state, metrics, _ = step_lib.gradient_step(state, loss_fn)
+    return new_state, metrics
 
   return train_step
 
@@ -167,77 +166,58 @@ def make_evaluate(predict_fn: PredictFn, arrays: Mapping[str, np.ndarray], confi
   return evaluate
 
 
-def _loop_config(config: Any, spec: mostra_models.ScorerSpec) -> ml_collections.ConfigDict:
-  loop_config = ml_collections.ConfigDict(config.loop.to_dict())
-  if spec.multi_objective:
-    loop_config.early_stopping_metric = config.mo_ltr_selection_metric
-  if not loop_config.early_stopping_metric:
+def _selection_metric(config: Any, spec: mostra_models.ScorerSpec) -> str:
+  metric = config.mo_ltr_selection_metric if spec.multi_objective else \
+      config.loop.early_stopping_metric
+  if not metric:
     raise ValueError('config.loop.early_stopping_metric (and config.mo_ltr_selection_metric) '
                      "must name a validation metric for model selection, e.g. 'ndcg@10/SAT'.")
-  return loop_config
-
-
-def _checkpoint_steps(run_dir: str) -> list[int]:
-  path = os.path.join(run_dir, 'checkpoints')
-  if not os.path.isdir(path):
-    return []
-  return sorted(int(d) for d in os.listdir(path) if d.isdigit())
+  return metric
 
 
 def train_scorer(config: Any, name: str, arrays: Mapping[str, Mapping[str, np.ndarray]],
                  num_features: int, run_dir: str,
                  predict_fn: PredictFn | None = None) -> dict[str, Any]:
-  """Trains (or resumes) one scorer in `run_dir`; returns a summary (also `run_dir/done.json`).
+  """Trains (or resumes, or skips if finished) one scorer's run in `run_dir`; returns a summary.
 
-  A run whose `done.json` exists (finished or early-stopped) is not touched again: its summary
-  comes back with `steps_trained_now = 0`. An interrupted run resumes from its last checkpoint.
+  A finished run (``runs.is_finished``) is not touched again: its summary comes back with
+  `steps_trained_now = 0`. An interrupted run resumes from its last checkpoint.
   """
   spec = mostra_models.scorer_spec(name)
-  done_path = os.path.join(run_dir, 'done.json')
-  if os.path.exists(done_path):
-    with open(done_path) as f:
-      summary = json.load(f)
-    logging.info('[%s] already trained (%s at step %d): skipped', name, summary['stop_reason'],
-                 summary['step'])
-    return {**summary, 'steps_trained_now': 0, 'seconds': 0.0}
-  mesh = mesh_lib.make_mesh(config.mesh)
-  mesh_lib.check_batch_size(config.batch_size, mesh)
-  rules = mesh_lib.logical_axis_rules(config.mesh)
   model = mostra_models.build_model(config.model, spec)
-  loop_config = _loop_config(config, spec)
-  tx = optimizers.make_optimizer(config.optimizer, loop_config.num_train_steps)
+  selection = _selection_metric(config, spec)
   pointer_length = int(config.model.pointer_train_length)
   dummy = _dummy_batch(config, num_features)
 
   def init_fn(rng):
     return mostra_models.init_params(model, spec, rng, *dummy, pointer_length), {}
 
-  state, shardings = state_lib.create_train_state(init_fn, tx, mesh, rules,
-                                                  jax.random.PRNGKey(config.seed))
-  batches = session_batches_lib.session_batches(
-      arrays['train'], batch_size=mesh_lib.host_batch_size(config.batch_size), seed=config.seed,
-      num_epochs=None, shard_index=jax.process_index(), shard_count=jax.process_count())
-  batches = batches.map(lambda b: {k: b[k] for k in ('features', 'mask', 'labels')})
-  steps_before = _checkpoint_steps(run_dir)
+  def train_data(context):
+    del context
+    batches = session_batches_lib.session_batches(
+        arrays['train'], batch_size=mesh_lib.host_batch_size(config.batch_size),
+        seed=config.seed, num_epochs=None, shard_index=jax.process_index(),
+        shard_count=jax.process_count())
+    batches = batches.map(lambda b: {k: b[k] for k in ('features', 'mask', 'labels')})
+    return iter(batches.to_iter_dataset())
+
+  steps_before = checkpoint.latest_step(os.path.join(run_dir, 'checkpoints')) or 0
   start = time.perf_counter()
-  result = loop.train_loop(
-      config=loop_config, workdir=run_dir, state=state, state_shardings=shardings, mesh=mesh,
-      train_step=make_train_step(model, spec, pointer_length),
-      train_iter=iter(batches.to_iter_dataset()),
-      evaluate=make_evaluate(predict_fn or make_predict_fn(config, name), arrays['valid'],
-                             config),
+  result = runs.train_run(
+      runs.run_config(config, **{'loop.early_stopping_metric': selection}), run_dir,
+      init_fn=init_fn, make_step=lambda context: make_train_step(model, spec, pointer_length),
+      train_data=train_data,
+      evaluate=lambda context: make_evaluate(predict_fn or make_predict_fn(config, name),
+                                             arrays['valid'], config),
       hparams={'scorer': name, 'batch_size': config.batch_size,
                'learning_rate': config.optimizer.learning_rate},
       description=name)
-  step = int(result.state.step)
-  summary = {'stop_reason': result.stop_reason, 'step': step,
-             'selection_metric': loop_config.early_stopping_metric, 'best': result.best,
-             'num_params': state_lib.count_params(result.state.params)}
-  if result.stop_reason != 'preempted' and jax.process_index() == 0:
-    with open(done_path, 'w') as f:
-      json.dump(summary, f, indent=1, default=float)
-  summary.update(steps_trained_now=step - (steps_before[-1] if steps_before else 0),
-                 seconds=round(time.perf_counter() - start, 2))
+  num_params = state_lib.count_params(
+      nn.meta.unbox(jax.eval_shape(init_fn, jax.random.PRNGKey(0))[0]))
+  summary = {'stop_reason': result.stop_reason, 'step': result.step,
+             'selection_metric': selection, 'best': result.best, 'num_params': num_params,
+             'steps_trained_now': result.step - steps_before if result.state is not None else 0,
+             'seconds': round(time.perf_counter() - start, 2)}
   logging.info('[%s] %s', name, summary)
   return summary
 
