@@ -1,6 +1,7 @@
-"""Smoke/parity tests of benchmarks/larp_step.py (no timing): the torch WTC/TTC losses equal
-larp_jax.losses.larp, and one step of each implementation from the same weights gives the
-same loss and the same queue/table writes when train-mode regularisation is off."""
+"""Smoke/parity tests of benchmarks/larp_step.py (no timing): the torch WTC/TTC losses of
+tests/reference_larp_torch.py equal larp_jax.losses.larp, and one step of each implementation
+(ours: the loop's `jit_train_step` of `larp_job.make_state`'s state) from the same weights gives
+the same loss and the same queue/table writes when train-mode regularisation is off."""
 from __future__ import annotations
 
 import math
@@ -9,10 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference_larp_torch as torch_ref
 import torch
 
 from benchmarks import larp_step
-from larp_jax.jobs import larp as larp_job
+from larp_jax.jobs import larp_setup
 from larp_jax.losses import larp as larp_losses
 
 BATCH = 2
@@ -41,7 +43,7 @@ def test_torch_losses_match_contrastive():
     want, _ = larp_losses.wtc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temp,
                                    ids=ids if use_ids else None,
                                    queue_ids=queue_ids if use_ids else None)
-    got = larp_step.torch_wtc_loss(t(audio), t(text), t(audio_m), t(text_m), t(queue_audio),
+    got = torch_ref.torch_wtc_loss(t(audio), t(text), t(audio_m), t(text_m), t(queue_audio),
                                    t(queue_text), torch.tensor(temp),
                                    ids=ti(ids) if use_ids else None,
                                    queue_ids=ti(queue_ids) if use_ids else None)
@@ -51,7 +53,7 @@ def test_torch_losses_match_contrastive():
                                    partner=partner, groups=groups, queue_groups=queue_groups,
                                    positives=positives)
     cooc = positives == 'cooccurrence'
-    got = larp_step.torch_ttc_loss(t(audio), t(text), t(audio_m), t(text_m), t(queue_audio),
+    got = torch_ref.torch_ttc_loss(t(audio), t(text), t(audio_m), t(text_m), t(queue_audio),
                                    t(queue_text), torch.tensor(temp), ti(partner),
                                    ti(groups) if cooc else None, ti(queue_groups) if cooc else None)
     np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
@@ -85,18 +87,18 @@ def test_one_step_each_agrees_without_regularisation():
   """
   torch.set_num_threads(2)
   config = larp_step.load_config('test')
-  cfg = larp_step.without_regularisation(larp_job.model_config(config))
   groups = larp_step.random_groups(40, int(config.loss.group_width), seed=0, num_playlists=20,
                                    playlist_length=6)
-  ours = larp_step.build_ours(config, cfg, 1, groups, total_steps=4)
-  setup = larp_step.build_torch(config, ours, groups, larp_job.text_model_dir(config))
+  ours = larp_step.build_ours(config, 1, groups, total_steps=4, regularisation=False)
+  cfg = ours.cfg
+  setup = larp_step.build_torch(config, ours, larp_setup.text_model_dir(config))
   batch = larp_step.random_batch(3, 1, BATCH, cfg.audio.clip_samples,
                                  int(config.data.build.max_text_length), cfg.text.vocab_size,
                                  groups)
 
-  state, metrics = ours.step(ours.state, jax.device_put(batch))
+  state, metrics = ours.step(ours.state, ours.inputs(batch))
   ours_loss = float(metrics['loss/total'])
-  torch_loss = larp_step.torch_train_step(setup, larp_step.torch_batch(batch), 1, config.loss)
+  torch_loss = torch_ref.torch_train_step(setup, torch_ref.torch_batch(batch), 1, config.loss)
 
   log_keys = math.log(BATCH + config.loss.queue_size)
   assert math.isfinite(ours_loss) and math.isfinite(torch_loss)
@@ -130,8 +132,8 @@ def test_one_step_each_agrees_without_regularisation():
   batch = larp_step.random_batch(4, 1, BATCH, cfg.audio.clip_samples,
                                  int(config.data.build.max_text_length), cfg.text.vocab_size,
                                  groups)
-  state, metrics = ours.step(state, jax.device_put(batch))
-  torch_loss = larp_step.torch_train_step(setup, larp_step.torch_batch(batch), 1, config.loss)
+  state, metrics = ours.step(state, ours.inputs(batch))
+  torch_loss = torch_ref.torch_train_step(setup, torch_ref.torch_batch(batch), 1, config.loss)
   np.testing.assert_allclose(torch_loss, float(metrics['loss/total']), atol=1e-4)
   params = jax.device_get(state.params)
   momentum = jax.device_get(state.model_state['momentum'])

@@ -10,6 +10,7 @@ import hashlib
 import os
 import signal
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,16 +25,19 @@ from larp_jax.training import checkpoint, mesh as mesh_lib  # noqa: E402
 
 
 class Interrupting(grain.DatasetIterator):
-  """Wraps an iterator and signals this process when batch ``at`` is requested."""
+  """Wraps an iterator; signals this process when batch ``at`` is requested (0: never) and
+  sleeps ``sleep`` seconds per batch (slow steps, so a preemption lands mid-run)."""
 
-  def __init__(self, it, at, sig):
+  def __init__(self, it, at, sig, sleep=0.0):
     super().__init__(it)
-    self._it, self._at, self._sig, self._n = it, at, sig, 0
+    self._it, self._at, self._sig, self._n, self._sleep = it, at, sig, 0, sleep
 
   def __next__(self):
     self._n += 1
     if self._n == self._at:
       os.kill(os.getpid(), self._sig)
+    if self._sleep:
+      time.sleep(self._sleep)
     return next(self._it)
 
   def get_state(self):
@@ -58,6 +62,7 @@ def main():
   parser.add_argument("--sigkill_at", type=int, default=0)
   parser.add_argument("--steps", type=int, default=14)
   parser.add_argument("--mesh_shape", default="")
+  parser.add_argument("--step_sleep", type=float, default=0.0)
   parser.add_argument("--coordinator_address", default=None)
   parser.add_argument("--num_processes", type=int, default=None)
   parser.add_argument("--process_id", type=int, default=None)
@@ -73,9 +78,11 @@ def main():
   def data(context):
     it = make_data(context)
     if args.sigterm_at and jax.process_index() == args.sigterm_process:
-      it = Interrupting(it, args.sigterm_at, signal.SIGTERM)
+      it = Interrupting(it, args.sigterm_at, signal.SIGTERM, args.step_sleep)
     elif args.sigkill_at:
       it = Interrupting(it, args.sigkill_at, signal.SIGKILL)
+    elif args.step_sleep:
+      it = Interrupting(it, 0, None, args.step_sleep)
     return it
 
   result = toy_job.train_and_evaluate(config, args.workdir, data=data)
