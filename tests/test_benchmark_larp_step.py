@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import reference_larp_torch as torch_ref
 import torch
 
+import reference_larp_torch as torch_ref
 from benchmarks import larp_step
 from larp_jax.jobs import larp_setup
 from larp_jax.losses import larp as larp_losses

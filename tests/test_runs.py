@@ -9,7 +9,7 @@ from configs import toy as toy_config
 from data_pipelines import toy as toy_data
 from larp_jax.jobs import toy_job
 from larp_jax.models import toy_transformer
-from larp_jax.training import mesh as mesh_lib, optimizers, runs, state as state_lib
+from larp_jax.training import checkpoint, mesh as mesh_lib, optimizers, runs, state as state_lib
 from larp_jax.training import step as step_lib
 
 
@@ -123,3 +123,16 @@ def test_finished_run_is_skipped_without_building_anything(tmp_path):
   again = toy_job.train_and_evaluate(config, str(tmp_path), data=fail)
   assert again.state is None and again.stop_reason == "completed"
   assert again.history == first.history
+
+
+def test_a_run_with_a_frozen_subtree_trains_and_checkpoints(tmp_path):
+  config = toy_config.get_config("test")
+  config.optimizer.rules = (("^attn_0/", "frozen"),)
+  config.loop.update(num_train_steps=6, eval_every_steps=0, checkpoint_every_steps=3)
+  _, _, fresh, _ = _state(config, jax.devices())
+  first = toy_job.train_and_evaluate(config, str(tmp_path))
+  assert first.stop_reason == "completed" and first.step == 6
+  saved = checkpoint.load_params(tmp_path / "checkpoints" / "6" / "state")
+  before, after = _flat(fresh.params), _flat(saved["params"])
+  assert all((before[k] == after[k]).all() for k in before if k.startswith("attn_0/"))
+  assert not all((before[k] == after[k]).all() for k in before)

@@ -86,6 +86,11 @@ def create_train_state(init_fn: InitFn, tx: optax.GradientTransformation, mesh: 
 
   abstract = jax.eval_shape(boxed_init, init_rng)
   shardings = mesh_lib.logical_to_shardings(abstract, mesh, rules)
+  # Frozen subtrees hold optax.MaskedNode (no moments): an empty node in the state, so its
+  # sharding must be one too, or the state and its shardings differ in structure.
+  is_masked = lambda x: isinstance(x, optax.MaskedNode)  # noqa: E731
+  shardings = jax.tree.map(lambda a, s: a if is_masked(a) else s, nn.meta.unbox(abstract),
+                           shardings, is_leaf=is_masked)
 
   def unboxed_init(key):
     return nn.meta.unbox(boxed_init(key))
