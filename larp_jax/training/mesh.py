@@ -2,7 +2,8 @@
 
 Modules annotate parameters with *logical* axis names (``'embed'``, ``'mlp'``,
 ``'table_rows'`` ...); a config maps those names onto the physical mesh axes
-``('data', 'model')``. This file is the only place where the two meet.
+``('data', 'model')`` (the rules live once, in ``configs/common.py``). This file is the only
+place where the two meet.
 
 Typical use::
 
@@ -21,20 +22,9 @@ import flax.linen as nn
 import jax
 import numpy as np
 from absl import logging
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh
 
 MESH_AXES = ("data", "model")
-
-# Default mapping of the logical names used across larp_jax onto mesh axes.
-DEFAULT_LOGICAL_AXIS_RULES = (
-    ("batch", "data"),
-    ("table_rows", "data"),  # queues and N x 256 lookup tables: rows on `data`
-    ("vocab", "model"),
-    ("mlp", "model"),
-    ("heads", "model"),
-    ("embed", None),
-    ("kv", None),
-)
 
 
 def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
@@ -82,7 +72,8 @@ def logical_axis_rules(mesh_config: Mapping[str, Any] | Any) -> tuple[tuple[str,
   """The (logical name, mesh axis) rules from ``mesh_config.logical_axis_rules``."""
   rules = mesh_config.get("logical_axis_rules", None) if hasattr(mesh_config, "get") else None
   if rules is None:
-    return DEFAULT_LOGICAL_AXIS_RULES
+    raise ValueError("config.mesh.logical_axis_rules is missing: build the mesh section with "
+                     "configs.common.mesh(), which holds the project's one copy of the rules.")
   out = []
   for rule in rules:
     if len(rule) != 2 or (rule[1] is not None and rule[1] not in MESH_AXES):
@@ -105,15 +96,6 @@ def logical_to_shardings(boxed_tree: Any, mesh: Mesh,
   return nn.meta.unbox(shardings)
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) axis split over ``data``, other axes replicated."""
-  return NamedSharding(mesh, P("data"))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
-
-
 def data_parallel_size(mesh: Mesh) -> int:
   return mesh.shape["data"]
 
@@ -134,20 +116,6 @@ def check_batch_size(batch_size: int, mesh: Mesh, key: str = "config.batch_size"
 def host_batch_size(global_batch_size: int) -> int:
   """Examples each process loads per step."""
   return global_batch_size // jax.process_count()
-
-
-def make_global_batch(host_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Turns this process's slice of a batch into global arrays sharded on ``data``.
-
-  Args:
-    host_batch: arrays with leading dim ``global_batch / process_count``.
-  Returns:
-    Global ``jax.Array``s of leading dim ``global_batch``, sharded ``P('data')``.
-  """
-  sharding = batch_sharding(mesh)
-  return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-      dict(host_batch))
 
 
 def initialize_distributed(coordinator_address: str | None = None,
