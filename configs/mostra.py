@@ -27,27 +27,38 @@ TABLE1_SCORERS = ('DNN_AttRank', 'DNN_BCE', 'DNN_RMSE', 'SetRank', 'SetRank_BCE'
 
 def _base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.batch_size = 128
-  c.eval_batch_size = 256
-  c.scorers = TABLE1_SCORERS
-  c.data = ml_collections.ConfigDict(dict(
-      dir='', max_set_size=100, split_by='user', split_seed=0,
-      split_fractions=(0.8, 0.1, 0.1),
-      # Demo generator sizes (used when `dir` is empty): DemoSessionsConfig fields of
-      # data_pipelines/demo/sessions.py; fields not set here keep the generator's defaults.
-      demo=ml_collections.ConfigDict()))
-  c.model = ml_collections.ConfigDict(dict(
-      dtype='float32',
-      settrm=ml_collections.ConfigDict(dict(num_layers=6, num_heads=8, num_inducing=20,
-                                            hidden_dim=256, ff_dim=1024, layer_norm=True,
-                                            mab_row_ff=True)),
-      dnn_hidden_dims=(256, 1024, 2048, 1024, 256),
-      gru=ml_collections.ConfigDict(dict(decoder_hidden=256, decoder_size=512,
-                                         attention_size=128)),
-      trm=ml_collections.ConfigDict(dict(decoder_heads=8, decoder_ff_dim=1024)),
-      # Teacher-forced steps of the pointer decoders (the report scores the top 10).
-      pointer_train_length=10))
+  c.seed = 0  # init and data seed
+  c.batch_size = 128  # sessions per training batch
+  c.eval_batch_size = 256  # sessions per validation/report batch
+  c.scorers = TABLE1_SCORERS  # one training run per scorer, in order
+  c.data = ml_collections.ConfigDict()
+  c.data.dir = ''  # built sessions (data_pipelines/sessions.py); '' = demo data in WORKDIR/data
+  c.data.max_set_size = 100  # candidates per session (padded/truncated)
+  c.data.split_by = 'user'  # 'user' | 'session'
+  c.data.split_seed = 0  # seed of the train/valid/test split
+  c.data.split_fractions = (0.8, 0.1, 0.1)  # train, valid, test
+  # Demo generator sizes (used when `dir` is empty): DemoSessionsConfig fields of
+  # data_pipelines/demo/sessions.py; fields not set here keep the generator's defaults.
+  c.data.demo = ml_collections.ConfigDict()
+  c.model = ml_collections.ConfigDict()
+  c.model.dtype = 'float32'  # computation dtype
+  c.model.settrm = ml_collections.ConfigDict()  # Set Transformer encoder (App. A)
+  c.model.settrm.num_layers = 6  # ISAB blocks
+  c.model.settrm.num_heads = 8  # attention heads
+  c.model.settrm.num_inducing = 20  # ISAB inducing points
+  c.model.settrm.hidden_dim = 256  # model width
+  c.model.settrm.ff_dim = 1024  # row-wise feed-forward width
+  c.model.settrm.layer_norm = True  # LayerNorm in the MABs
+  c.model.settrm.mab_row_ff = True  # row-wise feed-forward inside each MAB
+  c.model.dnn_hidden_dims = (256, 1024, 2048, 1024, 256)  # DNN scorer widths
+  c.model.gru = ml_collections.ConfigDict()  # SetTRM2GRU pointer decoder
+  c.model.gru.decoder_hidden = 256  # GRU state width
+  c.model.gru.decoder_size = 512  # decoder input width
+  c.model.gru.attention_size = 128  # pointer attention width
+  c.model.trm = ml_collections.ConfigDict()  # SetTRM2TRM pointer decoder
+  c.model.trm.decoder_heads = 8  # attention heads
+  c.model.trm.decoder_ff_dim = 1024  # feed-forward width
+  c.model.pointer_train_length = 10  # teacher-forced pointer steps (the report scores the top 10)
   c.optimizer = common.optimizer(name='adam', learning_rate=5e-4, end_learning_rate=5e-5)
   c.mesh = common.mesh()
   # Model selection / early stopping on validation NDCG@10 of SAT; MO-LTR, whose target mixes
@@ -57,12 +68,21 @@ def _base() -> ml_collections.ConfigDict:
                        checkpoint_every_steps=1000, keep_checkpoints=2,
                        early_stopping_metric='ndcg@10/SAT', early_stopping_mode='max',
                        early_stopping_patience=5)
-  c.report = ml_collections.ConfigDict(dict(
-      split='test', ndcg_ks=(5, 10), map_k=5, decode_batch_size=512, beam_size=5,
-      epsilons=(0.01, 0.05, 0.1), alphas=(1.0, 0.5, 0.1, 0.01),
-      plot_epsilons=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3),
-      threshold='relative', gain='total', relevance_model='SetRank_RMSE',
-      wtsum_relevance_threshold=0.5, baseline_row='SetRank', significance_level=0.05))
+  c.report = ml_collections.ConfigDict()
+  c.report.split = 'test'  # split the report decodes
+  c.report.ndcg_ks = (5, 10)  # NDCG cut-offs
+  c.report.map_k = 5  # mAP cut-off
+  c.report.decode_batch_size = 512  # sessions per beam-search batch
+  c.report.beam_size = 5  # MOSTRA beam width
+  c.report.epsilons = (0.01, 0.05, 0.1)  # MOSTRA thresholds in Table 1
+  c.report.alphas = (1.0, 0.5, 0.1, 0.01)  # MOSTRA-WtSUM relevance weights in Table 1
+  c.report.plot_epsilons = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)  # Fig. mAP vs epsilon
+  c.report.threshold = 'relative'  # 'relative' (Eq. 8) | 'absolute' (blog)
+  c.report.gain = 'total'  # 'total' | 'marginal' (Eq. 9)
+  c.report.relevance_model = 'SetRank_RMSE'  # scorer whose sigmoid relevance MOSTRA decodes
+  c.report.wtsum_relevance_threshold = 0.5  # WtSUM's 1{r > threshold}
+  c.report.baseline_row = 'SetRank'  # significance tests against this row
+  c.report.significance_level = 0.05  # paired-test level
   return c
 
 

@@ -9,6 +9,8 @@ import pytest
 import soundfile
 import tensorflow_datasets as tfds
 
+from configs import common
+
 from data_pipelines import audio
 from data_pipelines import lfm
 from data_pipelines import mpd
@@ -352,8 +354,10 @@ def test_default_demo_builds_with_the_recommended_split(tmp_path):
   raw = tmp_path / 'raw'
   catalogue.write_catalogue(raw, latent_catalogue.CatalogueConfig(clip_seconds=0.25,
                                                                    sample_rate=4000))
+  # The demo's split settings come from one place: the demo variant of configs/larp.py.
+  demo_build = dict(common.load_config('larp:demo').data.build)
   path = playlist_datasets.build_dataset('mpd', raw, tmp_path / 'tfds', dict(
-      catalogue.DEMO_SPLIT_SETTINGS, name='demo', sample_rate=4000, clip_seconds=0.25))
+      demo_build, name='demo', sample_rate=4000, clip_seconds=0.25))
   meta = playlist_audio.load_metadata(path)
   assert meta['counts']['num_valid_playlists'] == meta['counts']['num_test_playlists'] == 50
   assert meta['counts']['num_train_tracks'] == 300 and not meta['skipped']

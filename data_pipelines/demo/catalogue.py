@@ -36,15 +36,6 @@ import numpy as np
 from data_pipelines.demo import audio_synthesis
 from data_pipelines.demo import latent_catalogue
 
-# Split settings that suit the default demo catalogue (600 tracks, 400 playlists): pass them with a
-# name, sample_rate and clip_seconds to `data_pipelines.playlist_datasets.build_dataset`. Train
-# tracks are half of the catalogue and the rest is cut into validation and test pools, so that
-# 50 + 50 evaluation playlists keep more than 10 (the paper's minimum) held-out tracks each.
-DEMO_SPLIT_SETTINGS = {'train_tracks': 0.5, 'valid_tracks': 0.25, 'num_valid_playlists': 50,
-                       'num_test_playlists': 50, 'min_playlist_length': 10,
-                       'max_playlist_length': 101, 'pairs_per_track': 5}
-
-
 def mpd_playlist_json(catalogue: latent_catalogue.Catalogue,
                       playlist: latent_catalogue.DemoPlaylist) -> dict[str, Any]:
   """One playlist in the MPD JSON schema (field order as in the real slices)."""
