@@ -11,14 +11,14 @@ import sys
 import numpy as np
 import pytest
 
-nbclient = pytest.importorskip("nbclient")
-nbformat = pytest.importorskip("nbformat")
-pytest.importorskip("ipykernel")
-from jupyter_client import kernelspec  # noqa: E402  (installed with nbclient)
-from jupyter_client import manager  # noqa: E402
+import ipykernel  # noqa: F401  (the kernel the notebook runs in; requirements-test.txt)
+import nbclient
+import nbformat
+from jupyter_client import kernelspec  # installed with nbclient
+from jupyter_client import manager
 
-from configs import common  # noqa: E402
-from larp_jax import export  # noqa: E402
+from configs import common
+from larp_jax import export
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO_ROOT, "examples", "quickstart.ipynb")
