@@ -16,6 +16,7 @@ load from other processes hits both alike; the median is reported. Compile time 
 (trace + compile + run) minus the median steady call. The outputs are checked to be equal on the
 timed NumPy subset.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ import numpy as np
 
 from larp_jax.decoding.beam_search import mostra_beam_search
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'tests'))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests')
+)
 import numpy_beam_search  # noqa: E402  (the oracle lives with the tests)
 
 
@@ -63,8 +65,13 @@ def _sessions(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> dict[str, float]:
   relevance, objectives, valid = _sessions(args)
-  options = dict(length=args.length, beam_size=args.beam_size, epsilon=args.epsilon,
-                 threshold=args.threshold, gain=args.gain)
+  options = dict(
+      length=args.length,
+      beam_size=args.beam_size,
+      epsilon=args.epsilon,
+      threshold=args.threshold,
+      gain=args.gain,
+  )
   device_inputs = [jax.device_put(x) for x in (relevance, objectives, valid)]
 
   def ours():
@@ -73,8 +80,9 @@ def run(args: argparse.Namespace) -> dict[str, float]:
   subset = slice(0, min(args.numpy_sessions, args.batch))
 
   def baseline():
-    return numpy_beam_search.beam_search_batch(relevance[subset], objectives[subset],
-                                               valid[subset], **options)
+    return numpy_beam_search.beam_search_batch(
+        relevance[subset], objectives[subset], valid[subset], **options
+    )
 
   start = time.perf_counter()
   sequences, _ = ours()
@@ -94,8 +102,12 @@ def run(args: argparse.Namespace) -> dict[str, float]:
   numpy_call = statistics.median(numpy_s)
   numpy_count = subset.stop - subset.start
   results = {
-      'batch': args.batch, 'tracks': args.tracks, 'objectives': args.objectives,
-      'beam_size': args.beam_size, 'length': args.length, 'epsilon': args.epsilon,
+      'batch': args.batch,
+      'tracks': args.tracks,
+      'objectives': args.objectives,
+      'beam_size': args.beam_size,
+      'length': args.length,
+      'epsilon': args.epsilon,
       'ours_call_s': ours_call,
       'ours_sessions_per_s': args.batch / ours_call,
       'numpy_sessions_timed': numpy_count,
@@ -109,15 +121,21 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
 
 def _print_table(r: dict[str, float]) -> None:
-  print(f"MOSTRA beam search, B={r['batch']} N={r['tracks']} J={r['objectives']} "
-        f"beam={r['beam_size']} length={r['length']} epsilon={r['epsilon']} on {r['device']}")
+  print(
+      f"MOSTRA beam search, B={r['batch']} N={r['tracks']} J={r['objectives']} "
+      f"beam={r['beam_size']} length={r['length']} epsilon={r['epsilon']} on {r['device']}"
+  )
   print(f"{'implementation':<34}{'call [ms]':>12}{'sessions/s':>14}")
-  print(f"{'jitted lax.scan (whole batch)':<34}{r['ours_call_s'] * 1e3:>12.2f}"
-        f"{r['ours_sessions_per_s']:>14.0f}")
+  print(
+      f"{'jitted lax.scan (whole batch)':<34}{r['ours_call_s'] * 1e3:>12.2f}"
+      f"{r['ours_sessions_per_s']:>14.0f}"
+  )
   label = f"NumPy per session ({r['numpy_sessions_timed']} timed)"
   print(f"{label:<34}{r['numpy_call_s'] * 1e3:>12.2f}{r['numpy_sessions_per_s']:>14.0f}")
-  print(f"NumPy sessions/s is measured on {r['numpy_sessions_timed']} sessions and scaled "
-        f"(per-session cost); medians of alternating timed calls.")
+  print(
+      f"NumPy sessions/s is measured on {r['numpy_sessions_timed']} sessions and scaled "
+      f'(per-session cost); medians of alternating timed calls.'
+  )
   print(f"ratio (jitted / NumPy sessions/s): {r['ratio']:.1f}x")
   print(f"compile time (first call - steady call): {r['compile_s']:.2f} s")
 

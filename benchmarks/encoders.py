@@ -13,6 +13,7 @@ processes hits both alike; the median is reported. The ratio ours/torch > 1 mean
 asked for). It gets the same parsed `argparse.Namespace`; flags this script does not know are in
 `args.extra` (a list of strings) for it to parse.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-_WORDS = ('song artist album rain night train river blue heavy bass jazz piano sonata minor '
-          'electronic upbeat ballad guitar live remix acoustic summer dance love home').split()
+_WORDS = (
+    'song artist album rain night train river blue heavy bass jazz piano sonata minor '
+    'electronic upbeat ballad guitar live remix acoustic summer dance love home'
+).split()
 
 
 def _sentences(n: int, seed: int = 0) -> list[str]:
@@ -37,8 +40,9 @@ def _sentences(n: int, seed: int = 0) -> list[str]:
   return out
 
 
-def _median_seconds(fns: dict[str, Callable[[], Any]], warmup: int,
-                    repeats: int) -> dict[str, float]:
+def _median_seconds(
+    fns: dict[str, Callable[[], Any]], warmup: int, repeats: int
+) -> dict[str, float]:
   """Median wall time of each fn; calls interleaved, warm-up calls excluded."""
   for fn in fns.values():
     for _ in range(warmup):
@@ -70,7 +74,8 @@ def benchmark_text(args: argparse.Namespace) -> dict[str, Any]:
   module = bert.BertEncoder(config)
   ours_fn = jax.jit(lambda p, ids, mask: module.apply({'params': p}, ids, mask))
   torch_model = transformers.BertModel.from_pretrained(
-      model_dir, local_files_only=True, add_pooling_layer=False).eval()
+      model_dir, local_files_only=True, add_pooling_layer=False
+  ).eval()
   texts = _sentences(args.batch_size)
 
   rows = []
@@ -88,29 +93,36 @@ def benchmark_text(args: argparse.Namespace) -> dict[str, Any]:
 
     max_abs = float(np.abs(np.asarray(ours()) - reference().numpy()).max())
     seconds = _median_seconds({'ours': ours, 'torch': reference}, args.warmup, args.repeats)
-    rows.append({
-        'max_length': max_length, 'batch_size': args.batch_size,
-        'ours_sentences_per_s': args.batch_size / seconds['ours'],
-        'torch_sentences_per_s': args.batch_size / seconds['torch'],
-        'ratio_ours_over_torch': seconds['torch'] / seconds['ours'],
-        'max_abs_diff': max_abs,
-    })
+    rows.append(
+        {
+            'max_length': max_length,
+            'batch_size': args.batch_size,
+            'ours_sentences_per_s': args.batch_size / seconds['ours'],
+            'torch_sentences_per_s': args.batch_size / seconds['torch'],
+            'ratio_ours_over_torch': seconds['torch'] / seconds['ours'],
+            'max_abs_diff': max_abs,
+        }
+    )
 
-  print(f'\nText encoder (all-MiniLM-L6-v2, float32, {jax.devices()[0].platform}; torch threads '
-        f'{args.torch_threads}; median of {args.repeats} after {args.warmup} warm-up)')
+  print(
+      f'\nText encoder (all-MiniLM-L6-v2, float32, {jax.devices()[0].platform}; torch threads '
+      f'{args.torch_threads}; median of {args.repeats} after {args.warmup} warm-up)'
+  )
   print('| max_length | batch | ours sent/s | torch sent/s | ours/torch | max abs diff |')
   print('|---:|---:|---:|---:|---:|---:|')
   for r in rows:
-    print(f"| {r['max_length']} | {r['batch_size']} | {r['ours_sentences_per_s']:.1f} | "
-          f"{r['torch_sentences_per_s']:.1f} | {r['ratio_ours_over_torch']:.2f} | "
-          f"{r['max_abs_diff']:.1e} |")
-  return {'rows': rows, 'platform': jax.devices()[0].platform,
-          'torch_threads': args.torch_threads}
+    print(
+        f"| {r['max_length']} | {r['batch_size']} | {r['ours_sentences_per_s']:.1f} | "
+        f"{r['torch_sentences_per_s']:.1f} | {r['ratio_ours_over_torch']:.2f} | "
+        f"{r['max_abs_diff']:.1e} |"
+    )
+  return {'rows': rows, 'platform': jax.devices()[0].platform, 'torch_threads': args.torch_threads}
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument('--what', choices=('text', 'audio', 'all'), default='all')
   parser.add_argument('--batch_size', type=int, default=64)
   parser.add_argument('--max_lengths', type=int, nargs='+', default=[128, 30])
@@ -128,6 +140,7 @@ def main() -> None:
     results['text'] = benchmark_text(args)
   if args.what in ('audio', 'all'):
     from benchmarks.encoders_audio import benchmark_audio  # pylint: disable=g-import-not-at-top
+
     results['audio'] = benchmark_audio(args)
   if args.json:
     with open(args.json, 'w') as f:

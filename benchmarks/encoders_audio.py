@@ -13,6 +13,7 @@ Both models get the same weights (the torch model's random init, converted with
 are excluded, timed calls alternate between the two, and the median call time gives clips/s. The
 ratio ours/torch > 1 means we are faster. The max relative error of the embedding is reported too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,18 @@ import numpy as np
 def _audio_flags(argv: list[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog='benchmarks.encoders_audio')
   parser.add_argument('--variant', choices=('tiny', 'base', 'small'), default='tiny')
-  parser.add_argument('--audio_batch_size', type=int, default=None,
-                      help='Clips per call (default: --batch_size when given, else 4).')
-  parser.add_argument('--seconds', type=float, default=None,
-                      help='Clip length (default: the variant clip length, 10 s for tiny/base).')
+  parser.add_argument(
+      '--audio_batch_size',
+      type=int,
+      default=None,
+      help='Clips per call (default: --batch_size when given, else 4).',
+  )
+  parser.add_argument(
+      '--seconds',
+      type=float,
+      default=None,
+      help='Clip length (default: the variant clip length, 10 s for tiny/base).',
+  )
   parser.add_argument('--repeats', type=int, default=None)
   parser.add_argument('--warmup', type=int, default=None)
   parser.add_argument('--torch_threads', type=int, default=None)
@@ -53,9 +62,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return default if value is None else value
 
   batch = extra.audio_batch_size or pick('batch_size', 4)
-  return {'variant': pick('variant', 'tiny'), 'batch_size': int(batch),
-          'seconds': pick('seconds', None), 'repeats': int(pick('repeats', 5)),
-          'warmup': int(pick('warmup', 1)), 'torch_threads': int(pick('torch_threads', 2))}
+  return {
+      'variant': pick('variant', 'tiny'),
+      'batch_size': int(batch),
+      'seconds': pick('seconds', None),
+      'repeats': int(pick('repeats', 5)),
+      'warmup': int(pick('warmup', 1)),
+      'torch_threads': int(pick('torch_threads', 2)),
+  }
 
 
 def _reference_module():
@@ -65,6 +79,7 @@ def _reference_module():
   if tests_dir not in sys.path:
     sys.path.insert(0, tests_dir)
   import reference_htsat  # pylint: disable=g-import-not-at-top
+
   return reference_htsat
 
 
@@ -88,13 +103,16 @@ def benchmark_audio(args: argparse.Namespace) -> dict[str, Any]:
   torch.manual_seed(0)
   reference = _reference_module()
   torch_model = reference.create_reference_htsat(
-      s['variant'], None if s['variant'] in ('tiny', 'base') else config)
-  variables = htsat_convert.convert_torch_state_dict(reference.numpy_state_dict(torch_model),
-                                                     config)
+      s['variant'], None if s['variant'] in ('tiny', 'base') else config
+  )
+  variables = htsat_convert.convert_torch_state_dict(
+      reference.numpy_state_dict(torch_model), config
+  )
   variables = jax.device_put(variables, jax.devices()[0])
   apply = jax.jit(lambda v, w: htsat.HTSAT(config).apply(v, w, train=False))
-  waveform = np.random.default_rng(0).uniform(-0.5, 0.5, (s['batch_size'], samples)).astype(
-      np.float32)
+  waveform = (
+      np.random.default_rng(0).uniform(-0.5, 0.5, (s['batch_size'], samples)).astype(np.float32)
+  )
   waveform_jax = jax.device_put(waveform)
   waveform_torch = torch.from_numpy(waveform)
 
@@ -119,22 +137,31 @@ def benchmark_audio(args: argparse.Namespace) -> dict[str, Any]:
       times[name].append(time.perf_counter() - start)
   median = {k: statistics.median(v) for k, v in times.items()}
   result = {
-      'variant': s['variant'], 'batch_size': s['batch_size'], 'seconds': seconds,
+      'variant': s['variant'],
+      'batch_size': s['batch_size'],
+      'seconds': seconds,
       'ours_clips_per_s': s['batch_size'] / median['ours'],
       'torch_clips_per_s': s['batch_size'] / median['torch'],
       'ratio_ours_over_torch': median['torch'] / median['ours'],
-      'embedding_max_rel_err': rel_err, 'torch_threads': s['torch_threads'],
-      'platform': jax.devices()[0].platform, 'cpu_count': os.cpu_count(),
-      'repeats': s['repeats'], 'warmup': s['warmup'],
+      'embedding_max_rel_err': rel_err,
+      'torch_threads': s['torch_threads'],
+      'platform': jax.devices()[0].platform,
+      'cpu_count': os.cpu_count(),
+      'repeats': s['repeats'],
+      'warmup': s['warmup'],
   }
-  print(f"\nAudio encoder (HTS-AT {s['variant']}, {seconds:g} s clips at {config.sample_rate} Hz, "
-        f"float32, {result['platform']} with {result['cpu_count']} cores; torch threads "
-        f"{s['torch_threads']}; median of {s['repeats']} after {s['warmup']} warm-up)")
+  print(
+      f"\nAudio encoder (HTS-AT {s['variant']}, {seconds:g} s clips at {config.sample_rate} Hz, "
+      f"float32, {result['platform']} with {result['cpu_count']} cores; torch threads "
+      f"{s['torch_threads']}; median of {s['repeats']} after {s['warmup']} warm-up)"
+  )
   print('| variant | batch | ours clips/s | torch clips/s | ours/torch | embedding max rel err |')
   print('|---|---:|---:|---:|---:|---:|')
-  print(f"| {s['variant']} | {s['batch_size']} | {result['ours_clips_per_s']:.2f} | "
-        f"{result['torch_clips_per_s']:.2f} | {result['ratio_ours_over_torch']:.2f} | "
-        f'{rel_err:.1e} |')
+  print(
+      f"| {s['variant']} | {s['batch_size']} | {result['ours_clips_per_s']:.2f} | "
+      f"{result['torch_clips_per_s']:.2f} | {result['ratio_ours_over_torch']:.2f} | "
+      f'{rel_err:.1e} |'
+  )
   return result
 
 

@@ -35,6 +35,7 @@ Run it on an otherwise idle machine: the 1-minute load average is recorded, beca
 oversubscribed CPU torch's 2 OpenMP threads stall at every op barrier (steps 5-20x slower, seen at
 load ~7 on 2 cores) while XLA degrades gracefully, which inflates the ratio several-fold.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,12 +63,18 @@ def _flags(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument('--warmup', type=int, default=2, help='Untimed steps (after compiling).')
   parser.add_argument('--stage', type=int, choices=(1, 2), default=1)
   parser.add_argument('--variant', default='demo', help='configs/larp.py variant.')
-  parser.add_argument('--num_train_tracks', type=int, default=300,
-                      help='Rows of the lookup tables (demo: 300 training tracks); ignored with '
-                      '--dataset_dir.')
-  parser.add_argument('--dataset_dir', default=None,
-                      help='A built LARP dataset: its training tracks and playlists (default: '
-                      'random playlists over --num_train_tracks).')
+  parser.add_argument(
+      '--num_train_tracks',
+      type=int,
+      default=300,
+      help='Rows of the lookup tables (demo: 300 training tracks); ignored with ' '--dataset_dir.',
+  )
+  parser.add_argument(
+      '--dataset_dir',
+      default=None,
+      help='A built LARP dataset: its training tracks and playlists (default: '
+      'random playlists over --num_train_tracks).',
+  )
   parser.add_argument('--torch_threads', type=int, default=2)
   parser.add_argument('--torch_adam', choices=('fused', 'foreach', 'for-loop'), default='fused')
   parser.add_argument('--seed', type=int, default=0)
@@ -92,14 +99,16 @@ def reference_module(name: str):
 def load_config(variant: str = 'demo'):
   """`configs/larp.py:<variant>` as an ml_collections ConfigDict."""
   from configs import larp as larp_config  # pylint: disable=g-import-not-at-top
+
   return larp_config.get_config(variant)
 
 
 def without_regularisation(cfg):
   """A LARPConfig whose train mode is deterministic (no drop path, SpecAugment or dropout);
   BatchNorm still uses batch statistics. For parity checks of the two steps."""
-  audio = dataclasses.replace(cfg.audio, drop_path_rate=0.0, drop_rate=0.0, attn_drop_rate=0.0,
-                              spec_augment=False)
+  audio = dataclasses.replace(
+      cfg.audio, drop_path_rate=0.0, drop_rate=0.0, attn_drop_rate=0.0, spec_augment=False
+  )
   text = dataclasses.replace(cfg.text, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
   return dataclasses.replace(cfg, audio=audio, text=text)
 
@@ -108,19 +117,27 @@ def without_regularisation(cfg):
 # Random data.
 
 
-def random_groups(num_tracks: int, width: int, seed: int, num_playlists: int = 400,
-                  playlist_length: int = 12) -> np.ndarray:
+def random_groups(
+    num_tracks: int, width: int, seed: int, num_playlists: int = 400, playlist_length: int = 12
+) -> np.ndarray:
   """int32 [num_tracks, width] playlist ids per track (-1 padded) from random playlists."""
   rng = np.random.default_rng(seed)
-  tracks = np.stack([rng.choice(num_tracks, playlist_length, replace=False)
-                     for _ in range(num_playlists)])
+  tracks = np.stack(
+      [rng.choice(num_tracks, playlist_length, replace=False) for _ in range(num_playlists)]
+  )
   lengths = np.full((num_playlists,), playlist_length)
   from larp_jax.jobs import larp_steps  # pylint: disable=g-import-not-at-top
+
   return larp_steps.track_playlist_groups(tracks, lengths, num_tracks, width)
 
 
-def random_tracks(rng: np.random.Generator, track_index: np.ndarray, clip_samples: int,
-                  text_length: int, vocab_size: int) -> dict[str, np.ndarray]:
+def random_tracks(
+    rng: np.random.Generator,
+    track_index: np.ndarray,
+    clip_samples: int,
+    text_length: int,
+    vocab_size: int,
+) -> dict[str, np.ndarray]:
   """{'audio' f32 [B, S], 'input_ids'/'attention_mask' int32 [B, L], 'track_index' int32 [B]}."""
   b = track_index.shape[0]
   lengths = rng.integers(4, text_length + 1, size=b)
@@ -129,14 +146,23 @@ def random_tracks(rng: np.random.Generator, track_index: np.ndarray, clip_sample
   input_ids = np.where(positions < lengths[:, None] - 1, words, PAD_ID)
   input_ids[:, 0] = CLS_ID
   input_ids[np.arange(b), lengths - 1] = SEP_ID
-  return {'audio': (0.1 * rng.standard_normal((b, clip_samples))).astype(np.float32),
-          'input_ids': input_ids.astype(np.int32),
-          'attention_mask': (positions < lengths[:, None]).astype(np.int32),
-          'track_index': track_index.astype(np.int32)}
+  return {
+      'audio': (0.1 * rng.standard_normal((b, clip_samples))).astype(np.float32),
+      'input_ids': input_ids.astype(np.int32),
+      'attention_mask': (positions < lengths[:, None]).astype(np.int32),
+      'track_index': track_index.astype(np.int32),
+  }
 
 
-def random_batch(seed: int, stage: int, batch_size: int, clip_samples: int, text_length: int,
-                 vocab_size: int, groups: np.ndarray) -> dict[str, Any]:
+def random_batch(
+    seed: int,
+    stage: int,
+    batch_size: int,
+    clip_samples: int,
+    text_length: int,
+    vocab_size: int,
+    groups: np.ndarray,
+) -> dict[str, Any]:
   """A stage-1 track batch, or a stage-2 pair batch {'a', 'b', 'playlist_index'} whose partners
   share a playlist (per `groups` [N, G])."""
   rng = np.random.default_rng(seed)
@@ -153,9 +179,11 @@ def random_batch(seed: int, stage: int, batch_size: int, clip_samples: int, text
   playlists = [p for p, m in members.items() if len(m) >= 2]
   chosen = rng.choice(playlists, batch_size, replace=False)
   pairs = np.array([rng.choice(members[int(p)], 2, replace=False) for p in chosen])
-  return {'a': random_tracks(rng, pairs[:, 0], clip_samples, text_length, vocab_size),
-          'b': random_tracks(rng, pairs[:, 1], clip_samples, text_length, vocab_size),
-          'playlist_index': chosen.astype(np.int32)}
+  return {
+      'a': random_tracks(rng, pairs[:, 0], clip_samples, text_length, vocab_size),
+      'b': random_tracks(rng, pairs[:, 1], clip_samples, text_length, vocab_size),
+      'playlist_index': chosen.astype(np.int32),
+  }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,8 +198,11 @@ def shape_only_dataset(directory: str, num_train_tracks: int, max_text_length: i
   dataset when the benchmark runs on random batches. Returns `directory`.
   """
   from data_pipelines import playlist_audio  # pylint: disable=g-import-not-at-top
-  meta = {'pad_id': {'train': int(num_train_tracks)},
-          'config': {'max_text_length': int(max_text_length)}}
+
+  meta = {
+      'pad_id': {'train': int(num_train_tracks)},
+      'config': {'max_text_length': int(max_text_length)},
+  }
   with open(os.path.join(directory, playlist_audio.METADATA_FILE), 'w', encoding='utf-8') as f:
     json.dump(meta, f)
   return directory
@@ -184,6 +215,7 @@ class OursSetup:
   `step` is `step_lib.jit_train_step(...)` (a `ShardedStep`): call it as
   `step(state, inputs(batch))`, or `step.lower(state, inputs(batch)).compile()`.
   """
+
   model: Any
   cfg: Any
   state: Any
@@ -199,13 +231,22 @@ class OursSetup:
     through `step_lib.place_inputs` with `larp_steps.INPUT_SPECS`, as the loop places them."""
     from larp_jax.jobs import larp_steps  # pylint: disable=g-import-not-at-top
     from larp_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
-    return step_lib.place_inputs({**batch, 'extra': {'track_groups': self.groups}}, self.mesh,
-                                 larp_steps.INPUT_SPECS)
+
+    return step_lib.place_inputs(
+        {**batch, 'extra': {'track_groups': self.groups}}, self.mesh, larp_steps.INPUT_SPECS
+    )
 
 
-def build_ours(config, stage: int, groups: np.ndarray, total_steps: int, *,
-               dataset_dir: str | None = None, regularisation: bool = True,
-               devices=None) -> OursSetup:
+def build_ours(
+    config,
+    stage: int,
+    groups: np.ndarray,
+    total_steps: int,
+    *,
+    dataset_dir: str | None = None,
+    regularisation: bool = True,
+    devices=None,
+) -> OursSetup:
   """The loop's state and step for `stage` on a mesh of ONE device.
 
   State: `larp_job.make_state` (a fresh stage-1 run: pretrained text tower loaded through
@@ -231,31 +272,47 @@ def build_ours(config, stage: int, groups: np.ndarray, total_steps: int, *,
   from larp_jax.models import larp_encoder  # pylint: disable=g-import-not-at-top
   from larp_jax.training import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   from larp_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
+
   devices = list(jax.devices() if devices is None else devices)[:1]
   mesh = mesh_lib.make_mesh({'shape': (1, 1)}, devices=devices)
-  fusion = next((bool(spec.fusion) for spec in config.stages.values() if spec.stage == stage),
-                True)
+  fusion = next((bool(spec.fusion) for spec in config.stages.values() if spec.stage == stage), True)
   if dataset_dir is None:
     max_text_length = int(config.data.build.max_text_length)
     with tempfile.TemporaryDirectory() as directory:
       model, state, shardings = larp_job.make_state(
-          config, mesh, shape_only_dataset(directory, groups.shape[0], max_text_length),
-          total_steps, fusion=fusion)
+          config,
+          mesh,
+          shape_only_dataset(directory, groups.shape[0], max_text_length),
+          total_steps,
+          fusion=fusion,
+      )
   else:
     meta = playlist_audio.load_metadata(dataset_dir)
     if int(meta['pad_id']['train']) != groups.shape[0]:
-      raise ValueError(f"{dataset_dir} has {meta['pad_id']['train']} training tracks, groups "
-                       f'{groups.shape[0]} rows.')
+      raise ValueError(
+          f"{dataset_dir} has {meta['pad_id']['train']} training tracks, groups "
+          f'{groups.shape[0]} rows.'
+      )
     max_text_length = int(meta['config']['max_text_length'])
-    model, state, shardings = larp_job.make_state(config, mesh, dataset_dir, total_steps,
-                                                  fusion=fusion)
+    model, state, shardings = larp_job.make_state(
+        config, mesh, dataset_dir, total_steps, fusion=fusion
+    )
   if not regularisation:
     model = larp_encoder.LARP(without_regularisation(model.config))
-  step = step_lib.jit_train_step(larp_steps.make_train_step(model, stage, config.loss),
-                                 shardings, mesh, larp_steps.INPUT_SPECS)
-  return OursSetup(model=model, cfg=model.config, state=state, shardings=shardings, mesh=mesh,
-                   step=step, groups=np.asarray(groups, np.int32), total_steps=total_steps,
-                   max_text_length=max_text_length)
+  step = step_lib.jit_train_step(
+      larp_steps.make_train_step(model, stage, config.loss), shardings, mesh, larp_steps.INPUT_SPECS
+  )
+  return OursSetup(
+      model=model,
+      cfg=model.config,
+      state=state,
+      shardings=shardings,
+      mesh=mesh,
+      step=step,
+      groups=np.asarray(groups, np.int32),
+      total_steps=total_steps,
+      max_text_length=max_text_length,
+  )
 
 
 def load_torch_htsat_into_ours(ours: OursSetup, torch_htsat) -> None:
@@ -265,14 +322,19 @@ def load_torch_htsat_into_ours(ours: OursSetup, torch_htsat) -> None:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   from larp_jax.models import htsat_convert  # pylint: disable=g-import-not-at-top
+
   variables = htsat_convert.convert_torch_state_dict(
-      reference_module('reference_htsat').numpy_state_dict(torch_htsat), ours.cfg.audio)
+      reference_module('reference_htsat').numpy_state_dict(torch_htsat), ours.cfg.audio
+  )
   state = ours.state
   copy_tree = lambda tree: jax.tree.map(jnp.array, tree)  # noqa: E731  (separate buffers)
   params = {**state.params, 'audio_encoder': copy_tree(variables['params'])}
   momentum = {**state.model_state['momentum'], 'audio_encoder': copy_tree(variables['params'])}
-  model_state = {**state.model_state, 'momentum': momentum,
-                 'batch_stats': {'audio_encoder': copy_tree(variables['batch_stats'])}}
+  model_state = {
+      **state.model_state,
+      'momentum': momentum,
+      'batch_stats': {'audio_encoder': copy_tree(variables['batch_stats'])},
+  }
   state = state.replace(params=params, model_state=model_state)
   ours.state = jax.device_put(state, ours.shardings)
 
@@ -288,16 +350,26 @@ def build_torch(config, ours: OursSetup, text_dir: str, adam: str = 'fused', see
   Returns a `reference_larp_torch.TorchSetup` (step: `reference_larp_torch.torch_train_step`).
   """
   import jax  # pylint: disable=g-import-not-at-top
+
   if float(config.loss.alpha) != 0.0:
-    raise ValueError(f'config.loss.alpha={config.loss.alpha}: the torch baseline has no momentum '
-                     'distillation; use alpha = 0.')
+    raise ValueError(
+        f'config.loss.alpha={config.loss.alpha}: the torch baseline has no momentum '
+        'distillation; use alpha = 0.'
+    )
   reference = reference_module('reference_larp_torch')
   model = reference.make_torch_larp(ours.cfg, text_dir, seed)
   load_torch_htsat_into_ours(ours, model.audio_encoder)
   params = jax.device_get(ours.state.params)
   reference.copy_projections_to_torch(params, model)
-  return reference.make_torch_setup(config, model, params, jax.device_get(ours.state.model_state),
-                                    ours.groups, ours.total_steps, adam)
+  return reference.make_torch_setup(
+      config,
+      model,
+      params,
+      jax.device_get(ours.state.model_state),
+      ours.groups,
+      ours.total_steps,
+      adam,
+  )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,12 +382,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   import torch  # pylint: disable=g-import-not-at-top
 
   from larp_jax.jobs import larp_job, larp_setup  # pylint: disable=g-import-not-at-top
+
   torch.set_num_threads(args.torch_threads)
   load_before = os.getloadavg()[0]
   config = load_config(args.variant)
   if config.loss.queue_size < (args.stage * args.batch_size):
-    raise ValueError(f'queue_size {config.loss.queue_size} < clips per step '
-                     f'{args.stage * args.batch_size}.')
+    raise ValueError(
+        f'queue_size {config.loss.queue_size} < clips per step ' f'{args.stage * args.batch_size}.'
+    )
   start = time.perf_counter()
   if args.dataset_dir:
     groups = larp_job.track_groups(config, args.dataset_dir)['track_groups']
@@ -327,8 +401,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   reference = reference_module('reference_larp_torch')
   build_s = time.perf_counter() - start
   cfg = ours.cfg
-  batch_np = random_batch(args.seed + 1, args.stage, args.batch_size, cfg.audio.clip_samples,
-                          ours.max_text_length, cfg.text.vocab_size, groups)
+  batch_np = random_batch(
+      args.seed + 1,
+      args.stage,
+      args.batch_size,
+      cfg.audio.clip_samples,
+      ours.max_text_length,
+      cfg.text.vocab_size,
+      groups,
+  )
   inputs = ours.inputs(batch_np)
   batch_t = reference.torch_batch(batch_np)
 
@@ -362,16 +443,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       times.append(time.perf_counter() - start)
   ours_step_s, torch_step_s = statistics.median(ours_s), statistics.median(torch_s)
   results = {
-      'variant': args.variant, 'stage': args.stage, 'batch_size': args.batch_size,
-      'clips_per_step': args.stage * args.batch_size, 'queue_size': int(config.loss.queue_size),
-      'steps': args.steps, 'warmup': args.warmup, 'torch_threads': args.torch_threads,
-      'torch_adam': args.torch_adam, 'device': str(jax.devices()[0]),
-      'ours_step_s': ours_step_s, 'torch_step_s': torch_step_s,
-      'ours_step_s_all': ours_s, 'torch_step_s_all': torch_s,
+      'variant': args.variant,
+      'stage': args.stage,
+      'batch_size': args.batch_size,
+      'clips_per_step': args.stage * args.batch_size,
+      'queue_size': int(config.loss.queue_size),
+      'steps': args.steps,
+      'warmup': args.warmup,
+      'torch_threads': args.torch_threads,
+      'torch_adam': args.torch_adam,
+      'device': str(jax.devices()[0]),
+      'ours_step_s': ours_step_s,
+      'torch_step_s': torch_step_s,
+      'ours_step_s_all': ours_s,
+      'torch_step_s_all': torch_s,
       'ours_examples_per_s': args.batch_size / ours_step_s,
       'torch_examples_per_s': args.batch_size / torch_step_s,
-      'trace_lower_s': trace_s, 'compile_s': compile_s, 'build_s': build_s,
-      'ours_losses': ours_losses, 'torch_losses': torch_losses,
+      'trace_lower_s': trace_s,
+      'compile_s': compile_s,
+      'build_s': build_s,
+      'ours_losses': ours_losses,
+      'torch_losses': torch_losses,
       'log_keys': float(np.log(args.stage * args.batch_size + config.loss.queue_size)),
       'load_average_1min': [load_before, os.getloadavg()[0]],
   }
@@ -381,20 +473,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_table(r: dict[str, Any]) -> None:
   unit = 'pairs' if r['stage'] == 2 else 'tracks'
-  print(f"LARP stage-{r['stage']} train step, variant {r['variant']}, B={r['batch_size']} {unit} "
-        f"({r['clips_per_step']} clips), queue {r['queue_size']}, on {r['device']}; "
-        f"torch {r['torch_threads']} threads, Adam {r['torch_adam']}")
+  print(
+      f"LARP stage-{r['stage']} train step, variant {r['variant']}, B={r['batch_size']} {unit} "
+      f"({r['clips_per_step']} clips), queue {r['queue_size']}, on {r['device']}; "
+      f"torch {r['torch_threads']} threads, Adam {r['torch_adam']}"
+  )
   print(f"{'implementation':<30}{'step [s]':>10}{'examples/s':>12}{'first loss':>12}")
   for label, key in (('ours (jit_train_step)', 'ours'), ('PyTorch eager', 'torch')):
-    print(f"{label:<30}{r[key + '_step_s']:>10.3f}{r[key + '_examples_per_s']:>12.2f}"
-          f"{r[key + '_losses'][0]:>12.3f}")
-  print(f"ratio (ours / torch examples/s): {r['ratio']:.2f}x   "
-        f"(medians of {r['steps']} alternating steps after {r['warmup']} warm-up)")
-  print(f"compile: trace+lower {r['trace_lower_s']:.1f} s + XLA compile {r['compile_s']:.1f} s "
-        f"(excluded); build both models {r['build_s']:.1f} s")
-  print(f"log(clips + Q) = {r['log_keys']:.2f} (the per-term InfoNCE loss at init); 1-min load "
-        f"average before/after: {r['load_average_1min'][0]:.1f} / {r['load_average_1min'][1]:.1f} "
-        f"on {os.cpu_count()} CPUs (torch's OpenMP threads slow down far more than XLA under load)")
+    print(
+        f"{label:<30}{r[key + '_step_s']:>10.3f}{r[key + '_examples_per_s']:>12.2f}"
+        f"{r[key + '_losses'][0]:>12.3f}"
+    )
+  print(
+      f"ratio (ours / torch examples/s): {r['ratio']:.2f}x   "
+      f"(medians of {r['steps']} alternating steps after {r['warmup']} warm-up)"
+  )
+  print(
+      f"compile: trace+lower {r['trace_lower_s']:.1f} s + XLA compile {r['compile_s']:.1f} s "
+      f"(excluded); build both models {r['build_s']:.1f} s"
+  )
+  print(
+      f"log(clips + Q) = {r['log_keys']:.2f} (the per-term InfoNCE loss at init); 1-min load "
+      f"average before/after: {r['load_average_1min'][0]:.1f} / {r['load_average_1min'][1]:.1f} "
+      f"on {os.cpu_count()} CPUs (torch's OpenMP threads slow down far more than XLA under load)"
+  )
 
 
 def main(argv: list[str] | None = None) -> None:

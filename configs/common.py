@@ -76,8 +76,9 @@ def loop(*, omit: tuple[str, ...] = (), **overrides: Any) -> ml_collections.Conf
   return c
 
 
-def init_from(path: str = "", *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
-              into: str = "") -> ml_collections.ConfigDict:
+def init_from(
+    path: str = "", *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (), into: str = ""
+) -> ml_collections.ConfigDict:
   """One warm-start entry (see ``larp_jax/training/runs.py``)."""
   c = ml_collections.ConfigDict()
   c.path = path  # 'run:<name>', a checkpoint/run/params dir, a .npz, or a job's source name
@@ -116,8 +117,9 @@ def _split_overrides(text: str) -> list[str]:
   return [p.strip() for p in parts if p.strip()]
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any],
-                    config_file: str = "config") -> ml_collections.ConfigDict:
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: Mapping[str, Any], config_file: str = "config"
+) -> ml_collections.ConfigDict:
   """Sets dotted keys (``'loop.log_every_steps'``); errors name unknown keys."""
   for dotted, value in overrides.items():
     parent = config
@@ -135,8 +137,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, A
   return config
 
 
-def select_variant(arg: str | None, variants: Mapping[str, Callable[[], Any]],
-                   config_file: str, default: str) -> ml_collections.ConfigDict:
+def select_variant(
+    arg: str | None, variants: Mapping[str, Callable[[], Any]], config_file: str, default: str
+) -> ml_collections.ConfigDict:
   """Builds ``variant[,key=value...]`` of a config file's variants.
 
   Raises:
@@ -145,8 +148,10 @@ def select_variant(arg: str | None, variants: Mapping[str, Callable[[], Any]],
   name, _, rest = (arg or default).partition(",")
   name = name.strip() or default
   if name not in variants:
-    raise ValueError(f"Unknown variant {name!r} for {config_file}: choose one of "
-                     f"{sorted(variants)} (e.g. --config={config_file}:{default}).")
+    raise ValueError(
+        f"Unknown variant {name!r} for {config_file}: choose one of "
+        f"{sorted(variants)} (e.g. --config={config_file}:{default})."
+    )
   config = variants[name]()
   config.variant = name
   overrides = {}
@@ -172,7 +177,8 @@ def load_config(spec: str, **overrides: Any) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise ValueError(f"load_config({spec!r}): no config file {path}.")
   module_spec = importlib.util.spec_from_file_location(
-      f"_larp_jax_config_{os.path.basename(path)[:-3]}", path)
+      f"_larp_jax_config_{os.path.basename(path)[:-3]}", path
+  )
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   config = module.get_config(arg or None)

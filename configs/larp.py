@@ -24,8 +24,10 @@ import ml_collections
 from configs import common
 
 # The pretrained text model (job source 'text_model') into the online and momentum text towers.
-TEXT_MODEL_INIT = (common.init_from("text_model", into="params/text_encoder"),
-                   common.init_from("text_model", into="model_state/momentum/text_encoder"))
+TEXT_MODEL_INIT = (
+    common.init_from("text_model", into="params/text_encoder"),
+    common.init_from("text_model", into="model_state/momentum/text_encoder"),
+)
 
 
 def _stage(stage: int, fusion: bool, epochs: float, init_from) -> ml_collections.ConfigDict:
@@ -97,10 +99,15 @@ def _base() -> ml_collections.ConfigDict:
   c.optimizer = common.optimizer(name="adam", learning_rate=1e-4, warmup_steps=3000)
   c.mesh = common.mesh()
   # num_train_steps and eval_every_steps are derived per run (epochs, eval_every_epochs).
-  c.loop = common.loop(omit=("eval_every_steps",), log_every_steps=50,
-                       checkpoint_every_steps=500, keep_checkpoints=2,
-                       early_stopping_metric="recall@10", early_stopping_mode="max",
-                       early_stopping_patience=5)
+  c.loop = common.loop(
+      omit=("eval_every_steps",),
+      log_every_steps=50,
+      checkpoint_every_steps=500,
+      keep_checkpoints=2,
+      early_stopping_metric="recall@10",
+      early_stopping_mode="max",
+      early_stopping_patience=5,
+  )
   c.report = ml_collections.ConfigDict()
   c.report.ks = (10, 20, 40)  # cut-offs of the continuation metrics
   return c
@@ -120,14 +127,21 @@ def _lfm() -> ml_collections.ConfigDict:
 def _demo() -> ml_collections.ConfigDict:
   c = _base()
   c.batch_size = 16
-  for name, epochs in (("stage1", 3.0), ("stage2", 1.0), ("stage3_nofusion", 1.0),
-                       ("stage3", 1.0)):
+  for name, epochs in (("stage1", 3.0), ("stage2", 1.0), ("stage3_nofusion", 1.0), ("stage3", 1.0)):
     c.stages[name].epochs = epochs
   # The demo's split (the one place it is set): half the 600 tracks train, a quarter validate,
   # 50 + 50 evaluation playlists keep more than 10 held-out tracks each.
-  c.data.build.update(name="demo", sample_rate=16000, clip_seconds=4.0, train_tracks=0.5,
-                      valid_tracks=0.25, num_valid_playlists=50, num_test_playlists=50,
-                      min_playlist_length=10, pairs_per_track=2)
+  c.data.build.update(
+      name="demo",
+      sample_rate=16000,
+      clip_seconds=4.0,
+      train_tracks=0.5,
+      valid_tracks=0.25,
+      num_valid_playlists=50,
+      num_test_playlists=50,
+      min_playlist_length=10,
+      pairs_per_track=2,
+  )
   c.model.audio_variant = "small"
   # MiniLM (all-MiniLM-L6-v2) was trained for mean pooling; its [CLS] vector is not a sentence
   # embedding, so the demo pools like the checkpoint was trained (LARP's bert-base uses [CLS]).
@@ -145,12 +159,18 @@ def _test() -> ml_collections.ConfigDict:
   c = _demo()
   c.batch_size = 8
   c.eval_batch_size = 32
-  for name, epochs in (("stage1", 1.0), ("stage2", 0.3), ("stage3_nofusion", 0.2),
-                       ("stage3", 0.2)):
+  for name, epochs in (("stage1", 1.0), ("stage2", 0.3), ("stage3_nofusion", 0.2), ("stage3", 0.2)):
     c.stages[name].epochs = epochs
   c.data.demo.update(num_tracks=300, num_playlists=160, clip_seconds=1.5)
-  c.data.build.update(name="test", clip_seconds=1.0, num_valid_playlists=6, train_tracks=0.4,
-                      valid_tracks=None, min_playlist_length=6, num_test_playlists=10)
+  c.data.build.update(
+      name="test",
+      clip_seconds=1.0,
+      num_valid_playlists=6,
+      train_tracks=0.4,
+      valid_tracks=None,
+      min_playlist_length=6,
+      num_test_playlists=10,
+  )
   c.model.audio_overrides = ml_collections.ConfigDict(dict(clip_samples=16000))
   c.loss.queue_size = 64
   c.loop.update(log_every_steps=2, checkpoint_every_steps=4, progress=False)
@@ -159,4 +179,5 @@ def _test() -> ml_collections.ConfigDict:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return common.select_variant(
-      arg, {"demo": _demo, "mpd": _mpd, "lfm": _lfm, "test": _test}, "configs/larp.py", "demo")
+      arg, {"demo": _demo, "mpd": _mpd, "lfm": _lfm, "test": _test}, "configs/larp.py", "demo"
+  )

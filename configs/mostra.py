@@ -21,8 +21,18 @@ import ml_collections
 from configs import common
 
 # Every scorer Table 1 needs (names as in SCORERS of larp_jax/models/mostra.py).
-TABLE1_SCORERS = ('DNN_AttRank', 'DNN_BCE', 'DNN_RMSE', 'SetRank', 'SetRank_BCE', 'SetRank_RMSE',
-                  'SetTRM2GRU_AttRank', 'SetTRM2TRM_AttRank', 'MO-LTR_AttRank', 'MO-LTR_RMSE')
+TABLE1_SCORERS = (
+    'DNN_AttRank',
+    'DNN_BCE',
+    'DNN_RMSE',
+    'SetRank',
+    'SetRank_BCE',
+    'SetRank_RMSE',
+    'SetTRM2GRU_AttRank',
+    'SetTRM2TRM_AttRank',
+    'MO-LTR_AttRank',
+    'MO-LTR_RMSE',
+)
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -64,10 +74,16 @@ def _base() -> ml_collections.ConfigDict:
   # Model selection / early stopping on validation NDCG@10 of SAT; MO-LTR, whose target mixes
   # all four objectives, on the mean validation NDCG@10 over SAT, BOOST, EXPOSURE, DISCOVERY.
   c.mo_ltr_selection_metric = 'ndcg@10/mean'
-  c.loop = common.loop(num_train_steps=12_500, log_every_steps=100, eval_every_steps=500,
-                       checkpoint_every_steps=1000, keep_checkpoints=2,
-                       early_stopping_metric='ndcg@10/SAT', early_stopping_mode='max',
-                       early_stopping_patience=5)
+  c.loop = common.loop(
+      num_train_steps=12_500,
+      log_every_steps=100,
+      eval_every_steps=500,
+      checkpoint_every_steps=1000,
+      keep_checkpoints=2,
+      early_stopping_metric='ndcg@10/SAT',
+      early_stopping_mode='max',
+      early_stopping_patience=5,
+  )
   c.report = ml_collections.ConfigDict()
   c.report.split = 'test'  # split the report decodes
   c.report.ndcg_ks = (5, 10)  # NDCG cut-offs
@@ -100,8 +116,14 @@ def _demo() -> ml_collections.ConfigDict:
   c.model.trm.update(decoder_heads=4, decoder_ff_dim=64)
   c.optimizer.learning_rate = 2e-3
   c.optimizer.end_learning_rate = 2e-4
-  c.loop.update(num_train_steps=200, log_every_steps=50, eval_every_steps=50,
-                checkpoint_every_steps=100, early_stopping_patience=2, progress=False)
+  c.loop.update(
+      num_train_steps=200,
+      log_every_steps=50,
+      eval_every_steps=50,
+      checkpoint_every_steps=100,
+      early_stopping_patience=2,
+      progress=False,
+  )
   return c
 
 
@@ -110,19 +132,32 @@ def _test() -> ml_collections.ConfigDict:
   c.batch_size = 16
   c.eval_batch_size = 32
   c.data.max_set_size = 24
-  c.data.demo.update(num_users=40, num_sessions=160, num_artists=60, num_tracks=600,
-                     min_session_length=6, max_session_length=24, seed=1)
+  c.data.demo.update(
+      num_users=40,
+      num_sessions=160,
+      num_artists=60,
+      num_tracks=600,
+      min_session_length=6,
+      max_session_length=24,
+      seed=1,
+  )
   c.model.settrm.update(num_layers=1, num_heads=2, num_inducing=4, hidden_dim=8, ff_dim=16)
   c.model.dnn_hidden_dims = (16,)
   c.model.gru.update(decoder_hidden=8, decoder_size=8, attention_size=8)
   c.model.trm.update(decoder_heads=2, decoder_ff_dim=16)
   c.model.pointer_train_length = 5
-  c.loop.update(num_train_steps=4, log_every_steps=2, eval_every_steps=0,
-                checkpoint_every_steps=4, progress=False)
+  c.loop.update(
+      num_train_steps=4,
+      log_every_steps=2,
+      eval_every_steps=0,
+      checkpoint_every_steps=4,
+      progress=False,
+  )
   c.report.update(beam_size=2, plot_epsilons=(0.0, 0.05, 0.1), decode_batch_size=64)
   return c
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return common.select_variant(
-      arg, {'paper': _paper, 'demo': _demo, 'test': _test}, 'configs/mostra.py', 'demo')
+      arg, {'paper': _paper, 'demo': _demo, 'test': _test}, 'configs/mostra.py', 'demo'
+  )

@@ -25,12 +25,19 @@ def _base() -> ml_collections.ConfigDict:
   config.model.num_heads = 4  # attention heads
   config.model.mlp_dim = 256  # feed-forward width
   config.model.dtype = "float32"  # computation dtype
-  config.optimizer = common.optimizer(name="adamw", learning_rate=3e-3, warmup_steps=20,
-                                      weight_decay=1e-4, grad_clip_norm=1.0)
+  config.optimizer = common.optimizer(
+      name="adamw", learning_rate=3e-3, warmup_steps=20, weight_decay=1e-4, grad_clip_norm=1.0
+  )
   config.mesh = common.mesh()
-  config.loop = common.loop(num_train_steps=300, log_every_steps=25, eval_every_steps=100,
-                            checkpoint_every_steps=100, keep_checkpoints=3,
-                            early_stopping_metric="accuracy", early_stopping_patience=3)
+  config.loop = common.loop(
+      num_train_steps=300,
+      log_every_steps=25,
+      eval_every_steps=100,
+      checkpoint_every_steps=100,
+      keep_checkpoints=3,
+      early_stopping_metric="accuracy",
+      early_stopping_patience=3,
+  )
   config.init_from = ()  # warm-start entries (configs.common.init_from)
   return config
 
@@ -46,11 +53,18 @@ def _test() -> ml_collections.ConfigDict:
   config.batch_size = 8
   config.data.seq_len = 8
   config.model.update(num_layers=1, embed_dim=16, num_heads=2, mlp_dim=32)
-  config.loop.update(num_train_steps=12, log_every_steps=2, eval_every_steps=6,
-                     checkpoint_every_steps=4, early_stopping_metric="", progress=False)
+  config.loop.update(
+      num_train_steps=12,
+      log_every_steps=2,
+      eval_every_steps=6,
+      checkpoint_every_steps=4,
+      early_stopping_metric="",
+      progress=False,
+  )
   return config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return common.select_variant(
-      arg, {"default": _base, "sharded": _sharded, "test": _test}, "configs/toy.py", "default")
+      arg, {"default": _base, "sharded": _sharded, "test": _test}, "configs/toy.py", "default"
+  )

@@ -9,6 +9,7 @@ cannot open a file and `audioread` is installed, audioread is tried as a fallbac
 is raised as `AudioDecodeError`, which names the file, so that dataset builders can count, report
 and skip bad files instead of crashing half-way through a build.
 """
+
 from __future__ import annotations
 
 import os
@@ -100,7 +101,8 @@ def read_audio(
     raise AudioDecodeError(path, 'file does not exist')
   try:
     frames, sample_rate = soundfile.read(
-        str(path), start=start_frame, frames=num_frames, dtype='float32', always_2d=True)
+        str(path), start=start_frame, frames=num_frames, dtype='float32', always_2d=True
+    )
     wave = _to_mono(frames)
   except Exception as soundfile_error:  # Unsupported container/codec: try the fallback decoder.
     try:
@@ -202,15 +204,25 @@ def load_clip(
     # Header unreadable by soundfile (e.g. a codec it lacks): decode fully via the fallback.
     wave, file_rate = read_audio(path)
     num_frames = wave.shape[0]
-    start = choose_clip_start(num_frames / file_rate, clip_samples / sample_rate,
-                              edge_seconds=edge_seconds, crop=crop, rng=rng)
+    start = choose_clip_start(
+        num_frames / file_rate,
+        clip_samples / sample_rate,
+        edge_seconds=edge_seconds,
+        crop=crop,
+        rng=rng,
+    )
     first = int(round(start * file_rate))
-    wave = wave[first: first + int(np.ceil(clip_samples * file_rate / sample_rate)) + 1]
+    wave = wave[first : first + int(np.ceil(clip_samples * file_rate / sample_rate)) + 1]
   else:
     if num_frames <= 0:
       raise AudioDecodeError(path, 'file has no frames')
-    start = choose_clip_start(num_frames / file_rate, clip_samples / sample_rate,
-                              edge_seconds=edge_seconds, crop=crop, rng=rng)
+    start = choose_clip_start(
+        num_frames / file_rate,
+        clip_samples / sample_rate,
+        edge_seconds=edge_seconds,
+        crop=crop,
+        rng=rng,
+    )
     first = int(round(start * file_rate))
     wanted = int(np.ceil(clip_samples * file_rate / sample_rate)) + 1
     wave, file_rate = read_audio(path, start_frame=first, num_frames=wanted)

@@ -22,6 +22,7 @@ Batch layouts (b = per-host batch, S = clip samples, L = max_text_length, J = nu
                  minus track a (the paper's J = p_k \\ s_i), randomly permuted, truncated to J.
 Audio stored as int16 is returned as float32 x / 32767.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,11 +59,13 @@ def open_split(dataset_dir: os.PathLike | str, split: str):
   return tfds.builder_from_directory(str(dataset_dir)).as_data_source(split=split)
 
 
-def host_shard(process_index: int | None = None,
-               process_count: int | None = None) -> tuple[int, int]:
+def host_shard(
+    process_index: int | None = None, process_count: int | None = None
+) -> tuple[int, int]:
   """(process_index, process_count), from JAX unless given."""
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top
+
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   if not 0 <= process_index < process_count:
@@ -72,26 +75,35 @@ def host_shard(process_index: int | None = None,
 
 def _per_host_batch(global_batch_size: int, process_count: int) -> int:
   if global_batch_size < 1 or global_batch_size % process_count:
-    raise ValueError(f'global_batch_size {global_batch_size} must be a positive multiple of '
-                     f'process_count {process_count}')
+    raise ValueError(
+        f'global_batch_size {global_batch_size} must be a positive multiple of '
+        f'process_count {process_count}'
+    )
   return global_batch_size // process_count
 
 
 class _TrackDecoder:
   """Turns a tracks_* record into float32 audio + fixed-length token ids (tokenizing if needed)."""
 
-  def __init__(self, dataset_dir: os.PathLike | str, tokenizer_dir: os.PathLike | str | None,
-               max_text_length: int | None):
+  def __init__(
+      self,
+      dataset_dir: os.PathLike | str,
+      tokenizer_dir: os.PathLike | str | None,
+      max_text_length: int | None,
+  ):
     meta = playlist_audio.load_metadata(dataset_dir)
     self.max_text_length = max_text_length or meta['config']['max_text_length']
     self.stored_ids = meta['has_token_ids'] and (
-        max_text_length is None or max_text_length == meta['config']['max_text_length'])
+        max_text_length is None or max_text_length == meta['config']['max_text_length']
+    )
     self.tokenizer = None
     self.lock = threading.Lock()  # HF fast tokenizers are not safe to call from threads at once.
     if not self.stored_ids:
       if tokenizer_dir is None:
-        raise ValueError(f'{str(dataset_dir)!r} stores no token ids of length '
-                         f'{self.max_text_length}; pass tokenizer_dir to tokenize captions')
+        raise ValueError(
+            f'{str(dataset_dir)!r} stores no token ids of length '
+            f'{self.max_text_length}; pass tokenizer_dir to tokenize captions'
+        )
       self.tokenizer = text_lib.load_tokenizer(tokenizer_dir)
 
   def __call__(self, record: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -105,9 +117,12 @@ class _TrackDecoder:
       with self.lock:
         tokens = text_lib.tokenize(self.tokenizer, [caption], self.max_text_length)
       ids, mask = tokens['input_ids'][0], tokens['attention_mask'][0]
-    return {'audio': wave, 'input_ids': np.asarray(ids, np.int32),
-            'attention_mask': np.asarray(mask, np.int32),
-            'track_index': np.int32(record['track_index'])}
+    return {
+        'audio': wave,
+        'input_ids': np.asarray(ids, np.int32),
+        'attention_mask': np.asarray(mask, np.int32),
+        'track_index': np.int32(record['track_index']),
+    }
 
 
 def _open_tracks(dataset_dir: os.PathLike | str, part: str):
@@ -115,13 +130,22 @@ def _open_tracks(dataset_dir: os.PathLike | str, part: str):
   n = len(source)
   for i in {0, n - 1}:
     if n and int(source[i]['track_index']) != i:
-      raise ValueError(f'tracks_{part} of {str(dataset_dir)!r} is not stored in index order '
-                       f'(record {i} holds track {source[i]["track_index"]})')
+      raise ValueError(
+          f'tracks_{part} of {str(dataset_dir)!r} is not stored in index order '
+          f'(record {i} holds track {source[i]["track_index"]})'
+      )
   return source
 
 
-def _sharded(source, *, global_batch_size: int, seed: int, shuffle: bool,
-             process_index: int | None, process_count: int | None) -> tuple[grain.MapDataset, int]:
+def _sharded(
+    source,
+    *,
+    global_batch_size: int,
+    seed: int,
+    shuffle: bool,
+    process_index: int | None,
+    process_count: int | None,
+) -> tuple[grain.MapDataset, int]:
   index, count = host_shard(process_index, process_count)
   batch = _per_host_batch(global_batch_size, count)
   ds = grain.MapDataset.source(source)
@@ -138,11 +162,18 @@ def _finish(ds: grain.MapDataset, batch: int, num_epochs: int | None) -> grain.M
   return ds.batch(batch, drop_remainder=True).repeat(num_epochs)
 
 
-def wtc_dataset(dataset_dir: os.PathLike | str, *, global_batch_size: int, seed: int = 0,
-                num_epochs: int | None = None, shuffle: bool = True,
-                tokenizer_dir: os.PathLike | str | None = None,
-                max_text_length: int | None = None, process_index: int | None = None,
-                process_count: int | None = None) -> grain.MapDataset:
+def wtc_dataset(
+    dataset_dir: os.PathLike | str,
+    *,
+    global_batch_size: int,
+    seed: int = 0,
+    num_epochs: int | None = None,
+    shuffle: bool = True,
+    tokenizer_dir: os.PathLike | str | None = None,
+    max_text_length: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.MapDataset:
   """Stage 1 (WTC) batches of training tracks (layout in the module docstring).
 
   Args:
@@ -156,9 +187,14 @@ def wtc_dataset(dataset_dir: os.PathLike | str, *, global_batch_size: int, seed:
     process_index / process_count: host shard; default jax.process_index() / process_count().
   """
   decode = _TrackDecoder(dataset_dir, tokenizer_dir, max_text_length)
-  ds, batch = _sharded(_open_tracks(dataset_dir, 'train'), global_batch_size=global_batch_size,
-                       seed=seed, shuffle=shuffle, process_index=process_index,
-                       process_count=process_count)
+  ds, batch = _sharded(
+      _open_tracks(dataset_dir, 'train'),
+      global_batch_size=global_batch_size,
+      seed=seed,
+      shuffle=shuffle,
+      process_index=process_index,
+      process_count=process_count,
+  )
   return _finish(ds.map(decode), batch, num_epochs)
 
 
@@ -168,22 +204,35 @@ def _pair_mapper(dataset_dir, tokenizer_dir, max_text_length) -> Callable[[dict]
 
   def fetch(record: dict[str, Any]) -> dict[str, Any]:
     a, b = tracks.__getitems__([int(record['track_a']), int(record['track_b'])])
-    return {'a': decode(a), 'b': decode(b),
-            'playlist_index': np.int32(record['playlist_index'])}
+    return {'a': decode(a), 'b': decode(b), 'playlist_index': np.int32(record['playlist_index'])}
+
   return fetch
 
 
-def ttc_dataset(dataset_dir: os.PathLike | str, *, global_batch_size: int, seed: int = 0,
-                num_epochs: int | None = None, shuffle: bool = True,
-                tokenizer_dir: os.PathLike | str | None = None,
-                max_text_length: int | None = None, process_index: int | None = None,
-                process_count: int | None = None) -> grain.MapDataset:
+def ttc_dataset(
+    dataset_dir: os.PathLike | str,
+    *,
+    global_batch_size: int,
+    seed: int = 0,
+    num_epochs: int | None = None,
+    shuffle: bool = True,
+    tokenizer_dir: os.PathLike | str | None = None,
+    max_text_length: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.MapDataset:
   """Stage 2 (TTC) batches of co-occurring pairs; arguments as `wtc_dataset`."""
-  ds, batch = _sharded(open_split(dataset_dir, 'pairs_train'),
-                       global_batch_size=global_batch_size, seed=seed, shuffle=shuffle,
-                       process_index=process_index, process_count=process_count)
-  return _finish(ds.map(_pair_mapper(dataset_dir, tokenizer_dir, max_text_length)), batch,
-                 num_epochs)
+  ds, batch = _sharded(
+      open_split(dataset_dir, 'pairs_train'),
+      global_batch_size=global_batch_size,
+      seed=seed,
+      shuffle=shuffle,
+      process_index=process_index,
+      process_count=process_count,
+  )
+  return _finish(
+      ds.map(_pair_mapper(dataset_dir, tokenizer_dir, max_text_length)), batch, num_epochs
+  )
 
 
 def load_train_playlists(dataset_dir: os.PathLike | str) -> dict[str, Any]:
@@ -197,18 +246,28 @@ def load_train_playlists(dataset_dir: os.PathLike | str) -> dict[str, Any]:
   records = source.__getitems__(list(range(len(source))))
   if any(int(r['playlist_index']) != i for i, r in enumerate(records)):
     raise ValueError(f'playlists_train of {str(dataset_dir)!r} is not stored in index order')
-  return {'tracks': np.stack([r['playlist_tracks'] for r in records]).astype(np.int32),
-          'length': np.asarray([r['length'] for r in records], np.int32),
-          'pid': np.asarray([r['pid'] for r in records], np.int64),
-          'pad_id': int(playlist_audio.load_metadata(dataset_dir)['pad_id']['train'])}
+  return {
+      'tracks': np.stack([r['playlist_tracks'] for r in records]).astype(np.int32),
+      'length': np.asarray([r['length'] for r in records], np.int32),
+      'pid': np.asarray([r['pid'] for r in records], np.int64),
+      'pad_id': int(playlist_audio.load_metadata(dataset_dir)['pad_id']['train']),
+  }
 
 
-def tpc_dataset(dataset_dir: os.PathLike | str, *, global_batch_size: int, seed: int = 0,
-                num_truncate: int = 10, exclude_anchor: bool = True,
-                num_epochs: int | None = None, shuffle: bool = True,
-                tokenizer_dir: os.PathLike | str | None = None,
-                max_text_length: int | None = None, process_index: int | None = None,
-                process_count: int | None = None) -> grain.MapDataset:
+def tpc_dataset(
+    dataset_dir: os.PathLike | str,
+    *,
+    global_batch_size: int,
+    seed: int = 0,
+    num_truncate: int = 10,
+    exclude_anchor: bool = True,
+    num_epochs: int | None = None,
+    shuffle: bool = True,
+    tokenizer_dir: os.PathLike | str | None = None,
+    max_text_length: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.MapDataset:
   """Stage 3 (TPC) batches: TTC pairs plus their playlist's track indices (module docstring).
 
   Args:
@@ -226,23 +285,29 @@ def tpc_dataset(dataset_dir: os.PathLike | str, *, global_batch_size: int, seed:
   def add_playlist(record: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     out = fetch(record)
     row = int(record['playlist_index'])
-    members = playlists['tracks'][row, :playlists['length'][row]]
+    members = playlists['tracks'][row, : playlists['length'][row]]
     if exclude_anchor:
       members = members[members != int(record['track_a'])]
     chosen = members[rng.permutation(members.size)[:num_truncate]]
     indices = np.full((num_truncate,), pad_id, np.int32)
-    indices[:chosen.size] = chosen
+    indices[: chosen.size] = chosen
     out['playlist'] = {'track_indices': indices, 'mask': indices != pad_id}
     return out
 
-  ds, batch = _sharded(open_split(dataset_dir, 'pairs_train'),
-                       global_batch_size=global_batch_size, seed=seed, shuffle=shuffle,
-                       process_index=process_index, process_count=process_count)
+  ds, batch = _sharded(
+      open_split(dataset_dir, 'pairs_train'),
+      global_batch_size=global_batch_size,
+      seed=seed,
+      shuffle=shuffle,
+      process_index=process_index,
+      process_count=process_count,
+  )
   return _finish(ds.random_map(add_playlist, seed=seed + 1), batch, num_epochs)
 
 
-def make_iterator(ds: grain.MapDataset, *, num_threads: int = 4,
-                  prefetch_buffer_size: int = 4) -> grain.DatasetIterator:
+def make_iterator(
+    ds: grain.MapDataset, *, num_threads: int = 4, prefetch_buffer_size: int = 4
+) -> grain.DatasetIterator:
   """A checkpointable iterator (`get_state()` / `set_state(state)`) reading with threads.
 
   prefetch_buffer_size counts batches (each may be large: b x S float32 audio).
@@ -260,9 +325,14 @@ def _check_eval_part(split: str) -> str:
   return split
 
 
-def eval_track_batches(dataset_dir: os.PathLike | str, split: str, batch_size: int, *,
-                       tokenizer_dir: os.PathLike | str | None = None,
-                       max_text_length: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+def eval_track_batches(
+    dataset_dir: os.PathLike | str,
+    split: str,
+    batch_size: int,
+    *,
+    tokenizer_dir: os.PathLike | str | None = None,
+    max_text_length: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
   """All tracks of a split in index order, in fixed-size batches (the last one padded).
 
   Yields:
@@ -275,8 +345,10 @@ def eval_track_batches(dataset_dir: os.PathLike | str, split: str, batch_size: i
   decode = _TrackDecoder(dataset_dir, tokenizer_dir, max_text_length)
   source = _open_tracks(dataset_dir, part)
   for start in range(0, len(source), batch_size):
-    rows = [decode(r) for r in source.__getitems__(
-        list(range(start, min(start + batch_size, len(source)))))]
+    rows = [
+        decode(r)
+        for r in source.__getitems__(list(range(start, min(start + batch_size, len(source)))))
+    ]
     batch = {k: np.stack([r[k] for r in rows]) for k in _TRACK_KEYS}
     batch['valid'] = np.ones((len(rows),), bool)
     missing = batch_size - len(rows)
@@ -287,9 +359,13 @@ def eval_track_batches(dataset_dir: os.PathLike | str, split: str, batch_size: i
     yield batch
 
 
-def load_eval_tracks(dataset_dir: os.PathLike | str, split: str, *,
-                     tokenizer_dir: os.PathLike | str | None = None,
-                     max_text_length: int | None = None) -> dict[str, Any]:
+def load_eval_tracks(
+    dataset_dir: os.PathLike | str,
+    split: str,
+    *,
+    tokenizer_dir: os.PathLike | str | None = None,
+    max_text_length: int | None = None,
+) -> dict[str, Any]:
   """All tracks of a split as arrays (index order). Mind the memory: N x S float32 audio.
 
   Returns:
@@ -299,8 +375,11 @@ def load_eval_tracks(dataset_dir: os.PathLike | str, split: str, *,
   part = _check_eval_part(split)
   meta = playlist_audio.load_metadata(dataset_dir)
   n = len(meta['track_uris'][part])
-  batch = next(eval_track_batches(dataset_dir, part, max(n, 1), tokenizer_dir=tokenizer_dir,
-                                  max_text_length=max_text_length))
+  batch = next(
+      eval_track_batches(
+          dataset_dir, part, max(n, 1), tokenizer_dir=tokenizer_dir, max_text_length=max_text_length
+      )
+  )
   out = {k: batch[k][:n] for k in _TRACK_KEYS}
   out['track_uri'] = list(meta['track_uris'][part])
   return out
@@ -321,16 +400,22 @@ def load_eval_playlists(dataset_dir: os.PathLike | str, split: str) -> dict[str,
   records = source.__getitems__(list(range(len(source))))
   pad_id = int(playlist_audio.load_metadata(dataset_dir)['pad_id'][split])
   stack = lambda key, dtype: np.asarray([r[key] for r in records], dtype)
-  return {'pid': stack('pid', np.int64), 'tracks': stack('playlist_tracks', np.int32),
-          'length': stack('length', np.int32), 'seeds': stack('seeds', np.int32),
-          'num_seeds': stack('num_seeds', np.int32),
-          'ground_truth': stack('ground_truth', np.int32),
-          'num_ground_truth': stack('num_ground_truth', np.int32),
-          'pad_id': pad_id, 'num_tracks': pad_id}
+  return {
+      'pid': stack('pid', np.int64),
+      'tracks': stack('playlist_tracks', np.int32),
+      'length': stack('length', np.int32),
+      'seeds': stack('seeds', np.int32),
+      'num_seeds': stack('num_seeds', np.int32),
+      'ground_truth': stack('ground_truth', np.int32),
+      'num_ground_truth': stack('num_ground_truth', np.int32),
+      'pad_id': pad_id,
+      'num_tracks': pad_id,
+  }
 
 
-def steps_per_epoch(ds_factory: Callable[..., grain.MapDataset], dataset_dir: os.PathLike | str,
-                    **kwargs) -> int:
+def steps_per_epoch(
+    ds_factory: Callable[..., grain.MapDataset], dataset_dir: os.PathLike | str, **kwargs
+) -> int:
   """Batches per epoch per host of a pipeline.
 
   Example: `steps_per_epoch(wtc_dataset, dataset_dir, global_batch_size=50)`.

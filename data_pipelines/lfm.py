@@ -14,6 +14,7 @@ builds it).
 Log rows naming a track missing from tracks.tsv are skipped as 'unknown_track'; rows that do not
 parse are skipped as 'malformed_log_row'; both are counted and reported in the metadata.
 """
+
 from __future__ import annotations
 
 import collections
@@ -54,8 +55,9 @@ def _sort_key(value: str) -> tuple[int, float | str]:
     return (1, value)
 
 
-def read_lfm(manual_dir: os.PathLike | str,
-             report: playlist_audio.SkipReport) -> playlist_audio.SourceData:
+def read_lfm(
+    manual_dir: os.PathLike | str, report: playlist_audio.SkipReport
+) -> playlist_audio.SourceData:
   """Reads listening logs + track table into user "playlists" and per-track metadata.
 
   Args:
@@ -83,15 +85,15 @@ def read_lfm(manual_dir: os.PathLike | str,
       if not (track_id and name and artist):
         report.add('malformed_track_row', f'{TRACKS_FILE}:{line_no}: {row!r}')
         continue
-      tracks.setdefault(track_id,
-                        playlist_audio.TrackInfo(name, artist, album, audio_key=track_id))
+      tracks.setdefault(track_id, playlist_audio.TrackInfo(name, artist, album, audio_key=track_id))
 
   users: dict[str, list[tuple[Any, int, str]]] = collections.defaultdict(list)
   f, reader, cols = _open_tsv(manual_dir / LOGS_FILE, ('user_id', 'track_id'))
   count_col, time_col = cols.get('count'), cols.get('timestamp')
   with f:
-    for line_no, row in enumerate(tqdm.tqdm(reader, desc='reading LFM logs', unit=' rows',
-                                            mininterval=2.0), start=2):
+    for line_no, row in enumerate(
+        tqdm.tqdm(reader, desc='reading LFM logs', unit=' rows', mininterval=2.0), start=2
+    ):
       try:
         user, track = row[cols['user_id']].strip(), row[cols['track_id']].strip()
         count = int(row[count_col]) if count_col is not None else 1
@@ -114,8 +116,9 @@ def read_lfm(manual_dir: os.PathLike | str,
     if time_col is not None:
       events = sorted(events)
     pid = int(user) if numeric else i
-    playlists.append(splits_lib.Playlist(pid, f'user {user}',
-                                         splits_lib.dedupe(t for _, _, t in events)))
+    playlists.append(
+        splits_lib.Playlist(pid, f'user {user}', splits_lib.dedupe(t for _, _, t in events))
+    )
   if not playlists:
     raise ValueError(f'no usable listening rows in {str(manual_dir / LOGS_FILE)!r}')
   return playlist_audio.SourceData(playlists, tracks)
@@ -131,6 +134,7 @@ class LarpLfm(playlist_audio.PlaylistAudioBuilder):
   `python -m data_pipelines.demo.catalogue --out DIR --lfm` writes a demo.
   """
 
-  def _read_source(self, manual_dir: pathlib.Path,
-                   report: playlist_audio.SkipReport) -> playlist_audio.SourceData:
+  def _read_source(
+      self, manual_dir: pathlib.Path, report: playlist_audio.SkipReport
+  ) -> playlist_audio.SourceData:
     return read_lfm(manual_dir, report)

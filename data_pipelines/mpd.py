@@ -5,6 +5,7 @@ Manual dir layout: `data/mpd.slice.*.json` (or `mpd.slice.*.json`) and
 Build with `data_pipelines.playlist_datasets.build_dataset('mpd', manual_dir, data_dir, config)`;
 splits, records and `larp_metadata.json` are described in `data_pipelines/playlist_audio.py`.
 """
+
 from __future__ import annotations
 
 import glob
@@ -22,8 +23,9 @@ _SPOTIFY_TRACK = re.compile(r'^spotify:track:[0-9A-Za-z]{22}$')
 _MPD_TRACK_FIELDS = ('track_uri', 'track_name', 'artist_name', 'album_name')
 
 
-def read_mpd_slices(manual_dir: os.PathLike | str,
-                    report: playlist_audio.SkipReport) -> playlist_audio.SourceData:
+def read_mpd_slices(
+    manual_dir: os.PathLike | str, report: playlist_audio.SkipReport
+) -> playlist_audio.SourceData:
   """Reads MPD slices into playlists of track uris plus per-uri metadata.
 
   Items lacking a required field or with a malformed uri are skipped as 'unknown_track' (the
@@ -43,7 +45,8 @@ def read_mpd_slices(manual_dir: os.PathLike | str,
   """
   manual_dir = pathlib.Path(manual_dir)
   paths = sorted(glob.glob(str(manual_dir / 'data' / 'mpd.slice.*.json'))) or sorted(
-      glob.glob(str(manual_dir / 'mpd.slice.*.json')))
+      glob.glob(str(manual_dir / 'mpd.slice.*.json'))
+  )
   if not paths:
     raise ValueError(f'no MPD slices (data/mpd.slice.*.json) in {str(manual_dir)!r}')
   playlists: list[splits_lib.Playlist] = []
@@ -68,8 +71,13 @@ def read_mpd_slices(manual_dir: os.PathLike | str,
       seen_pids.add(pid)
       uris = []
       for item in playlist['tracks']:
-        bad = [k for k in _MPD_TRACK_FIELDS if not isinstance(item, dict)
-               or not isinstance(item.get(k), str) or not item.get(k).strip()]
+        bad = [
+            k
+            for k in _MPD_TRACK_FIELDS
+            if not isinstance(item, dict)
+            or not isinstance(item.get(k), str)
+            or not item.get(k).strip()
+        ]
         uri = item.get('track_uri') if isinstance(item, dict) else None
         if not bad and not _SPOTIFY_TRACK.match(uri):
           bad = ['track_uri (not spotify:track:<22 chars>)']
@@ -78,11 +86,15 @@ def read_mpd_slices(manual_dir: os.PathLike | str,
           continue
         if uri not in tracks:
           tracks[uri] = playlist_audio.TrackInfo(
-              item['track_name'], item['artist_name'], item['album_name'],
-              audio_key=uri.rsplit(':', 1)[1])
+              item['track_name'],
+              item['artist_name'],
+              item['album_name'],
+              audio_key=uri.rsplit(':', 1)[1],
+          )
         uris.append(uri)
-      playlists.append(splits_lib.Playlist(pid, str(playlist.get('name', '')),
-                                           splits_lib.dedupe(uris)))
+      playlists.append(
+          splits_lib.Playlist(pid, str(playlist.get('name', '')), splits_lib.dedupe(uris))
+      )
   if not playlists:
     raise ValueError(f'no usable playlists in the MPD slices under {str(manual_dir)!r}')
   return playlist_audio.SourceData(playlists, tracks)
@@ -98,6 +110,7 @@ class LarpMpd(playlist_audio.PlaylistAudioBuilder):
   'spotify:track:'). `python -m data_pipelines.demo.catalogue --out DIR` writes a demo.
   """
 
-  def _read_source(self, manual_dir: pathlib.Path,
-                   report: playlist_audio.SkipReport) -> playlist_audio.SourceData:
+  def _read_source(
+      self, manual_dir: pathlib.Path, report: playlist_audio.SkipReport
+  ) -> playlist_audio.SourceData:
     return read_mpd_slices(manual_dir, report)

@@ -29,6 +29,7 @@ playlist items naming unknown tracks, malformed playlists, evaluation playlists 
 short. Skipped items never stop a build; they are counted, the first examples are kept, and the
 report is printed.
 """
+
 from __future__ import annotations
 
 import abc
@@ -53,9 +54,8 @@ from data_pipelines import text as text_lib
 
 METADATA_FILE = 'larp_metadata.json'
 TRACK_SPLITS = ('tracks_train', 'tracks_valid', 'tracks_test')
-SPLIT_NAMES = TRACK_SPLITS + ('pairs_train', 'playlists_train', 'playlists_valid',
-                              'playlists_test')
-_KEY_SPACE = 2 ** 127  # Record keys spread over this range keep order and fill tfds's buckets.
+SPLIT_NAMES = TRACK_SPLITS + ('pairs_train', 'playlists_train', 'playlists_valid', 'playlists_test')
+_KEY_SPACE = 2**127  # Record keys spread over this range keep order and fill tfds's buckets.
 
 
 @dataclasses.dataclass(eq=False)
@@ -79,6 +79,7 @@ class LarpDataConfig(tfds.core.BuilderConfig):
     num_workers: threads decoding audio.
     max_report_examples: examples kept per skip reason.
   """
+
   sample_rate: int = 48000
   clip_seconds: float = 10.0
   edge_seconds: float = 20.0
@@ -108,8 +109,10 @@ class LarpDataConfig(tfds.core.BuilderConfig):
     if self.crop not in ('random', 'center'):
       raise ValueError(f"crop must be 'random' or 'center', got {self.crop!r}")
     if self.sample_rate <= 0 or self.clip_seconds <= 0:
-      raise ValueError(f'sample_rate and clip_seconds must be positive, got '
-                       f'{self.sample_rate}, {self.clip_seconds}')
+      raise ValueError(
+          f'sample_rate and clip_seconds must be positive, got '
+          f'{self.sample_rate}, {self.clip_seconds}'
+      )
     text_lib.resolve_caption_template(self.caption_template)
     self.split_config()  # Validates the split fields.
 
@@ -119,21 +122,29 @@ class LarpDataConfig(tfds.core.BuilderConfig):
 
   def split_config(self) -> splits_lib.SplitConfig:
     return splits_lib.SplitConfig(
-        train_tracks=self.train_tracks, valid_tracks=self.valid_tracks,
-        num_valid_playlists=self.num_valid_playlists, num_test_playlists=self.num_test_playlists,
-        min_playlist_length=self.min_playlist_length, max_playlist_length=self.max_playlist_length,
-        min_train_playlist_length=self.min_train_playlist_length, seed=self.seed)
+        train_tracks=self.train_tracks,
+        valid_tracks=self.valid_tracks,
+        num_valid_playlists=self.num_valid_playlists,
+        num_test_playlists=self.num_test_playlists,
+        min_playlist_length=self.min_playlist_length,
+        max_playlist_length=self.max_playlist_length,
+        min_train_playlist_length=self.min_train_playlist_length,
+        seed=self.seed,
+    )
 
   def data_fields(self) -> dict[str, Any]:
     """The fields that determine the built data (for metadata and staleness checks)."""
     skip = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)} | {
-        'num_workers', 'max_report_examples'}
+        'num_workers',
+        'max_report_examples',
+    }
     return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
 
 @dataclasses.dataclass(frozen=True)
 class TrackInfo:
   """Metadata of one track; `audio_key` is the audio file stem (audio/<audio_key>.<ext>)."""
+
   name: str
   artist: str
   album: str
@@ -154,8 +165,10 @@ class SkipReport:
       self.examples[reason].append(example)
 
   def as_dict(self) -> dict[str, dict[str, Any]]:
-    return {reason: {'count': count, 'examples': self.examples[reason]}
-            for reason, count in sorted(self.counts.items())}
+    return {
+        reason: {'count': count, 'examples': self.examples[reason]}
+        for reason, count in sorted(self.counts.items())
+    }
 
   def summary(self) -> str:
     if not self.counts:
@@ -169,6 +182,7 @@ class SkipReport:
 @dataclasses.dataclass
 class SourceData:
   """What a reader extracts from the raw files: playlists (uris) and per-uri metadata."""
+
   playlists: list[splits_lib.Playlist]
   tracks: dict[str, TrackInfo]
 
@@ -215,41 +229,61 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
   def _info(self) -> tfds.core.DatasetInfo:
     config = self._config
     audio_dtype = np.int16 if config.audio_dtype == 'int16' else np.float32
-    int_vector = lambda doc: tfds.features.Tensor(shape=(None,), dtype=np.int32,
-                                                  encoding='bytes', doc=doc)
+    int_vector = lambda doc: tfds.features.Tensor(
+        shape=(None,), dtype=np.int32, encoding='bytes', doc=doc
+    )
     scalar = lambda dtype, doc: tfds.features.Scalar(dtype=dtype, doc=doc)
-    features = tfds.features.FeaturesDict({
-        'track_index': scalar(np.int32, 'track index in its split (-1 elsewhere)'),
-        'track_uri': tfds.features.Text(doc='track uri (MPD) or track id (LFM)'),
-        'caption': tfds.features.Text(doc='metadata caption'),
-        'audio': tfds.features.Tensor(shape=(None,), dtype=audio_dtype, encoding='bytes',
-                                      doc='mono clip [clip_samples]'),
-        'input_ids': int_vector('caption token ids [max_text_length]'),
-        'attention_mask': int_vector('caption attention mask [max_text_length]'),
-        'track_a': scalar(np.int32, 'pair: anchor train track'),
-        'track_b': scalar(np.int32, 'pair: co-occurring train track'),
-        'playlist_index': scalar(np.int32, 'record index in the playlists split'),
-        'pid': scalar(np.int64, 'original playlist / user id'),
-        'length': scalar(np.int32, 'number of tracks in the playlist'),
-        'playlist_tracks': int_vector('track indices padded with the split pad id'),
-        'seeds': int_vector('seed half, padded'),
-        'num_seeds': scalar(np.int32, 'number of seeds'),
-        'ground_truth': int_vector('held-out half, padded'),
-        'num_ground_truth': scalar(np.int32, 'number of held-out tracks'),
-    })
+    features = tfds.features.FeaturesDict(
+        {
+            'track_index': scalar(np.int32, 'track index in its split (-1 elsewhere)'),
+            'track_uri': tfds.features.Text(doc='track uri (MPD) or track id (LFM)'),
+            'caption': tfds.features.Text(doc='metadata caption'),
+            'audio': tfds.features.Tensor(
+                shape=(None,), dtype=audio_dtype, encoding='bytes', doc='mono clip [clip_samples]'
+            ),
+            'input_ids': int_vector('caption token ids [max_text_length]'),
+            'attention_mask': int_vector('caption attention mask [max_text_length]'),
+            'track_a': scalar(np.int32, 'pair: anchor train track'),
+            'track_b': scalar(np.int32, 'pair: co-occurring train track'),
+            'playlist_index': scalar(np.int32, 'record index in the playlists split'),
+            'pid': scalar(np.int64, 'original playlist / user id'),
+            'length': scalar(np.int32, 'number of tracks in the playlist'),
+            'playlist_tracks': int_vector('track indices padded with the split pad id'),
+            'seeds': int_vector('seed half, padded'),
+            'num_seeds': scalar(np.int32, 'number of seeds'),
+            'ground_truth': int_vector('held-out half, padded'),
+            'num_ground_truth': scalar(np.int32, 'number of held-out tracks'),
+        }
+    )
     return tfds.core.DatasetInfo(
-        builder=self, features=features, disable_shuffling=True,
+        builder=self,
+        features=features,
+        disable_shuffling=True,
         description='LARP cold-start playlist continuation data (audio clips + captions).',
-        homepage='https://arxiv.org/abs/2406.14333')
+        homepage='https://arxiv.org/abs/2406.14333',
+    )
 
   def _empty_record(self) -> dict[str, Any]:
     audio_dtype = np.int16 if self._config.audio_dtype == 'int16' else np.float32
     empty = np.zeros((0,), np.int32)
-    return {'track_index': -1, 'track_uri': '', 'caption': '',
-            'audio': np.zeros((0,), audio_dtype), 'input_ids': empty, 'attention_mask': empty,
-            'track_a': -1, 'track_b': -1, 'playlist_index': -1, 'pid': -1, 'length': 0,
-            'playlist_tracks': empty, 'seeds': empty, 'num_seeds': 0, 'ground_truth': empty,
-            'num_ground_truth': 0}
+    return {
+        'track_index': -1,
+        'track_uri': '',
+        'caption': '',
+        'audio': np.zeros((0,), audio_dtype),
+        'input_ids': empty,
+        'attention_mask': empty,
+        'track_a': -1,
+        'track_b': -1,
+        'playlist_index': -1,
+        'pid': -1,
+        'length': 0,
+        'playlist_tracks': empty,
+        'seeds': empty,
+        'num_seeds': 0,
+        'ground_truth': empty,
+        'num_ground_truth': 0,
+    }
 
   def _download_and_prepare(self, dl_manager, download_config):
     scratch_root = pathlib.Path(self.data_dir).parent
@@ -263,24 +297,35 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
 
   # ------------------------------------------------------------------ preparation
 
-  def _decode_clips(self, uris: Sequence[str], files: Mapping[str, pathlib.Path],
-                    tracks: Mapping[str, TrackInfo], report: SkipReport
-                    ) -> tuple[np.ndarray, dict[str, int], set[str]]:
+  def _decode_clips(
+      self,
+      uris: Sequence[str],
+      files: Mapping[str, pathlib.Path],
+      tracks: Mapping[str, TrackInfo],
+      report: SkipReport,
+  ) -> tuple[np.ndarray, dict[str, int], set[str]]:
     """Decodes one clip per uri into a disk-backed array. Returns (clips, uri -> row, bad uris)."""
     config = self._config
     dtype = np.int16 if config.audio_dtype == 'int16' else np.float32
     clips = np.lib.format.open_memmap(
-        self._scratch_dir / 'clips.npy', mode='w+', dtype=dtype,
-        shape=(max(len(uris), 1), config.clip_samples))
+        self._scratch_dir / 'clips.npy',
+        mode='w+',
+        dtype=dtype,
+        shape=(max(len(uris), 1), config.clip_samples),
+    )
     rows = {uri: i for i, uri in enumerate(uris)}
 
     def decode(uri: str) -> str | None:
       path = files[tracks[uri].audio_key]
       try:
         clip = audio_lib.load_clip(
-            path, sample_rate=config.sample_rate, clip_samples=config.clip_samples,
-            edge_seconds=config.edge_seconds, crop=config.crop,
-            rng=audio_lib.track_rng(config.seed, uri))
+            path,
+            sample_rate=config.sample_rate,
+            clip_samples=config.clip_samples,
+            edge_seconds=config.edge_seconds,
+            crop=config.crop,
+            rng=audio_lib.track_rng(config.seed, uri),
+        )
       except audio_lib.AudioDecodeError as e:
         return str(e)
       except Exception as e:  # pylint: disable=broad-except  Never stop a build for one file.
@@ -291,8 +336,9 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
     bad = set()
     with concurrent.futures.ThreadPoolExecutor(max(1, config.num_workers)) as pool:
       results = pool.map(decode, uris)
-      for uri, error in tqdm.tqdm(zip(uris, results), total=len(uris), desc='decoding audio',
-                                  unit=' clips', mininterval=2.0):
+      for uri, error in tqdm.tqdm(
+          zip(uris, results), total=len(uris), desc='decoding audio', unit=' clips', mininterval=2.0
+      ):
         if error is not None:
           bad.add(uri)
           report.add('corrupt_audio', error)
@@ -319,9 +365,10 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
       (with_audio if source.tracks[uri].audio_key in files else missing).add(uri)
     for uri in sorted(missing):
       report.add('missing_audio', f'{uri} (no {audio_dir}/{source.tracks[uri].audio_key}.*)')
-    playlists = [splits_lib.Playlist(p.pid, p.name,
-                                     tuple(u for u in p.track_uris if u in with_audio))
-                 for p in source.playlists]
+    playlists = [
+        splits_lib.Playlist(p.pid, p.name, tuple(u for u in p.track_uris if u in with_audio))
+        for p in source.playlists
+    ]
     split = splits_lib.cold_start_split(playlists, config.split_config())
     needed = list(split.train_uris) + list(split.valid_uris) + list(split.test_uris)
     self._clips, self._clip_rows, bad = self._decode_clips(needed, files, source.tracks, report)
@@ -333,42 +380,65 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
     metadata = self._metadata(split, report)
     with open(pathlib.Path(self.data_dir) / METADATA_FILE, 'w', encoding='utf-8') as f:
       json.dump(metadata, f, indent=1)
-    message = (f'{self.name}/{config.name}: {metadata["counts"]}\n{report.summary()}')
+    message = f'{self.name}/{config.name}: {metadata["counts"]}\n{report.summary()}'
     print(message)
     logging.info(message)
     return {name: self._generate_examples(name) for name in SPLIT_NAMES}
 
-  def _make_plan(self, split: splits_lib.ColdStartSplit,
-                 tracks: Mapping[str, TrackInfo]) -> dict[str, Any]:
+  def _make_plan(
+      self, split: splits_lib.ColdStartSplit, tracks: Mapping[str, TrackInfo]
+  ) -> dict[str, Any]:
     """Indices, captions, token ids, pairs, padded sequences and seed halves for every split."""
     config = self._config
     tokenizer = text_lib.load_tokenizer(config.tokenizer_dir) if config.tokenizer_dir else None
     plan: dict[str, Any] = {}
     width = config.max_playlist_length
-    for part, uris, playlists in (('train', split.train_uris, split.train_playlists),
-                                  ('valid', split.valid_uris, split.valid_playlists),
-                                  ('test', split.test_uris, split.test_playlists)):
+    for part, uris, playlists in (
+        ('train', split.train_uris, split.train_playlists),
+        ('valid', split.valid_uris, split.valid_playlists),
+        ('test', split.test_uris, split.test_playlists),
+    ):
       index = splits_lib.index_of(uris)
-      captions = [text_lib.make_caption(tracks[u].name, tracks[u].artist, tracks[u].album,
-                                        config.caption_template) for u in uris]
-      tokens = (text_lib.tokenize(tokenizer, captions, config.max_text_length)
-                if tokenizer is not None else None)
+      captions = [
+          text_lib.make_caption(
+              tracks[u].name, tracks[u].artist, tracks[u].album, config.caption_template
+          )
+          for u in uris
+      ]
+      tokens = (
+          text_lib.tokenize(tokenizer, captions, config.max_text_length)
+          if tokenizer is not None
+          else None
+      )
       sequences = splits_lib.playlist_sequences(playlists, index)
       ids, lengths = splits_lib.pad_sequences(sequences, width, pad_id=len(uris))
-      plan[part] = {'uris': list(uris), 'captions': captions, 'tokens': tokens,
-                    'pids': [p.pid for p in playlists], 'ids': ids, 'lengths': lengths,
-                    'sequences': sequences}
+      plan[part] = {
+          'uris': list(uris),
+          'captions': captions,
+          'tokens': tokens,
+          'pids': [p.pid for p in playlists],
+          'ids': ids,
+          'lengths': lengths,
+          'sequences': sequences,
+      }
       if part != 'train':
         halves = splits_lib.seed_ground_truth_halves(sequences, seed=config.seed)
         plan[part]['seeds'] = splits_lib.pad_sequences([h[0] for h in halves], width, len(uris))
-        plan[part]['ground_truth'] = splits_lib.pad_sequences([h[1] for h in halves], width,
-                                                              len(uris))
+        plan[part]['ground_truth'] = splits_lib.pad_sequences(
+            [h[1] for h in halves], width, len(uris)
+        )
     plan['pairs'] = splits_lib.mine_pairs(
-        plan['train']['sequences'], len(split.train_uris), pairs_per_track=config.pairs_per_track,
-        seed=config.seed, include_self=config.include_self_pairs)
+        plan['train']['sequences'],
+        len(split.train_uris),
+        pairs_per_track=config.pairs_per_track,
+        seed=config.seed,
+        include_self=config.include_self_pairs,
+    )
     if plan['pairs'].shape[0] == 0:
-      raise ValueError('no training track shares a training playlist with another track: '
-                       'no TTC pairs (use more training tracks or longer playlists)')
+      raise ValueError(
+          'no training track shares a training playlist with another track: '
+          'no TTC pairs (use more training tracks or longer playlists)'
+      )
     return plan
 
   def _metadata(self, split: splits_lib.ColdStartSplit, report: SkipReport) -> dict[str, Any]:
@@ -404,8 +474,13 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
     if split_name in TRACK_SPLITS:
       part = plan[split_name.split('_')[1]]
       for i, uri in enumerate(part['uris']):
-        record = dict(empty, track_index=i, track_uri=uri, caption=part['captions'][i],
-                      audio=np.asarray(self._clips[self._clip_rows[uri]]))
+        record = dict(
+            empty,
+            track_index=i,
+            track_uri=uri,
+            caption=part['captions'][i],
+            audio=np.asarray(self._clips[self._clip_rows[uri]]),
+        )
         if part['tokens'] is not None:
           record['input_ids'] = part['tokens']['input_ids'][i]
           record['attention_mask'] = part['tokens']['attention_mask'][i]
@@ -417,13 +492,22 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
     else:
       part = plan[split_name.split('_')[1]]
       for i, pid in enumerate(part['pids']):
-        record = dict(empty, playlist_index=i, pid=pid, length=int(part['lengths'][i]),
-                      playlist_tracks=part['ids'][i])
+        record = dict(
+            empty,
+            playlist_index=i,
+            pid=pid,
+            length=int(part['lengths'][i]),
+            playlist_tracks=part['ids'][i],
+        )
         if 'seeds' in part:
           seeds, num_seeds = part['seeds']
           truth, num_truth = part['ground_truth']
-          record.update(seeds=seeds[i], num_seeds=int(num_seeds[i]), ground_truth=truth[i],
-                        num_ground_truth=int(num_truth[i]))
+          record.update(
+              seeds=seeds[i],
+              num_seeds=int(num_seeds[i]),
+              ground_truth=truth[i],
+              num_ground_truth=int(num_truth[i]),
+          )
         yield _record_key(i, len(part['pids'])), record
 
 

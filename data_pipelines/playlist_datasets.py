@@ -6,6 +6,7 @@ import only their shared base `data_pipelines.playlist_audio`, and this module i
 config is a no-op) and returns that directory, which `data_pipelines.grain_pipelines` reads; the
 records and `larp_metadata.json` are described in `data_pipelines/playlist_audio.py`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,11 +25,14 @@ from data_pipelines import playlist_audio
 
 # kind -> builder class; the dataset goes to data_dir/larp_<kind>/<config.name>/<version>.
 BUILDERS: dict[str, type[playlist_audio.PlaylistAudioBuilder]] = {
-    'mpd': mpd.LarpMpd, 'lfm': lfm.LarpLfm}
+    'mpd': mpd.LarpMpd,
+    'lfm': lfm.LarpLfm,
+}
 
 
-def _as_config(kind: str, config: playlist_audio.LarpDataConfig | Mapping[str, Any] | Any
-               ) -> playlist_audio.LarpDataConfig:
+def _as_config(
+    kind: str, config: playlist_audio.LarpDataConfig | Mapping[str, Any] | Any
+) -> playlist_audio.LarpDataConfig:
   """A LarpDataConfig from one, or from a mapping / ConfigDict of its fields."""
   if isinstance(config, playlist_audio.LarpDataConfig):
     return config
@@ -48,9 +52,14 @@ def _as_config(kind: str, config: playlist_audio.LarpDataConfig | Mapping[str, A
   return playlist_audio.LarpDataConfig(**values)
 
 
-def build_dataset(kind: str, manual_dir: os.PathLike | str, data_dir: os.PathLike | str,
-                  config: playlist_audio.LarpDataConfig | Mapping[str, Any] | Any, *,
-                  overwrite: bool = False) -> str:
+def build_dataset(
+    kind: str,
+    manual_dir: os.PathLike | str,
+    data_dir: os.PathLike | str,
+    config: playlist_audio.LarpDataConfig | Mapping[str, Any] | Any,
+    *,
+    overwrite: bool = False,
+) -> str:
   """Builds (or reuses) the array_record dataset and returns its directory.
 
   Args:
@@ -70,7 +79,7 @@ def build_dataset(kind: str, manual_dir: os.PathLike | str, data_dir: os.PathLik
       different settings (and overwrite is False).
   """
   if kind not in BUILDERS:
-    raise ValueError(f"kind must be one of {sorted(BUILDERS)}, got {kind!r}")
+    raise ValueError(f'kind must be one of {sorted(BUILDERS)}, got {kind!r}')
   config = _as_config(kind, config)
   builder = BUILDERS[kind](config=config, data_dir=str(data_dir), file_format='array_record')
   dataset_dir = pathlib.Path(builder.data_dir)
@@ -81,10 +90,12 @@ def build_dataset(kind: str, manual_dir: os.PathLike | str, data_dir: os.PathLik
     if not overwrite:
       raise ValueError(
           f'{str(dataset_dir)!r} was built with different settings; choose another config name '
-          'or pass overwrite=True')
+          'or pass overwrite=True'
+      )
     shutil.rmtree(dataset_dir)
     builder = BUILDERS[kind](config=config, data_dir=str(data_dir), file_format='array_record')
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
-      file_format='array_record')
+      file_format='array_record',
+  )
   return str(dataset_dir)

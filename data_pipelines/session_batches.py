@@ -33,10 +33,17 @@ class _SessionRecords:
     return record
 
 
-def session_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int = 0,
-                    shuffle: bool = True, num_epochs: int | None = 1,
-                    drop_remainder: bool = True, shard_index: int = 0,
-                    shard_count: int = 1) -> grain.MapDataset:
+def session_batches(
+    arrays: dict[str, np.ndarray],
+    *,
+    batch_size: int,
+    seed: int = 0,
+    shuffle: bool = True,
+    num_epochs: int | None = 1,
+    drop_remainder: bool = True,
+    shard_index: int = 0,
+    shard_count: int = 1,
+) -> grain.MapDataset:
   """Fixed-shape batches of one split as a grain MapDataset (iterate with `iter(...)`).
 
   Each epoch is a fresh seeded permutation of the (host-local) sessions; batches never cross an
@@ -55,8 +62,9 @@ def session_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int
   order = grain.MapDataset.range(len(arrays['user_ids']))[shard_index::shard_count][:num_local]
   if shuffle:
     order = order.shuffle(seed=seed)
-  per_epoch = (num_local // batch_size if drop_remainder
-               else -(-num_local // batch_size)) * batch_size
+  per_epoch = (
+      num_local // batch_size if drop_remainder else -(-num_local // batch_size)
+  ) * batch_size
   if per_epoch == 0:
     raise ValueError(f'{num_local} sessions per shard give no batch of {batch_size}')
   order = order.repeat(num_epochs)
@@ -67,5 +75,9 @@ def session_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int
     return -1 if k >= num_local else int(order[epoch * num_local + k])
 
   records = _SessionRecords(arrays)
-  return (grain.MapDataset.range(length).map(session_index).map(records)
-          .batch(batch_size, drop_remainder=True))
+  return (
+      grain.MapDataset.range(length)
+      .map(session_index)
+      .map(records)
+      .batch(batch_size, drop_remainder=True)
+  )

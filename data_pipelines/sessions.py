@@ -65,8 +65,9 @@ FORMAT_VERSION = 1
 # ------------------------------------------------------------------------------------ labels
 
 
-def emerging_artists(track_artist: np.ndarray, track_popularity: np.ndarray, num_artists: int
-                     ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+def emerging_artists(
+    track_artist: np.ndarray, track_popularity: np.ndarray, num_artists: int
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
   """EXPOSURE definition. Returns (artist popularity float64 [A], emerging bool [A], (q25, q75)).
 
   Artist popularity = mean us_popularity_estimate of the artist's tracks; emerging = inside the
@@ -94,9 +95,17 @@ def derive_labels(raw: session_logs.RawSessions) -> list[np.ndarray]:
         seen[tracks.artist[raw.history[session.user_id][0]]] = True
       known[session.user_id] = seen
     artists = tracks.artist[session.tracks]
-    labels.append(np.stack([
-        session.not_skipped, tracks.boost[session.tracks], emerging[artists].astype(np.float32),
-        (~known[session.user_id][artists]).astype(np.float32)], axis=1))
+    labels.append(
+        np.stack(
+            [
+                session.not_skipped,
+                tracks.boost[session.tracks],
+                emerging[artists].astype(np.float32),
+                (~known[session.user_id][artists]).astype(np.float32),
+            ],
+            axis=1,
+        )
+    )
     known[session.user_id][artists] = True
   return labels
 
@@ -106,15 +115,21 @@ def derive_labels(raw: session_logs.RawSessions) -> list[np.ndarray]:
 
 def feature_names(genre_names: Sequence[str]) -> tuple[str, ...]:
   """Names of the F feature columns, in order."""
-  return (tuple(f'user_emb_{i}' for i in range(session_logs.EMBEDDING_DIM))
-          + tuple(f'track_emb_{i}' for i in range(session_logs.EMBEDDING_DIM)) + ('popularity',)
-          + tuple(f'genre_{g}' for g in genre_names) + session_logs.ACOUSTIC_FEATURES
-          + ('duration', 'cosine', 'euclidean', 'genre_affinity'))
+  return (
+      tuple(f'user_emb_{i}' for i in range(session_logs.EMBEDDING_DIM))
+      + tuple(f'track_emb_{i}' for i in range(session_logs.EMBEDDING_DIM))
+      + ('popularity',)
+      + tuple(f'genre_{g}' for g in genre_names)
+      + session_logs.ACOUSTIC_FEATURES
+      + ('duration', 'cosine', 'euclidean', 'genre_affinity')
+  )
 
 
-def user_profiles(tracks: session_logs.TrackTable,
-                  history: dict[str, tuple[np.ndarray, np.ndarray]],
-                  user_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def user_profiles(
+    tracks: session_logs.TrackTable,
+    history: dict[str, tuple[np.ndarray, np.ndarray]],
+    user_ids: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray]:
   """(user embedding float64 [U, 8], history genre distribution float64 [U, G]) from history.
 
   Embedding = play-weighted mean of history track embeddings; genre distribution = play-weighted
@@ -133,32 +148,47 @@ def user_profiles(tracks: session_logs.TrackTable,
   return embedding, genre_dist
 
 
-def pair_features(tracks: session_logs.TrackTable, user_embedding: np.ndarray,
-                  user_genre_dist: np.ndarray, user_rows: np.ndarray,
-                  track_rows: np.ndarray) -> np.ndarray:
+def pair_features(
+    tracks: session_logs.TrackTable,
+    user_embedding: np.ndarray,
+    user_genre_dist: np.ndarray,
+    user_rows: np.ndarray,
+    track_rows: np.ndarray,
+) -> np.ndarray:
   """Unnormalised features float64 [R, F] for R user-track pairs (int [R] row indices)."""
   u = user_embedding[user_rows]
   t = tracks.embedding[track_rows]
   norms = np.linalg.norm(u, axis=1) * np.linalg.norm(t, axis=1)
   cosine = np.where(norms > 0, np.sum(u * t, axis=1) / np.maximum(norms, 1e-12), 0.0)
   genres = tracks.genres[track_rows]
-  affinity = np.max(np.where(genres > 0, user_genre_dist[user_rows], 0.0), axis=1,
-                    initial=0.0)
-  return np.concatenate([
-      u, t, tracks.popularity[track_rows, None], genres, tracks.acoustic[track_rows],
-      tracks.duration[track_rows, None], cosine[:, None],
-      np.linalg.norm(u - t, axis=1)[:, None], affinity[:, None]], axis=1)
+  affinity = np.max(np.where(genres > 0, user_genre_dist[user_rows], 0.0), axis=1, initial=0.0)
+  return np.concatenate(
+      [
+          u,
+          t,
+          tracks.popularity[track_rows, None],
+          genres,
+          tracks.acoustic[track_rows],
+          tracks.duration[track_rows, None],
+          cosine[:, None],
+          np.linalg.norm(u - t, axis=1)[:, None],
+          affinity[:, None],
+      ],
+      axis=1,
+  )
 
 
 # ------------------------------------------------------------------------------- arrays/split
 
 
-def _split_sessions(sessions: Sequence[session_logs.Session], fractions: Sequence[float],
-                    split_by: str, seed: int) -> np.ndarray:
+def _split_sessions(
+    sessions: Sequence[session_logs.Session], fractions: Sequence[float], split_by: str, seed: int
+) -> np.ndarray:
   """Split index (0 train, 1 valid, 2 test) int [S] per session."""
   if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0):
-    raise ValueError(f'split_fractions must be 3 non-negative numbers summing to 1, '
-                     f'got {fractions}')
+    raise ValueError(
+        f'split_fractions must be 3 non-negative numbers summing to 1, ' f'got {fractions}'
+    )
   if split_by == 'user':
     keys = np.array([s.user_id for s in sessions])
   elif split_by == 'session':
@@ -174,16 +204,27 @@ def _split_sessions(sessions: Sequence[session_logs.Session], fractions: Sequenc
   return split_of_unique[np.searchsorted(unique, keys)]
 
 
-def _pad_split(raw: session_logs.RawSessions, labels: Sequence[np.ndarray], indices: np.ndarray,
-               user_index: dict[str, int], user_embedding: np.ndarray,
-               user_genre_dist: np.ndarray, max_set_size: int) -> dict[str, np.ndarray]:
+def _pad_split(
+    raw: session_logs.RawSessions,
+    labels: Sequence[np.ndarray],
+    indices: np.ndarray,
+    user_index: dict[str, int],
+    user_embedding: np.ndarray,
+    user_genre_dist: np.ndarray,
+    max_set_size: int,
+) -> dict[str, np.ndarray]:
   """Unnormalised padded arrays of the sessions `indices` (rows of raw.sessions)."""
   num_features = len(feature_names(raw.tracks.genre_names))
   s, n = len(indices), max_set_size
-  out = {'features': np.zeros((s, n, num_features), np.float32), 'mask': np.zeros((s, n), bool),
-         'labels': np.zeros((s, n, len(OBJECTIVES)), np.float32),
-         'cosine': np.zeros((s, n), np.float32), 'track_ids': np.full((s, n), -1, np.int32),
-         'user_ids': np.zeros((s,), np.int32), 'session_ids': np.asarray(indices, np.int32)}
+  out = {
+      'features': np.zeros((s, n, num_features), np.float32),
+      'mask': np.zeros((s, n), bool),
+      'labels': np.zeros((s, n, len(OBJECTIVES)), np.float32),
+      'cosine': np.zeros((s, n), np.float32),
+      'track_ids': np.full((s, n), -1, np.int32),
+      'user_ids': np.zeros((s,), np.int32),
+      'session_ids': np.asarray(indices, np.int32),
+  }
   if not s:
     return out
   sizes = np.array([min(len(raw.sessions[i].tracks), n) for i in indices])
@@ -203,13 +244,21 @@ def _pad_split(raw: session_logs.RawSessions, labels: Sequence[np.ndarray], indi
 
 def _label_rates(arrays: dict[str, np.ndarray]) -> dict[str, float]:
   valid = arrays['labels'][arrays['mask']]
-  return {name: float(valid[:, j].mean()) if len(valid) else float('nan')
-          for j, name in enumerate(OBJECTIVES)}
+  return {
+      name: float(valid[:, j].mean()) if len(valid) else float('nan')
+      for j, name in enumerate(OBJECTIVES)
+  }
 
 
-def build_session_arrays(raw_dir: str, out_dir: str, *, max_set_size: int = MAX_SET_SIZE,
-                         split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                         split_by: str = 'user', seed: int = 0) -> dict[str, Any]:
+def build_session_arrays(
+    raw_dir: str,
+    out_dir: str,
+    *,
+    max_set_size: int = MAX_SET_SIZE,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    split_by: str = 'user',
+    seed: int = 0,
+) -> dict[str, Any]:
   """Reads `raw_dir`, writes `{train,valid,test}.npz`, `vocab.npz`, `metadata.json` to `out_dir`.
 
   Sessions longer than `max_set_size` keep their first `max_set_size` positions (counted in
@@ -224,9 +273,18 @@ def build_session_arrays(raw_dir: str, out_dir: str, *, max_set_size: int = MAX_
   user_index = {u: i for i, u in enumerate(user_ids)}
   user_embedding, user_genre_dist = user_profiles(raw.tracks, raw.history, user_ids)
   split_of_session = _split_sessions(raw.sessions, split_fractions, split_by, seed)
-  arrays = {name: _pad_split(raw, labels, np.flatnonzero(split_of_session == k), user_index,
-                             user_embedding, user_genre_dist, max_set_size)
-            for k, name in enumerate(SPLITS)}
+  arrays = {
+      name: _pad_split(
+          raw,
+          labels,
+          np.flatnonzero(split_of_session == k),
+          user_index,
+          user_embedding,
+          user_genre_dist,
+          max_set_size,
+      )
+      for k, name in enumerate(SPLITS)
+  }
   names = feature_names(raw.tracks.genre_names)
   normalised = np.array([not n.startswith('genre_') or n == 'genre_affinity' for n in names])
   train_rows = arrays['train']['features'][arrays['train']['mask']].astype(np.float64)
@@ -236,33 +294,57 @@ def build_session_arrays(raw_dir: str, out_dir: str, *, max_set_size: int = MAX_
   std = train_rows.std(axis=0)
   std = np.where(normalised & (std > 1e-6), std, 1.0)
   for split in arrays.values():
-    split['features'] = np.where(split['mask'][..., None],
-                                 (split['features'] - mean) / std, 0.0).astype(np.float32)
-  _, _, (q25, q75) = emerging_artists(raw.tracks.artist, raw.tracks.popularity,
-                                      len(raw.tracks.artist_ids))
+    split['features'] = np.where(
+        split['mask'][..., None], (split['features'] - mean) / std, 0.0
+    ).astype(np.float32)
+  _, _, (q25, q75) = emerging_artists(
+      raw.tracks.artist, raw.tracks.popularity, len(raw.tracks.artist_ids)
+  )
   metadata = {
-      'format_version': FORMAT_VERSION, 'objectives': list(OBJECTIVES),
-      'max_set_size': max_set_size, 'num_features': len(names), 'feature_names': list(names),
-      'normalised': normalised.tolist(), 'feature_mean': mean.tolist(),
-      'feature_std': std.tolist(), 'genre_names': list(raw.tracks.genre_names),
+      'format_version': FORMAT_VERSION,
+      'objectives': list(OBJECTIVES),
+      'max_set_size': max_set_size,
+      'num_features': len(names),
+      'feature_names': list(names),
+      'normalised': normalised.tolist(),
+      'feature_mean': mean.tolist(),
+      'feature_std': std.tolist(),
+      'genre_names': list(raw.tracks.genre_names),
       'split': {'by': split_by, 'seed': seed, 'fractions': list(split_fractions)},
-      'counts': {name: {'sessions': int(len(a['user_ids'])),
-                        'users': int(len(np.unique(a['user_ids']))),
-                        'positions': int(a['mask'].sum())} for name, a in arrays.items()},
+      'counts': {
+          name: {
+              'sessions': int(len(a['user_ids'])),
+              'users': int(len(np.unique(a['user_ids']))),
+              'positions': int(a['mask'].sum()),
+          }
+          for name, a in arrays.items()
+      },
       'label_rates': {name: _label_rates(a) for name, a in arrays.items()},
-      'exposure': {'artist_popularity': 'mean us_popularity_estimate of the artist tracks',
-                   'q25': q25, 'q75': q75},
-      'num_tracks': len(raw.tracks.track_ids), 'num_artists': len(raw.tracks.artist_ids),
-      'num_users': len(user_ids), 'users_without_history': len(set(user_ids) - set(raw.history)),
+      'exposure': {
+          'artist_popularity': 'mean us_popularity_estimate of the artist tracks',
+          'q25': q25,
+          'q75': q75,
+      },
+      'num_tracks': len(raw.tracks.track_ids),
+      'num_artists': len(raw.tracks.artist_ids),
+      'num_users': len(user_ids),
+      'users_without_history': len(set(user_ids) - set(raw.history)),
       'truncated_sessions': sum(len(s.tracks) > max_set_size for s in raw.sessions),
-      'validation': raw.report.to_dict(), 'raw_dir': os.path.abspath(raw_dir)}
+      'validation': raw.report.to_dict(),
+      'raw_dir': os.path.abspath(raw_dir),
+  }
   os.makedirs(out_dir, exist_ok=True)
   for name, split in arrays.items():
     np.savez(os.path.join(out_dir, f'{name}.npz'), **split)
-  np.savez(os.path.join(out_dir, 'vocab.npz'), track_ids=np.array(raw.tracks.track_ids),
-           user_ids=np.array(user_ids), artist_ids=np.array(raw.tracks.artist_ids),
-           track_artist=raw.tracks.artist, genre_names=np.array(raw.tracks.genre_names),
-           session_ids=np.array([s.session_id for s in raw.sessions]))
+  np.savez(
+      os.path.join(out_dir, 'vocab.npz'),
+      track_ids=np.array(raw.tracks.track_ids),
+      user_ids=np.array(user_ids),
+      artist_ids=np.array(raw.tracks.artist_ids),
+      track_artist=raw.tracks.artist,
+      genre_names=np.array(raw.tracks.genre_names),
+      session_ids=np.array([s.session_id for s in raw.sessions]),
+  )
   metadata['build_seconds'] = round(time.perf_counter() - start, 3)
   with open(os.path.join(out_dir, 'metadata.json'), 'w') as f:
     json.dump(metadata, f, indent=1)
@@ -310,10 +392,19 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('--split_by', choices=('user', 'session'), default='user')
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args(argv)
-  metadata = build_session_arrays(args.raw_dir, args.out_dir, max_set_size=args.max_set_size,
-                                  split_by=args.split_by, seed=args.seed)
-  print(json.dumps({k: metadata[k] for k in ('counts', 'label_rates', 'validation',
-                                             'build_seconds')}, indent=1))
+  metadata = build_session_arrays(
+      args.raw_dir,
+      args.out_dir,
+      max_set_size=args.max_set_size,
+      split_by=args.split_by,
+      seed=args.seed,
+  )
+  print(
+      json.dumps(
+          {k: metadata[k] for k in ('counts', 'label_rates', 'validation', 'build_seconds')},
+          indent=1,
+      )
+  )
 
 
 if __name__ == '__main__':

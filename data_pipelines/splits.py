@@ -21,6 +21,7 @@ Cold-start split (LARP paper Sec. 2 and 4.1; official `generate_splits.py`, seed
 Track indices: each split has its own index space 0..N_split-1 in the order of `*_uris`; padded
 arrays use pad id = N_split (so a table with one extra row can be gathered safely).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,6 +35,7 @@ import numpy as np
 @dataclasses.dataclass(frozen=True)
 class Playlist:
   """A playlist (MPD) or a user's listening collection (LFM): ordered, distinct track uris."""
+
   pid: int
   name: str
   track_uris: tuple[str, ...]
@@ -55,6 +57,7 @@ class SplitConfig:
     min_train_playlist_length: training playlists need at least this many training tracks.
     seed: split seed (official: 45).
   """
+
   train_tracks: float | int = 0.5
   valid_tracks: float | int | None = None
   num_valid_playlists: int = 1000
@@ -71,10 +74,13 @@ class SplitConfig:
     if self.max_playlist_length <= self.min_playlist_length:
       raise ValueError(
           f'SplitConfig.max_playlist_length ({self.max_playlist_length}) must exceed '
-          f'min_playlist_length ({self.min_playlist_length})')
+          f'min_playlist_length ({self.min_playlist_length})'
+      )
     if self.min_train_playlist_length < 1:
-      raise ValueError('SplitConfig.min_train_playlist_length must be >= 1, '
-                       f'got {self.min_train_playlist_length}')
+      raise ValueError(
+          'SplitConfig.min_train_playlist_length must be >= 1, '
+          f'got {self.min_train_playlist_length}'
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +94,7 @@ class ColdStartSplit:
     test_playlists: test playlists (only test tracks, truncated).
     report: counts and notes for the dataset metadata.
   """
+
   train_uris: tuple[str, ...]
   train_playlists: tuple[Playlist, ...]
   valid_playlists: tuple[Playlist, ...]
@@ -131,8 +138,9 @@ def _resolve_count(value: float | int, total: int, name: str) -> int:
   return int(round(float(value) * total))
 
 
-def _restrict(playlist: Playlist, keep: Mapping[str, Any] | set[str],
-              max_length: int | None) -> Playlist:
+def _restrict(
+    playlist: Playlist, keep: Mapping[str, Any] | set[str], max_length: int | None
+) -> Playlist:
   uris = tuple(u for u in dedupe(playlist.track_uris) if u in keep)
   if max_length is not None:
     uris = uris[:max_length]
@@ -196,7 +204,8 @@ def cold_start_split(playlists: Sequence[Playlist], config: SplitConfig) -> Cold
         f'cold-start split found {len(valid)} validation and {len(test)} test playlists with more '
         f'than min_playlist_length={config.min_playlist_length} held-out tracks (catalogue: '
         f'{num_tracks} tracks, {len(playlists)} playlists, {num_train} training tracks); lower '
-        'train_tracks or min_playlist_length, or use longer playlists')
+        'train_tracks or min_playlist_length, or use longer playlists'
+    )
 
   train_uris = tuple(all_uris[i] for i in track_order[:num_train])
   train_playlists = []
@@ -220,8 +229,9 @@ def cold_start_split(playlists: Sequence[Playlist], config: SplitConfig) -> Cold
   return ColdStartSplit(train_uris, tuple(train_playlists), tuple(valid), tuple(test), report)
 
 
-def remove_tracks(split: ColdStartSplit, bad_uris: Iterable[str],
-                  config: SplitConfig) -> ColdStartSplit:
+def remove_tracks(
+    split: ColdStartSplit, bad_uris: Iterable[str], config: SplitConfig
+) -> ColdStartSplit:
   """Drops tracks (e.g. undecodable audio) from a split and re-applies the length rules.
 
   Training playlists keep >= min_train_playlist_length tracks; evaluation playlists that fall to
@@ -250,12 +260,18 @@ def remove_tracks(split: ColdStartSplit, bad_uris: Iterable[str],
 
   valid, test = keep_eval(split.valid_playlists), keep_eval(split.test_playlists)
   if not valid or not test:
-    raise ValueError('after removing tracks with unusable audio no validation or test playlist '
-                     f'is left ({len(bad)} tracks removed)')
+    raise ValueError(
+        'after removing tracks with unusable audio no validation or test playlist '
+        f'is left ({len(bad)} tracks removed)'
+    )
   report = dict(split.report)
-  report.update(num_train_tracks=len(train_uris), num_train_playlists=len(train_playlists),
-                num_valid_playlists=len(valid), num_test_playlists=len(test),
-                dropped_eval_playlists=report.get('dropped_eval_playlists', []) + dropped)
+  report.update(
+      num_train_tracks=len(train_uris),
+      num_train_playlists=len(train_playlists),
+      num_valid_playlists=len(valid),
+      num_test_playlists=len(test),
+      dropped_eval_playlists=report.get('dropped_eval_playlists', []) + dropped,
+  )
   return ColdStartSplit(train_uris, tuple(train_playlists), valid, test, report)
 
 
@@ -264,8 +280,9 @@ def index_of(uris: Sequence[str]) -> dict[str, int]:
   return {uri: i for i, uri in enumerate(uris)}
 
 
-def playlist_sequences(playlists: Sequence[Playlist],
-                       uri_to_index: Mapping[str, int]) -> list[np.ndarray]:
+def playlist_sequences(
+    playlists: Sequence[Playlist], uri_to_index: Mapping[str, int]
+) -> list[np.ndarray]:
   """Each playlist as int32 [len] track indices (KeyError-free: all uris must be indexed)."""
   out = []
   for playlist in playlists:
@@ -273,12 +290,14 @@ def playlist_sequences(playlists: Sequence[Playlist],
       out.append(np.asarray([uri_to_index[u] for u in playlist.track_uris], dtype=np.int32))
     except KeyError as e:
       raise ValueError(
-          f'playlist {playlist.pid} names track {e.args[0]!r} outside its split') from e
+          f'playlist {playlist.pid} names track {e.args[0]!r} outside its split'
+      ) from e
   return out
 
 
-def pad_sequences(sequences: Sequence[np.ndarray], width: int,
-                  pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_sequences(
+    sequences: Sequence[np.ndarray], width: int, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Pads int sequences to a fixed width.
 
   Returns:
@@ -292,13 +311,19 @@ def pad_sequences(sequences: Sequence[np.ndarray], width: int,
   for row, seq in enumerate(sequences):
     if len(seq) > width:
       raise ValueError(f'sequence {row} has length {len(seq)} > width {width}')
-    ids[row, :len(seq)] = seq
+    ids[row, : len(seq)] = seq
     lengths[row] = len(seq)
   return ids, lengths
 
 
-def mine_pairs(sequences: Sequence[np.ndarray], num_tracks: int, *, pairs_per_track: int = 5,
-               seed: int = 45, include_self: bool = False) -> np.ndarray:
+def mine_pairs(
+    sequences: Sequence[np.ndarray],
+    num_tracks: int,
+    *,
+    pairs_per_track: int = 5,
+    seed: int = 45,
+    include_self: bool = False,
+) -> np.ndarray:
   """Co-occurring track pairs for TTC (official `mine_pairs_and_parents`, k pairs per track).
 
   For every training track a that is in some training playlist, its neighbours are the distinct
@@ -332,7 +357,7 @@ def mine_pairs(sequences: Sequence[np.ndarray], num_tracks: int, *, pairs_per_tr
   rng = np.random.default_rng(seed)
   out = []
   for a in range(num_tracks):
-    rows_a = rows[starts[a]:starts[a + 1]]
+    rows_a = rows[starts[a] : starts[a + 1]]
     if rows_a.size == 0:
       continue
     neighbours = np.unique(np.concatenate([sequences[r] for r in rows_a]))
@@ -341,13 +366,14 @@ def mine_pairs(sequences: Sequence[np.ndarray], num_tracks: int, *, pairs_per_tr
     if neighbours.size == 0:
       continue
     for b in neighbours[rng.integers(0, neighbours.size, pairs_per_track)]:
-      common = np.intersect1d(rows_a, rows[starts[b]:starts[b + 1]], assume_unique=True)
+      common = np.intersect1d(rows_a, rows[starts[b] : starts[b + 1]], assume_unique=True)
       out.append((a, int(b), int(common[rng.integers(0, common.size)])))
   return np.asarray(out, dtype=np.int32).reshape(-1, 3)
 
 
-def seed_ground_truth_halves(sequences: Sequence[np.ndarray],
-                             seed: int = 45) -> list[tuple[np.ndarray, np.ndarray]]:
+def seed_ground_truth_halves(
+    sequences: Sequence[np.ndarray], seed: int = 45
+) -> list[tuple[np.ndarray, np.ndarray]]:
   """Splits each evaluation playlist into seeds and held-out ground truth (official protocol).
 
   Each playlist's items are shuffled (seeded, one generator over all playlists in order); the first

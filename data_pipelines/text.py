@@ -11,6 +11,7 @@ returns fixed-length int32 arrays (LARP: padding to max_length=30, truncation). 
 tokenizer path of the project: the training pipelines, `larp_jax.evaluation.text_embeddings` and
 the benchmarks all tokenise through `load_tokenizer` / `tokenize` / `token_lengths`.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,8 @@ def resolve_caption_template(template: str) -> str:
   if not fields or not fields <= _CAPTION_FIELDS:
     raise ValueError(
         f'caption template {template!r} must be one of {sorted(CAPTION_TEMPLATES)} or a format '
-        f'string using only the fields {{track}}, {{artist}}, {{album}} (got {sorted(fields)})')
+        f'string using only the fields {{track}}, {{artist}}, {{album}} (got {sorted(fields)})'
+    )
   return template
 
 
@@ -56,11 +58,13 @@ def clean_name(name: Any) -> str:
   return _SPACES.sub(' ', str(name)).strip()
 
 
-def make_caption(track_name: str, artist_name: str, album_name: str,
-                 template: str = 'paper') -> str:
+def make_caption(
+    track_name: str, artist_name: str, album_name: str, template: str = 'paper'
+) -> str:
   """One track's caption, e.g. 'The track Toxic by Britney Spears on album In The Zone'."""
   return resolve_caption_template(template).format(
-      track=clean_name(track_name), artist=clean_name(artist_name), album=clean_name(album_name))
+      track=clean_name(track_name), artist=clean_name(artist_name), album=clean_name(album_name)
+  )
 
 
 def load_tokenizer(model_dir: os.PathLike | str):
@@ -72,6 +76,7 @@ def load_tokenizer(model_dir: os.PathLike | str):
   if not os.path.isdir(model_dir):
     raise ValueError(f'tokenizer directory {str(model_dir)!r} does not exist')
   from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
+
   return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
 
 
@@ -89,12 +94,22 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int = 30) -> dict[str,
   if max_length < 2:
     raise ValueError(f'max_length must be >= 2 (room for [CLS] and [SEP]), got {max_length}')
   if not texts:
-    return {'input_ids': np.zeros((0, max_length), np.int32),
-            'attention_mask': np.zeros((0, max_length), np.int32)}
-  encoded = tokenizer(list(texts), padding='max_length', truncation=True,
-                      max_length=max_length, return_tensors='np', return_token_type_ids=False)
-  return {'input_ids': np.asarray(encoded['input_ids'], dtype=np.int32),
-          'attention_mask': np.asarray(encoded['attention_mask'], dtype=np.int32)}
+    return {
+        'input_ids': np.zeros((0, max_length), np.int32),
+        'attention_mask': np.zeros((0, max_length), np.int32),
+    }
+  encoded = tokenizer(
+      list(texts),
+      padding='max_length',
+      truncation=True,
+      max_length=max_length,
+      return_tensors='np',
+      return_token_type_ids=False,
+  )
+  return {
+      'input_ids': np.asarray(encoded['input_ids'], dtype=np.int32),
+      'attention_mask': np.asarray(encoded['attention_mask'], dtype=np.int32),
+  }
 
 
 def token_lengths(tokenizer, texts: Sequence[str]) -> np.ndarray:
@@ -109,6 +124,12 @@ def token_lengths(tokenizer, texts: Sequence[str]) -> np.ndarray:
   """
   if len(texts) == 0:  # pylint: disable=g-explicit-length-test
     return np.zeros((0,), np.int32)
-  encoded = tokenizer(list(texts), truncation=False, padding=False, return_attention_mask=False,
-                      return_token_type_ids=False, verbose=False)
+  encoded = tokenizer(
+      list(texts),
+      truncation=False,
+      padding=False,
+      return_attention_mask=False,
+      return_token_type_ids=False,
+      verbose=False,
+  )
   return np.asarray([len(ids) for ids in encoded['input_ids']], np.int32)

@@ -19,15 +19,23 @@ def make_example(index: int, *, seed: int, vocab_size: int, seq_len: int) -> dic
   return {"tokens": tokens.astype(np.int32)}
 
 
-def toy_dataset(*, seed: int, num_examples: int, vocab_size: int, seq_len: int,
-                batch_size: int, shuffle: bool = True, repeat: bool = True) -> grain.MapDataset:
+def toy_dataset(
+    *,
+    seed: int,
+    num_examples: int,
+    vocab_size: int,
+    seq_len: int,
+    batch_size: int,
+    shuffle: bool = True,
+    repeat: bool = True,
+) -> grain.MapDataset:
   """Batches of ``{'tokens': int32 [batch_size, seq_len]}`` for this process.
 
   ``batch_size`` is the per-process batch; examples are split across processes
   by index (process i takes indices i, i + P, ...).
   """
   ds = grain.MapDataset.range(num_examples)
-  ds = ds[jax.process_index()::jax.process_count()]
+  ds = ds[jax.process_index() :: jax.process_count()]
   if shuffle:
     ds = ds.shuffle(seed=seed)
   if repeat:

@@ -10,6 +10,7 @@ through a key-prefix mismatch, so this tool REFUSES (exit status 1, nothing writ
 when any weight key under the detected prefix is unmatched or any model variable is missing,
 unless --allow_unmatched is given (missing variables then keep a fresh init).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,10 @@ def define_flags() -> None:
   _VARIANT = flags.DEFINE_enum('variant', 'tiny', ['tiny', 'base', 'small'], 'HTS-AT variant.')
   _OUTPUT = flags.DEFINE_string('output', None, 'Output directory.')
   _PREFIX = flags.DEFINE_string('prefix', None, "Force a key prefix (e.g. 'audio_branch.').")
-  _ALLOW_UNMATCHED = flags.DEFINE_bool('allow_unmatched', False,
-                                       'Write even if keys are unmatched or variables missing.')
+  _ALLOW_UNMATCHED = flags.DEFINE_bool(
+      'allow_unmatched', False, 'Write even if keys are unmatched or variables missing.'
+  )
+
 
 REPORT_NAME = 'conversion_report.json'
 VARIABLES_NAME = 'variables'
@@ -66,8 +69,10 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     raise FileNotFoundError(f'--input {path} does not exist')
   if path.endswith('.safetensors'):
     from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+
     return dict(load_file(path))
   import torch  # pylint: disable=g-import-not-at-top
+
   checkpoint = torch.load(path, map_location='cpu', weights_only=True)
   while isinstance(checkpoint, dict):
     wrapper = next((k for k in _WRAPPER_KEYS if isinstance(checkpoint.get(k), dict)), None)
@@ -86,26 +91,39 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
 
 
 def _summary(report: dict[str, Any]) -> str:
-  lines = [f"prefix {report['prefix']!r}: " + ', '.join(
-      f'{len(report[k])} {k}' for k in
-      ('matched', 'ignored', 'unmatched', 'missing', 'foreign', 'mismatched'))]
+  lines = [
+      f"prefix {report['prefix']!r}: "
+      + ', '.join(
+          f'{len(report[k])} {k}'
+          for k in ('matched', 'ignored', 'unmatched', 'missing', 'foreign', 'mismatched')
+      )
+  ]
   for kind in ('ignored', 'unmatched', 'missing', 'mismatched'):
     for key in report[kind]:
       lines.append(f'  {kind}: {key}')
   if report['foreign']:
-    lines.append(f"  foreign (other towers, left alone): {report['foreign'][:5]}"
-                 + (' ...' if len(report['foreign']) > 5 else ''))
+    lines.append(
+        f"  foreign (other towers, left alone): {report['foreign'][:5]}"
+        + (' ...' if len(report['foreign']) > 5 else '')
+    )
   return '\n'.join(lines)
 
 
-def convert_file(input_path: str, variant: str, output_dir: str, *, allow_unmatched: bool = False,
-                 prefix: str | None = None) -> dict[str, Any]:
+def convert_file(
+    input_path: str,
+    variant: str,
+    output_dir: str,
+    *,
+    allow_unmatched: bool = False,
+    prefix: str | None = None,
+) -> dict[str, Any]:
   """Converts `input_path` and writes the orbax checkpoint and JSON report under `output_dir`.
 
   Returns the report. Raises ConversionRefused (after writing the report) when keys are unmatched
   or variables missing and `allow_unmatched` is False; ValueError on shape mismatches.
   """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
   config = htsat.htsat_config(variant)
   state_dict = load_state_dict(input_path)
   report = htsat_convert.conversion_report(state_dict, config, prefix)
@@ -118,15 +136,18 @@ def convert_file(input_path: str, variant: str, output_dir: str, *, allow_unmatc
     json.dump(report, f, indent=2)
   print(_summary(report))
   if report['mismatched']:
-    raise ValueError('checkpoint does not fit --variant=' + variant + ': '
-                     + '; '.join(report['mismatched']))
+    raise ValueError(
+        'checkpoint does not fit --variant=' + variant + ': ' + '; '.join(report['mismatched'])
+    )
   if refused:
     raise ConversionRefused(
         f"refusing to convert {input_path}: unmatched keys {report['unmatched']}, missing "
         f"variables {report['missing']}. These weights would be silently lost (or left at random "
-        'init); fix the checkpoint/variant or pass --allow_unmatched.')
-  variables = htsat_convert.convert_torch_state_dict(state_dict, config,
-                                                     prefix=report['prefix'], strict=False)
+        'init); fix the checkpoint/variant or pass --allow_unmatched.'
+    )
+  variables = htsat_convert.convert_torch_state_dict(
+      state_dict, config, prefix=report['prefix'], strict=False
+  )
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(os.path.join(output_dir, VARIABLES_NAME), variables, force=True)
   checkpointer.wait_until_finished()
@@ -140,8 +161,13 @@ def main(argv: list[str]) -> None:
   if not _INPUT.value or not _OUTPUT.value:
     raise app.UsageError('--input and --output are required')
   try:
-    convert_file(_INPUT.value, _VARIANT.value, _OUTPUT.value,
-                 allow_unmatched=_ALLOW_UNMATCHED.value, prefix=_PREFIX.value)
+    convert_file(
+        _INPUT.value,
+        _VARIANT.value,
+        _OUTPUT.value,
+        allow_unmatched=_ALLOW_UNMATCHED.value,
+        prefix=_PREFIX.value,
+    )
   except ValueError as e:  # ConversionRefused included.
     print(f'ERROR: {e}', file=sys.stderr)
     sys.exit(1)

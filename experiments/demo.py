@@ -24,8 +24,10 @@ def main(argv):
   launch.quiet_library_logs()
   start = time.time()
   larp_job.train_and_evaluate(larp.get_config("demo"), FLAGS.workdir)
-  print(f"\nDemo finished in {time.time() - start:.0f} s; outputs in {FLAGS.workdir} "
-        "(results.json, plots/, export/, TensorBoard events per stage).")
+  print(
+      f"\nDemo finished in {time.time() - start:.0f} s; outputs in {FLAGS.workdir} "
+      "(results.json, plots/, export/, TensorBoard events per stage)."
+  )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ launch.define_flags("configs/larp.py")
 
 
 def evaluate(config, workdir):
-  return larp_report.evaluate_and_report(config, workdir, larp_setup.prepare_dataset(config, workdir))
+  return larp_report.evaluate_and_report(
+      config, workdir, larp_setup.prepare_dataset(config, workdir)
+  )
 
 
 if __name__ == "__main__":

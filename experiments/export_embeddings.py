@@ -20,8 +20,10 @@ FLAGS = flags.FLAGS
 
 def main(config, workdir):
   manifest = larp_export.export_run(config, workdir, FLAGS.run, FLAGS.split, FLAGS.output)
-  print(f"Wrote {manifest['num_items']} embeddings to {manifest['file']} "
-        f"(embedding space {manifest['embedding_space_id']}).")
+  print(
+      f"Wrote {manifest['num_items']} embeddings to {manifest['file']} "
+      f"(embedding space {manifest['embedding_space_id']})."
+  )
 
 
 if __name__ == "__main__":

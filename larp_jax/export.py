@@ -19,8 +19,11 @@ import numpy as np
 
 def config_hash(config: Any) -> str:
   """sha256 (first 16 hex) of a config's JSON form (ml_collections ConfigDict or mapping)."""
-  text = config.to_json(sort_keys=True) if hasattr(config, "to_json") else json.dumps(
-      config, sort_keys=True, default=str)
+  text = (
+      config.to_json(sort_keys=True)
+      if hasattr(config, "to_json")
+      else json.dumps(config, sort_keys=True, default=str)
+  )
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -28,9 +31,15 @@ def embedding_space_id(checkpoint_path: str, cfg_hash: str) -> str:
   return hashlib.sha256(f"{os.path.abspath(checkpoint_path)}|{cfg_hash}".encode()).hexdigest()[:16]
 
 
-def export_embeddings(path: str, ids: Sequence[str], embeddings: Mapping[str, np.ndarray], *,
-                      checkpoint_path: str, config: Any, extra: Mapping[str, Any] | None = None
-                      ) -> dict[str, Any]:
+def export_embeddings(
+    path: str,
+    ids: Sequence[str],
+    embeddings: Mapping[str, np.ndarray],
+    *,
+    checkpoint_path: str,
+    config: Any,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
   """Writes ``path`` (.npz: ``ids`` + one float32 [N, D] array per name) and ``path.manifest.json``.
 
   Args:
@@ -58,11 +67,16 @@ def export_embeddings(path: str, ids: Sequence[str], embeddings: Mapping[str, np
   np.savez(tmp, ids=ids, **arrays)
   os.replace(tmp, path)
   cfg_hash = config_hash(config)
-  manifest = {"file": os.path.basename(path), "num_items": len(ids),
-              "arrays": {k: list(v.shape) for k, v in arrays.items()},
-              "checkpoint": os.path.abspath(checkpoint_path), "config_hash": cfg_hash,
-              "embedding_space_id": embedding_space_id(checkpoint_path, cfg_hash),
-              "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **dict(extra or {})}
+  manifest = {
+      "file": os.path.basename(path),
+      "num_items": len(ids),
+      "arrays": {k: list(v.shape) for k, v in arrays.items()},
+      "checkpoint": os.path.abspath(checkpoint_path),
+      "config_hash": cfg_hash,
+      "embedding_space_id": embedding_space_id(checkpoint_path, cfg_hash),
+      "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+      **dict(extra or {}),
+  }
   with open(path + ".manifest.json", "w") as f:
     json.dump(manifest, f, indent=1)
   return manifest

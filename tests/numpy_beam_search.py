@@ -6,6 +6,7 @@ by a reciprocal and the gain (1/n) * sum_j(...) is rounded before r_t is added, 
 is bit-identical to `larp_jax.decoding.beam_search.mostra_beam_search` (whose module docstring
 states the rule).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,10 +14,17 @@ import numpy as np
 TINY = np.float32(1e-12)
 
 
-def beam_search_session(relevance: np.ndarray, objectives: np.ndarray, valid: np.ndarray, *,
-                        length: int, beam_size: int, epsilon: float,
-                        threshold: str = 'relative',
-                        gain: str = 'total') -> tuple[np.ndarray, np.float32]:
+def beam_search_session(
+    relevance: np.ndarray,
+    objectives: np.ndarray,
+    valid: np.ndarray,
+    *,
+    length: int,
+    beam_size: int,
+    epsilon: float,
+    threshold: str = 'relative',
+    gain: str = 'total',
+) -> tuple[np.ndarray, np.float32]:
   """Decodes one session.
 
   Args:
@@ -59,17 +67,20 @@ def beam_search_session(relevance: np.ndarray, objectives: np.ndarray, valid: np
       for t in np.flatnonzero(allowed):
         candidates.append((score + step[t], b * num_tracks + t, b, t))
     candidates.sort(key=lambda c: (-c[0], c[1]))
-    beams = [(beams[b][0] + [t], np.float32(s), beams[b][2] + e[t])
-             for s, _, b, t in candidates[:beam_size]]
+    beams = [
+        (beams[b][0] + [t], np.float32(s), beams[b][2] + e[t])
+        for s, _, b, t in candidates[:beam_size]
+    ]
   chosen, score, _ = beams[0]
   sequence = np.full(length, -1, np.int32)
-  sequence[:len(chosen)] = chosen
+  sequence[: len(chosen)] = chosen
   return sequence, np.float32(score)
 
 
 def beam_search_batch(relevance, objectives, valid, **kwargs) -> tuple[np.ndarray, np.ndarray]:
   """`beam_search_session` over a batch: returns (int32 [B, length], float32 [B])."""
-  results = [beam_search_session(relevance[i], objectives[i], valid[i], **kwargs)
-             for i in range(len(relevance))]
-  return (np.stack([s for s, _ in results]),
-          np.array([score for _, score in results], np.float32))
+  results = [
+      beam_search_session(relevance[i], objectives[i], valid[i], **kwargs)
+      for i in range(len(relevance))
+  ]
+  return (np.stack([s for s, _ in results]), np.array([score for _, score in results], np.float32))

@@ -10,6 +10,7 @@ import that one module with
 and remove every stub (and the laion_clap entries) from `sys.modules` afterwards: transformers
 probes for torchvision and breaks on a stub without a spec.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -43,8 +44,10 @@ def import_htsat_module() -> types.ModuleType:
     added.append(name)
 
   try:
-    for name, path in (('laion_clap', package_dir),
-                       ('laion_clap.clap_module', os.path.join(package_dir, 'clap_module'))):
+    for name, path in (
+        ('laion_clap', package_dir),
+        ('laion_clap.clap_module', os.path.join(package_dir, 'clap_module')),
+    ):
       if name not in sys.modules:
         package = types.ModuleType(name)
         package.__path__ = [path]
@@ -66,8 +69,7 @@ def import_htsat_module() -> types.ModuleType:
 
 def clap_audio_cfg(model_name: str) -> types.SimpleNamespace:
   """The `audio_cfg` block of laion_clap's model_configs/HTSAT-<model_name>.json."""
-  path = os.path.join(_laion_clap_dir(), 'clap_module', 'model_configs',
-                      f'HTSAT-{model_name}.json')
+  path = os.path.join(_laion_clap_dir(), 'clap_module', 'model_configs', f'HTSAT-{model_name}.json')
   with open(path) as f:
     return types.SimpleNamespace(**json.load(f)['audio_cfg'])
 
@@ -85,15 +87,29 @@ def create_reference_htsat(variant: str, config: Any | None = None):
     if config is None:
       raise ValueError(f'variant {variant!r} needs an HTSATConfig')
     audio_cfg = types.SimpleNamespace(
-        sample_rate=config.sample_rate, window_size=config.n_fft, hop_size=config.hop_length,
-        mel_bins=config.mel_bins, fmin=config.fmin, fmax=config.fmax,
-        clip_samples=config.clip_samples, class_num=config.num_classes, model_name=variant)
+        sample_rate=config.sample_rate,
+        window_size=config.n_fft,
+        hop_size=config.hop_length,
+        mel_bins=config.mel_bins,
+        fmin=config.fmin,
+        fmax=config.fmax,
+        clip_samples=config.clip_samples,
+        class_num=config.num_classes,
+        model_name=variant,
+    )
     model = htsat.HTSAT_Swin_Transformer(
-        spec_size=config.spec_size, patch_size=config.patch_size,
-        patch_stride=(config.patch_stride, config.patch_stride), num_classes=config.num_classes,
-        embed_dim=config.embed_dim, depths=list(config.depths), num_heads=list(config.num_heads),
-        window_size=config.window_size, mlp_ratio=config.mlp_ratio,
-        drop_path_rate=config.drop_path_rate, config=audio_cfg)
+        spec_size=config.spec_size,
+        patch_size=config.patch_size,
+        patch_stride=(config.patch_stride, config.patch_stride),
+        num_classes=config.num_classes,
+        embed_dim=config.embed_dim,
+        depths=list(config.depths),
+        num_heads=list(config.num_heads),
+        window_size=config.window_size,
+        mlp_ratio=config.mlp_ratio,
+        drop_path_rate=config.drop_path_rate,
+        config=audio_cfg,
+    )
   return model.eval()
 
 
@@ -101,6 +117,7 @@ def randomize_state(model, seed: int = 0, scale: float = 0.05) -> None:
   """Perturbs every float parameter and bn0's running stats (so biases, LN affine parameters and
   the eval-mode BatchNorm path are all exercised by a parity test). Frozen frontend tensors stay."""
   import torch  # pylint: disable=g-import-not-at-top
+
   gen = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     for name, tensor in model.state_dict().items():
@@ -124,6 +141,7 @@ def numpy_state_dict(model) -> dict[str, np.ndarray]:
 def run_reference(model, waveform: np.ndarray) -> dict[str, np.ndarray]:
   """Eval forward on `{"waveform": x}` (no CLAP_Module helpers); float32 numpy outputs."""
   import torch  # pylint: disable=g-import-not-at-top
+
   with torch.no_grad():
     out = model({'waveform': torch.from_numpy(np.asarray(waveform, np.float32))})
   return {k: v.detach().cpu().numpy() for k, v in out.items()}

@@ -13,6 +13,7 @@ Import it as a top-level module with tests/ on `sys.path` (`import reference_lar
 pytest does for the tests and the benchmark does for itself; it imports `reference_htsat` the
 same way.
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,14 +41,17 @@ def make_torch_larp(cfg, text_dir: str, seed: int = 0) -> nn.Module:
     int64 [B, L])` (L2-normalised float32 [B, embed_dim]) and `temperature()` (scalar).
   """
   import transformers  # pylint: disable=g-import-not-at-top
+
   torch.manual_seed(seed)
   audio = reference_htsat.create_reference_htsat(cfg.audio.variant, cfg.audio)
   if not cfg.audio.spec_augment:
     audio.spec_augmenter = nn.Identity()
   text = transformers.BertModel.from_pretrained(
-      text_dir, add_pooling_layer=False,
+      text_dir,
+      add_pooling_layer=False,
       hidden_dropout_prob=cfg.text.hidden_dropout_prob,
-      attention_probs_dropout_prob=cfg.text.attention_probs_dropout_prob)
+      attention_probs_dropout_prob=cfg.text.attention_probs_dropout_prob,
+  )
 
   class TorchLARP(nn.Module):
     """Online encoders; `encode_*` return L2-normalised float32 [B, embed_dim]."""
@@ -65,8 +69,9 @@ def make_torch_larp(cfg, text_dir: str, seed: int = 0) -> nn.Module:
       return nn.functional.normalize(self.audio_proj(embedding), dim=-1)
 
     def encode_text(self, input_ids, attention_mask):
-      hidden = self.text_encoder(input_ids=input_ids,
-                                 attention_mask=attention_mask).last_hidden_state
+      hidden = self.text_encoder(
+          input_ids=input_ids, attention_mask=attention_mask
+      ).last_hidden_state
       if cfg.text_pooling == 'cls':
         pooled = hidden[:, 0]
       else:
@@ -115,8 +120,9 @@ def _soft_target_ce(query, keys, positives, temperature):
   return (per_row * valid).sum() / valid.sum().clamp_min(1)
 
 
-def torch_wtc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temperature,
-                   ids=None, queue_ids=None):
+def torch_wtc_loss(
+    audio, text, audio_m, text_m, queue_audio, queue_text, temperature, ids=None, queue_ids=None
+):
   """WTC (BLIP ITC with id positives): 0.5 * (CE_a2t + CE_t2a) over [momentum keys ; queue].
 
   Args:
@@ -140,8 +146,18 @@ def torch_wtc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temper
   return 0.5 * (loss_a2t + loss_t2a)
 
 
-def torch_ttc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temperature, partner,
-                   groups=None, queue_groups=None):
+def torch_ttc_loss(
+    audio,
+    text,
+    audio_m,
+    text_m,
+    queue_audio,
+    queue_text,
+    temperature,
+    partner,
+    groups=None,
+    queue_groups=None,
+):
   """TTC: audio[b] vs text of partner[b] and back.
 
   Args:
@@ -163,8 +179,7 @@ def torch_ttc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temper
     pos_a2t = pos_a2t | _shared_group_positives(groups, key_groups)
     pos_t2a = pos_t2a | _shared_group_positives(groups[partner], key_groups)
   loss_a2t = _soft_target_ce(audio, torch.cat([text_m, queue_text]), pos_a2t, temperature)
-  loss_t2a = _soft_target_ce(text[partner], torch.cat([audio_m, queue_audio]), pos_t2a,
-                             temperature)
+  loss_t2a = _soft_target_ce(text[partner], torch.cat([audio_m, queue_audio]), pos_t2a, temperature)
   return 0.5 * (loss_a2t + loss_t2a)
 
 
@@ -191,6 +206,7 @@ def top_level_actions(our_params: Any, rules) -> dict[str, float | str]:
   import jax  # pylint: disable=g-import-not-at-top
 
   from larp_jax.training import optimizers  # pylint: disable=g-import-not-at-top
+
   rules = optimizers.parse_rules(rules)
   seen: dict[str, set] = {}
   for path, _ in jax.tree_util.tree_flatten_with_path(our_params)[0]:
@@ -199,15 +215,18 @@ def top_level_actions(our_params: Any, rules) -> dict[str, float | str]:
     seen.setdefault(name.split('/')[0], set()).add(action)
   split = {top: sorted(map(str, actions)) for top, actions in seen.items() if len(actions) > 1}
   if split:
-    raise ValueError(f'config.optimizer.rules={rules!r} give different actions inside one '
-                     f'top-level module {split}; the torch reference maps rules per top-level '
-                     'module only.')
+    raise ValueError(
+        f'config.optimizer.rules={rules!r} give different actions inside one '
+        f'top-level module {split}; the torch reference maps rules per top-level '
+        'module only.'
+    )
   return {top: actions.pop() for top, actions in seen.items()}
 
 
 @dataclasses.dataclass
 class TorchSetup:
   """Everything the eager torch step reads and writes."""
+
   model: Any
   momentum_model: Any
   optimizer: Any
@@ -220,8 +239,15 @@ class TorchSetup:
   step: int = 0
 
 
-def make_torch_setup(config, model: nn.Module, our_params: Any, our_model_state: Any,
-                     groups: np.ndarray, total_steps: int, adam: str = 'fused') -> TorchSetup:
+def make_torch_setup(
+    config,
+    model: nn.Module,
+    our_params: Any,
+    our_model_state: Any,
+    groups: np.ndarray,
+    total_steps: int,
+    adam: str = 'fused',
+) -> TorchSetup:
   """Momentum copy, Adam and memory for `model` (already holding the shared initial weights).
 
   Args:
@@ -237,11 +263,14 @@ def make_torch_setup(config, model: nn.Module, our_params: Any, our_model_state:
   import jax  # pylint: disable=g-import-not-at-top
 
   from larp_jax.training import optimizers  # pylint: disable=g-import-not-at-top
+
   opt = config.optimizer
   if opt.get('name', 'adam') != 'adam' or float(opt.get('grad_clip_norm', 0.0) or 0.0):
-    raise ValueError('the torch reference runs plain Adam without clipping; got '
-                     f"config.optimizer.name={opt.get('name')!r}, "
-                     f"grad_clip_norm={opt.get('grad_clip_norm')}.")
+    raise ValueError(
+        'the torch reference runs plain Adam without clipping; got '
+        f"config.optimizer.name={opt.get('name')!r}, "
+        f"grad_clip_norm={opt.get('grad_clip_norm')}."
+    )
   actions = top_level_actions(our_params, opt.get('rules', None))
   grouped: dict[float, list[Any]] = {}
   for name, param in model.named_parameters():
@@ -253,22 +282,33 @@ def make_torch_setup(config, model: nn.Module, our_params: Any, our_model_state:
     else:
       grouped.setdefault(float(actions[top]), []).append(param)
   momentum_model = copy.deepcopy(model).eval().requires_grad_(False)
-  kwargs = dict(lr=float(opt.learning_rate), betas=(opt.get('b1', 0.9), opt.get('b2', 0.999)),
-                eps=opt.get('eps', 1e-8))
+  kwargs = dict(
+      lr=float(opt.learning_rate),
+      betas=(opt.get('b1', 0.9), opt.get('b2', 0.999)),
+      eps=opt.get('eps', 1e-8),
+  )
   if adam == 'fused':
     kwargs['fused'] = True
   else:
     kwargs['foreach'] = adam == 'foreach'
-  optimizer = torch.optim.Adam([{'params': params, 'lr_multiplier': factor}
-                                for factor, params in grouped.items()], **kwargs)
+  optimizer = torch.optim.Adam(
+      [{'params': params, 'lr_multiplier': factor} for factor, params in grouped.items()], **kwargs
+  )
   schedule = optimizers.make_schedule(opt, total_steps)
   learning_rates = np.asarray(jax.vmap(schedule)(np.arange(total_steps + 1)))
   queues = {k: torch.from_numpy(np.array(v)) for k, v in our_model_state['queues'].items()}
   table = torch.zeros(tuple(np.shape(our_model_state['audio_table'])), dtype=torch.float32)
-  return TorchSetup(model=model, momentum_model=momentum_model, optimizer=optimizer,
-                    learning_rates=learning_rates, queues=queues, queue_ptr=0,
-                    audio_table=table, text_table=table.clone(),
-                    groups=torch.from_numpy(np.asarray(groups, np.int32)))
+  return TorchSetup(
+      model=model,
+      momentum_model=momentum_model,
+      optimizer=optimizer,
+      learning_rates=learning_rates,
+      queues=queues,
+      queue_ptr=0,
+      audio_table=table,
+      text_table=table.clone(),
+      groups=torch.from_numpy(np.asarray(groups, np.int32)),
+  )
 
 
 def torch_batch(batch: dict[str, Any]) -> dict[str, Any]:
@@ -291,8 +331,9 @@ def torch_train_step(setup: TorchSetup, batch: dict[str, Any], stage: int, loss_
     loss_config: `momentum`, `wtc_id_positives`, `ttc_positives`.
   """
   model, momentum_model = setup.model, setup.momentum_model
-  tracks = batch if stage == 1 else {k: torch.cat([batch['a'][k], batch['b'][k]])
-                                     for k in batch['a']}
+  tracks = (
+      batch if stage == 1 else {k: torch.cat([batch['a'][k], batch['b'][k]]) for k in batch['a']}
+  )
   ids = tracks['track_index']
   groups = setup.groups[ids.clamp(0, setup.groups.shape[0] - 1)]
   queues = setup.queues
@@ -305,15 +346,33 @@ def torch_train_step(setup: TorchSetup, batch: dict[str, Any], stage: int, loss_
   text = model.encode_text(tracks['input_ids'], tracks['attention_mask'])
   temp = model.temperature()
   use_ids = bool(loss_config.wtc_id_positives)
-  loss = torch_wtc_loss(audio, text, audio_m, text_m, queues['audio'], queues['text'], temp,
-                        ids=ids if use_ids else None, queue_ids=queues['ids'] if use_ids else None)
+  loss = torch_wtc_loss(
+      audio,
+      text,
+      audio_m,
+      text_m,
+      queues['audio'],
+      queues['text'],
+      temp,
+      ids=ids if use_ids else None,
+      queue_ids=queues['ids'] if use_ids else None,
+  )
   if stage == 2:
     b = batch['playlist_index'].shape[0]
     partner = torch.cat([torch.arange(b) + b, torch.arange(b)])
     cooccurrence = loss_config.ttc_positives == 'cooccurrence'
-    loss = loss + torch_ttc_loss(audio, text, audio_m, text_m, queues['audio'], queues['text'],
-                                 temp, partner, groups if cooccurrence else None,
-                                 queues['groups'] if cooccurrence else None)
+    loss = loss + torch_ttc_loss(
+        audio,
+        text,
+        audio_m,
+        text_m,
+        queues['audio'],
+        queues['text'],
+        temp,
+        partner,
+        groups if cooccurrence else None,
+        queues['groups'] if cooccurrence else None,
+    )
   learning_rate = float(setup.learning_rates[min(setup.step, len(setup.learning_rates) - 1)])
   for group in setup.optimizer.param_groups:
     group['lr'] = learning_rate * group['lr_multiplier']
@@ -324,8 +383,9 @@ def torch_train_step(setup: TorchSetup, batch: dict[str, Any], stage: int, loss_
   with torch.no_grad():
     momentum = float(loss_config.momentum)
     # pylint: disable-next=protected-access
-    torch._foreach_lerp_(list(momentum_model.parameters()), list(model.parameters()),
-                         1.0 - momentum)
+    torch._foreach_lerp_(
+        list(momentum_model.parameters()), list(model.parameters()), 1.0 - momentum
+    )
     size = queues['audio'].shape[0]
     rows = (setup.queue_ptr + torch.arange(ids.shape[0])) % size
     for name, value in (('audio', audio_m), ('text', text_m), ('ids', ids), ('groups', groups)):

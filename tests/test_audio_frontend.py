@@ -1,4 +1,5 @@
 """Log-mel frontend vs torchlibrosa (as HTS-AT configures it) and librosa's Slaney filterbank."""
+
 import chex
 import jax
 import librosa
@@ -10,16 +11,32 @@ from torchlibrosa.stft import LogmelFilterBank, Spectrogram
 from larp_jax.models import audio_frontend
 
 HTSAT_48K = audio_frontend.LogMelConfig()  # 48 kHz, n_fft 1024, hop 480, 64 mels, 50-14000 Hz.
-SMALL_16K = audio_frontend.LogMelConfig(sample_rate=16000, n_fft=512, hop_length=160, n_mels=32,
-                                        fmin=50.0, fmax=8000.0)
+SMALL_16K = audio_frontend.LogMelConfig(
+    sample_rate=16000, n_fft=512, hop_length=160, n_mels=32, fmin=50.0, fmax=8000.0
+)
 
 
 def _torchlibrosa_log_mel(waveform: np.ndarray, cfg: audio_frontend.LogMelConfig) -> np.ndarray:
-  spectrogram = Spectrogram(n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.n_fft,
-                            window='hann', center=True, pad_mode='reflect', freeze_parameters=True)
-  log_mel = LogmelFilterBank(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
-                             fmin=cfg.fmin, fmax=cfg.fmax, ref=1.0, amin=1e-10, top_db=None,
-                             freeze_parameters=True)
+  spectrogram = Spectrogram(
+      n_fft=cfg.n_fft,
+      hop_length=cfg.hop_length,
+      win_length=cfg.n_fft,
+      window='hann',
+      center=True,
+      pad_mode='reflect',
+      freeze_parameters=True,
+  )
+  log_mel = LogmelFilterBank(
+      sr=cfg.sample_rate,
+      n_fft=cfg.n_fft,
+      n_mels=cfg.n_mels,
+      fmin=cfg.fmin,
+      fmax=cfg.fmax,
+      ref=1.0,
+      amin=1e-10,
+      top_db=None,
+      freeze_parameters=True,
+  )
   with torch.no_grad():
     return log_mel(spectrogram(torch.from_numpy(waveform)))[:, 0].numpy()
 
@@ -41,17 +58,29 @@ def test_log_mel_matches_torchlibrosa(cfg, seconds):
 
 def test_power_spectrogram_matches_torchlibrosa_stft():
   waveform = np.random.default_rng(1).normal(size=(1, 48000)).astype(np.float32)
-  spectrogram = Spectrogram(n_fft=1024, hop_length=480, win_length=1024, window='hann',
-                            center=True, pad_mode='reflect', freeze_parameters=True)
+  spectrogram = Spectrogram(
+      n_fft=1024,
+      hop_length=480,
+      win_length=1024,
+      window='hann',
+      center=True,
+      pad_mode='reflect',
+      freeze_parameters=True,
+  )
   with torch.no_grad():
     reference = spectrogram(torch.from_numpy(waveform))[:, 0].numpy()
   ours = np.asarray(audio_frontend.power_spectrogram(waveform, HTSAT_48K))
   assert np.abs(ours - reference).max() <= 1e-5 * reference.max()
 
 
-@pytest.mark.parametrize('sr,n_fft,n_mels,fmin,fmax', [(48000, 1024, 64, 50.0, 14000.0),
-                                                       (16000, 512, 32, 50.0, 8000.0),
-                                                       (22050, 2048, 128, 0.0, 11025.0)])
+@pytest.mark.parametrize(
+    'sr,n_fft,n_mels,fmin,fmax',
+    [
+        (48000, 1024, 64, 50.0, 14000.0),
+        (16000, 512, 32, 50.0, 8000.0),
+        (22050, 2048, 128, 0.0, 11025.0),
+    ],
+)
 def test_slaney_filterbank_matches_librosa(sr, n_fft, n_mels, fmin, fmax):
   ours = audio_frontend.slaney_mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
   reference = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).T
@@ -60,13 +89,17 @@ def test_slaney_filterbank_matches_librosa(sr, n_fft, n_mels, fmin, fmax):
 
 
 def test_stft_window_is_periodic_hann():
-  np.testing.assert_allclose(audio_frontend.periodic_hann_window(1024, 1024),
-                             librosa.filters.get_window('hann', 1024, fftbins=True), atol=1e-12)
+  np.testing.assert_allclose(
+      audio_frontend.periodic_hann_window(1024, 1024),
+      librosa.filters.get_window('hann', 1024, fftbins=True),
+      atol=1e-12,
+  )
 
 
 def test_top_db_clips_each_example_below_its_peak():
-  cfg = audio_frontend.LogMelConfig(sample_rate=16000, n_fft=512, hop_length=160, n_mels=32,
-                                    fmax=8000.0, top_db=30.0)
+  cfg = audio_frontend.LogMelConfig(
+      sample_rate=16000, n_fft=512, hop_length=160, n_mels=32, fmax=8000.0, top_db=30.0
+  )
   waveform = np.random.default_rng(2).normal(size=(2, 8000)).astype(np.float32)
   waveform[1, :4000] = 0.0  # silence would go to -100 dB without clipping
   out = np.asarray(audio_frontend.log_mel_spectrogram(waveform, cfg))

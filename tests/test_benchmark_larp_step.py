@@ -2,6 +2,7 @@
 tests/reference_larp_torch.py equal larp_jax.losses.larp, and one step of each implementation
 (ours: the loop's `jit_train_step` of `larp_job.make_state`'s state) from the same weights gives
 the same loss and the same queue/table writes when train-mode regularisation is off."""
+
 from __future__ import annotations
 
 import math
@@ -40,22 +41,56 @@ def test_torch_losses_match_contrastive():
   ti = lambda x: torch.from_numpy(np.asarray(x, np.int64))  # noqa: E731
 
   for use_ids in (False, True):
-    want, _ = larp_losses.wtc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temp,
-                                   ids=ids if use_ids else None,
-                                   queue_ids=queue_ids if use_ids else None)
-    got = torch_ref.torch_wtc_loss(t(audio), t(text), t(audio_m), t(text_m), t(queue_audio),
-                                   t(queue_text), torch.tensor(temp),
-                                   ids=ti(ids) if use_ids else None,
-                                   queue_ids=ti(queue_ids) if use_ids else None)
+    want, _ = larp_losses.wtc_loss(
+        audio,
+        text,
+        audio_m,
+        text_m,
+        queue_audio,
+        queue_text,
+        temp,
+        ids=ids if use_ids else None,
+        queue_ids=queue_ids if use_ids else None,
+    )
+    got = torch_ref.torch_wtc_loss(
+        t(audio),
+        t(text),
+        t(audio_m),
+        t(text_m),
+        t(queue_audio),
+        t(queue_text),
+        torch.tensor(temp),
+        ids=ti(ids) if use_ids else None,
+        queue_ids=ti(queue_ids) if use_ids else None,
+    )
     np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
   for positives in ('pair', 'cooccurrence'):
-    want, _ = larp_losses.ttc_loss(audio, text, audio_m, text_m, queue_audio, queue_text, temp,
-                                   partner=partner, groups=groups, queue_groups=queue_groups,
-                                   positives=positives)
+    want, _ = larp_losses.ttc_loss(
+        audio,
+        text,
+        audio_m,
+        text_m,
+        queue_audio,
+        queue_text,
+        temp,
+        partner=partner,
+        groups=groups,
+        queue_groups=queue_groups,
+        positives=positives,
+    )
     cooc = positives == 'cooccurrence'
-    got = torch_ref.torch_ttc_loss(t(audio), t(text), t(audio_m), t(text_m), t(queue_audio),
-                                   t(queue_text), torch.tensor(temp), ti(partner),
-                                   ti(groups) if cooc else None, ti(queue_groups) if cooc else None)
+    got = torch_ref.torch_ttc_loss(
+        t(audio),
+        t(text),
+        t(audio_m),
+        t(text_m),
+        t(queue_audio),
+        t(queue_text),
+        torch.tensor(temp),
+        ti(partner),
+        ti(groups) if cooc else None,
+        ti(queue_groups) if cooc else None,
+    )
     np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
 
 
@@ -87,14 +122,21 @@ def test_one_step_each_agrees_without_regularisation():
   """
   torch.set_num_threads(2)
   config = larp_step.load_config('test')
-  groups = larp_step.random_groups(40, int(config.loss.group_width), seed=0, num_playlists=20,
-                                   playlist_length=6)
+  groups = larp_step.random_groups(
+      40, int(config.loss.group_width), seed=0, num_playlists=20, playlist_length=6
+  )
   ours = larp_step.build_ours(config, 1, groups, total_steps=4, regularisation=False)
   cfg = ours.cfg
   setup = larp_step.build_torch(config, ours, larp_setup.text_model_dir(config))
-  batch = larp_step.random_batch(3, 1, BATCH, cfg.audio.clip_samples,
-                                 int(config.data.build.max_text_length), cfg.text.vocab_size,
-                                 groups)
+  batch = larp_step.random_batch(
+      3,
+      1,
+      BATCH,
+      cfg.audio.clip_samples,
+      int(config.data.build.max_text_length),
+      cfg.text.vocab_size,
+      groups,
+  )
 
   state, metrics = ours.step(ours.state, ours.inputs(batch))
   ours_loss = float(metrics['loss/total'])
@@ -110,15 +152,21 @@ def test_one_step_each_agrees_without_regularisation():
   np.testing.assert_array_equal(ms['queues']['ids'], setup.queues['ids'].numpy())
   np.testing.assert_array_equal(ms['queues']['groups'], setup.queues['groups'].numpy())
   for name in ('audio', 'text'):
-    np.testing.assert_allclose(ms['queues'][name][:BATCH], setup.queues[name][:BATCH].numpy(),
-                               atol=2e-5, err_msg=f'momentum {name} features')
+    np.testing.assert_allclose(
+        ms['queues'][name][:BATCH],
+        setup.queues[name][:BATCH].numpy(),
+        atol=2e-5,
+        err_msg=f'momentum {name} features',
+    )
     rows = batch['track_index']
     table = getattr(setup, f'{name}_table').numpy()
-    np.testing.assert_allclose(ms[f'{name}_table'][rows], table[rows], atol=2e-5,
-                               err_msg=f'online {name} features')
+    np.testing.assert_allclose(
+        ms[f'{name}_table'][rows], table[rows], atol=2e-5, err_msg=f'online {name} features'
+    )
     assert np.abs(ms[f'{name}_table'][rows]).sum() > 0
   assert float(jnp.asarray(metrics['temperature'])) == pytest.approx(
-      float(setup.model.temperature().detach()), abs=1e-6)
+      float(setup.model.temperature().detach()), abs=1e-6
+  )
 
   # Step 2 (lr 1e-4, text tower x0.1): the Adam updates, lr multipliers and EMA agree.
   def text_bias(params_or_module):
@@ -127,11 +175,20 @@ def test_one_step_each_agrees_without_regularisation():
     return params_or_module.text_encoder.encoder.layer[0].output.dense.bias.detach().numpy().copy()
 
   text_before = text_bias(jax.device_get(state.params))
-  proj_before = {k: np.asarray(v['kernel']) for k, v in jax.device_get(state.params).items()
-                 if k.endswith('_proj')}
-  batch = larp_step.random_batch(4, 1, BATCH, cfg.audio.clip_samples,
-                                 int(config.data.build.max_text_length), cfg.text.vocab_size,
-                                 groups)
+  proj_before = {
+      k: np.asarray(v['kernel'])
+      for k, v in jax.device_get(state.params).items()
+      if k.endswith('_proj')
+  }
+  batch = larp_step.random_batch(
+      4,
+      1,
+      BATCH,
+      cfg.audio.clip_samples,
+      int(config.data.build.max_text_length),
+      cfg.text.vocab_size,
+      groups,
+  )
   state, metrics = ours.step(state, ours.inputs(batch))
   torch_loss = torch_ref.torch_train_step(setup, torch_ref.torch_batch(batch), 1, config.loss)
   np.testing.assert_allclose(torch_loss, float(metrics['loss/total']), atol=1e-4)
@@ -141,8 +198,9 @@ def test_one_step_each_agrees_without_regularisation():
     diff = np.abs(params[name]['kernel'].T - getattr(setup.model, name).weight.detach().numpy())
     # Adam normalises each gradient, so weights whose gradient is ~eps can step differently.
     assert diff.max() < 2.5e-4 and np.mean(diff > 1e-6) < 1e-3, (name, diff.max())
-    ema_diff = np.abs(momentum[name]['kernel'].T
-                      - getattr(setup.momentum_model, name).weight.numpy())
+    ema_diff = np.abs(
+        momentum[name]['kernel'].T - getattr(setup.momentum_model, name).weight.numpy()
+    )
     assert ema_diff.max() < 2e-6 and np.mean(ema_diff > 1e-7) < 1e-3, (name, ema_diff.max())
     assert np.abs(momentum[name]['kernel'] - proj_before[name]).max() > 2e-7  # EMA moved it
   text_step_ours = text_bias(params) - text_before

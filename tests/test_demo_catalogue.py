@@ -1,4 +1,5 @@
 """Tests for the demo catalogue generator (data_pipelines/demo/catalogue.py)."""
+
 import dataclasses
 import json
 import pathlib
@@ -12,10 +13,19 @@ from data_pipelines.demo import audio_synthesis
 from data_pipelines.demo import catalogue
 from data_pipelines.demo import latent_catalogue
 
-TINY = latent_catalogue.CatalogueConfig(num_tracks=120, num_playlists=60, clip_seconds=1.0,
-                                        sample_rate=8000, slice_size=25)
-_TRACK_KEYS = {'pos', 'track_uri', 'track_name', 'artist_uri', 'artist_name', 'album_uri',
-               'album_name', 'duration_ms'}
+TINY = latent_catalogue.CatalogueConfig(
+    num_tracks=120, num_playlists=60, clip_seconds=1.0, sample_rate=8000, slice_size=25
+)
+_TRACK_KEYS = {
+    'pos',
+    'track_uri',
+    'track_name',
+    'artist_uri',
+    'artist_name',
+    'album_uri',
+    'album_name',
+    'duration_ms',
+}
 
 
 @pytest.fixture(scope='module')
@@ -38,8 +48,9 @@ def test_same_seed_gives_byte_identical_files(tiny_dir, tmp_path):
   assert not different, different[:5]
   # And a different seed changes the data.
   catalogue.write_catalogue(tmp_path / 'other', dataclasses.replace(TINY, seed=1), audio=False)
-  assert ((tmp_path / 'other/data/mpd.slice.0-24.json').read_bytes()
-          != (tiny_dir / 'data/mpd.slice.0-24.json').read_bytes())
+  assert (tmp_path / 'other/data/mpd.slice.0-24.json').read_bytes() != (
+      tiny_dir / 'data/mpd.slice.0-24.json'
+  ).read_bytes()
 
 
 def test_parallel_audio_matches_serial(tiny_dir, tmp_path):
@@ -59,13 +70,16 @@ def test_audio_synthesis_is_order_independent():
 
 def test_writes_valid_mpd_slices(tiny_dir):
   paths = sorted((tiny_dir / 'data').glob('mpd.slice.*.json'))
-  assert [p.name for p in paths] == ['mpd.slice.0-24.json', 'mpd.slice.25-49.json',
-                                     'mpd.slice.50-59.json']
+  assert [p.name for p in paths] == [
+      'mpd.slice.0-24.json',
+      'mpd.slice.25-49.json',
+      'mpd.slice.50-59.json',
+  ]
   pids, uris = [], set()
   for path in paths:
     payload = json.loads(path.read_text())
     assert set(payload['info']) == {'generated_on', 'slice', 'version'}
-    assert payload['info']['slice'] == path.name[len('mpd.slice.'):-len('.json')]
+    assert payload['info']['slice'] == path.name[len('mpd.slice.') : -len('.json')]
     for playlist in payload['playlists']:
       pids.append(playlist['pid'])
       assert isinstance(playlist['name'], str) and playlist['name']
@@ -88,7 +102,7 @@ def test_writes_valid_mpd_slices(tiny_dir):
 
 
 def _band_features(wave: np.ndarray) -> np.ndarray:
-  frames = wave[:len(wave) // 256 * 256].reshape(-1, 256) * np.hanning(256)
+  frames = wave[: len(wave) // 256 * 256].reshape(-1, 256) * np.hanning(256)
   spectrum = np.abs(np.fft.rfft(frames, axis=1)).mean(0)
   edges = np.unique(np.geomspace(1, 128, 25).astype(int))
   bands = np.log(np.add.reduceat(spectrum[:129], edges) + 1e-6)
@@ -98,15 +112,16 @@ def _band_features(wave: np.ndarray) -> np.ndarray:
 
 def test_audio_reveals_style(tiny_dir):
   truth = json.loads((tiny_dir / 'ground_truth.json').read_text())
-  waves = [soundfile.read(str(tiny_dir / 'audio' / f'{t["track_id"]}.wav'))[0]
-           for t in truth['tracks']]
+  waves = [
+      soundfile.read(str(tiny_dir / 'audio' / f'{t["track_id"]}.wav'))[0] for t in truth['tracks']
+  ]
   feats = np.stack([_band_features(w) for w in waves])
   style = np.asarray([t['style'] for t in truth['tracks']])
   sim = feats @ feats.T
   same = (style[:, None] == style[None, :]) & ~np.eye(style.size, dtype=bool)
   assert sim[same].mean() > sim[style[:, None] != style[None, :]].mean() + 0.05
   np.fill_diagonal(sim, -np.inf)
-  chance = (np.bincount(style) ** 2).sum() / style.size ** 2
+  chance = (np.bincount(style) ** 2).sum() / style.size**2
   nn_accuracy = (style[sim.argmax(1)] == style).mean()
   assert nn_accuracy > max(0.7, 3 * chance), (nn_accuracy, chance)
 
@@ -142,8 +157,11 @@ def test_lfm_files(tiny_dir):
   assert counts[0] == 'user_id\ttrack_id\tcount'
   rows = [line.split('\t') for line in counts[1:]]
   assert all(len(r) == 3 and int(r[2]) >= 1 for r in rows)
-  total = sum(len(playlist['tracks']) for path in (tiny_dir / 'data').glob('*.json')
-              for playlist in json.loads(path.read_text())['playlists'])
+  total = sum(
+      len(playlist['tracks'])
+      for path in (tiny_dir / 'data').glob('*.json')
+      for playlist in json.loads(path.read_text())['playlists']
+  )
   assert len(rows) == total
   table = (tiny_dir / 'tracks.tsv').read_text().splitlines()
   assert table[0] == 'track_id\ttrack_name\tartist_name\talbum_name'
@@ -152,8 +170,19 @@ def test_lfm_files(tiny_dir):
 
 
 def test_cli_without_audio(tmp_path):
-  catalogue.main(['--out', str(tmp_path), '--num_tracks', '40', '--num_playlists', '12',
-                  '--no_audio', '--seed', '3'])
+  catalogue.main(
+      [
+          '--out',
+          str(tmp_path),
+          '--num_tracks',
+          '40',
+          '--num_playlists',
+          '12',
+          '--no_audio',
+          '--seed',
+          '3',
+      ]
+  )
   assert (tmp_path / 'data/mpd.slice.0-11.json').is_file()
   assert not (tmp_path / 'audio').exists()
 

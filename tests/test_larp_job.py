@@ -24,9 +24,20 @@ RUNS = "--config.runs=('stage1','stage2','stage3')"
 def _launch(workdir):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
   return subprocess.Popen(
-      [sys.executable, "-m", "experiments.train_larp", "--config=configs/larp.py:test",
-       f"--workdir={workdir}", RUNS], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
+      [
+          sys.executable,
+          "-m",
+          "experiments.train_larp",
+          "--config=configs/larp.py:test",
+          f"--workdir={workdir}",
+          RUNS,
+      ],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +63,18 @@ def test_resumed_run_reports_every_table3_row(finished_run):
   workdir, out, stage1_events = finished_run
   assert "resuming at step 4" in out or "resuming at step" in out
   # Stage 1 had finished before the kill: it is not trained again (no new event file).
-  assert sorted(p for p in os.listdir(workdir / "stage1") if p.startswith("events")) == stage1_events
+  assert (
+      sorted(p for p in os.listdir(workdir / "stage1") if p.startswith("events")) == stage1_events
+  )
   results = json.loads((workdir / "results.json").read_text())
-  for row in ("Random", "text-only BERT", "audio-only HTS-AT", "LARP-WTC", "LARP-TTC",
-              "LARP-TPC-fusion"):
+  for row in (
+      "Random",
+      "text-only BERT",
+      "audio-only HTS-AT",
+      "LARP-WTC",
+      "LARP-TTC",
+      "LARP-TPC-fusion",
+  ):
     for k in (10, 20, 40):
       for metric in ("recall", "ndcg"):
         value = results[f"{row}/{metric}@{k}"]
@@ -72,8 +91,9 @@ def test_resumed_run_reports_every_table3_row(finished_run):
 
 def _stage2_losses(config, dataset_dir, mesh, steps=2):
   model, state, shardings = larp_job.make_state(config, mesh, dataset_dir, 10)
-  step = step_lib.jit_train_step(larp_steps.make_train_step(model, 3, config.loss), shardings,
-                                 mesh, larp_steps.INPUT_SPECS)
+  step = step_lib.jit_train_step(
+      larp_steps.make_train_step(model, 3, config.loss), shardings, mesh, larp_steps.INPUT_SPECS
+  )
   groups = larp_job.track_groups(config, dataset_dir)
   data = iter(larp_job.stage_dataset(config, dataset_dir, 3))
   losses = []
@@ -89,8 +109,9 @@ def test_sharded_stage3_step_equals_single_device(finished_run):
   config = larp.get_config("test")
   config.optimizer.update(name="sgd", learning_rate=0.05, warmup_steps=0)
   dataset_dir = larp_setup.prepare_dataset(config, str(workdir))
-  single, s1 = _stage2_losses(config, dataset_dir,
-                              mesh_lib.make_mesh({"shape": (1, 1)}, devices=jax.devices()[:1]))
+  single, s1 = _stage2_losses(
+      config, dataset_dir, mesh_lib.make_mesh({"shape": (1, 1)}, devices=jax.devices()[:1])
+  )
   # All 8 devices on `data` (the small HTS-AT's first stage has 1 head, which cannot split on a
   # model axis of 2; tensor parallelism is covered by tests/test_training_sharding.py).
   sharded, s8 = _stage2_losses(config, dataset_dir, mesh_lib.make_mesh({"shape": (8, 1)}))
@@ -98,5 +119,8 @@ def test_sharded_stage3_step_equals_single_device(finished_run):
   # Queues and lookup tables live row-sharded on `data`.
   assert s8.model_state["audio_table"].sharding.spec[0] == "data"
   assert s8.model_state["queues"]["audio"].sharding.spec[0] == "data"
-  np.testing.assert_allclose(np.asarray(s8.model_state["audio_table"]),
-                             np.asarray(s1.model_state["audio_table"]), atol=1e-4)
+  np.testing.assert_allclose(
+      np.asarray(s8.model_state["audio_table"]),
+      np.asarray(s1.model_state["audio_table"]),
+      atol=1e-4,
+  )

@@ -25,15 +25,22 @@ def _setup(**loop_overrides):
   tx = optimizers.make_optimizer(config.optimizer, config.loop.num_train_steps)
   dummy = jnp.zeros((1, config.data.seq_len), jnp.int32)
   state, shardings = state_lib.create_train_state(
-      lambda rng: (model.init(rng, dummy)["params"], {}), tx, mesh, rules, jax.random.PRNGKey(0))
-  data = toy_data.toy_dataset(seed=0, num_examples=1000, vocab_size=config.data.vocab_size,
-                                  seq_len=config.data.seq_len, batch_size=config.batch_size)
+      lambda rng: (model.init(rng, dummy)["params"], {}), tx, mesh, rules, jax.random.PRNGKey(0)
+  )
+  data = toy_data.toy_dataset(
+      seed=0,
+      num_examples=1000,
+      vocab_size=config.data.vocab_size,
+      seq_len=config.data.seq_len,
+      batch_size=config.batch_size,
+  )
   return config, mesh, model, state, shardings, iter(data.to_iter_dataset())
 
 
 def test_nan_guard_names_metric_and_step_and_keeps_checkpoints(tmp_path):
-  config, mesh, model, state, shardings, it = _setup(num_train_steps=10, log_every_steps=1,
-                                                     checkpoint_every_steps=2, eval_every_steps=0)
+  config, mesh, model, state, shardings, it = _setup(
+      num_train_steps=10, log_every_steps=1, checkpoint_every_steps=2, eval_every_steps=0
+  )
   good_step = toy_job.make_train_step(model)
 
   def poisoned_step(state, batch):
@@ -42,8 +49,15 @@ def test_nan_guard_names_metric_and_step_and_keeps_checkpoints(tmp_path):
     return new_state, metrics
 
   with pytest.raises(loop.NonFiniteMetricError, match=r"'train/loss' is nan at step 5"):
-    loop.train_loop(config=config.loop, workdir=tmp_path, state=state, state_shardings=shardings,
-                    mesh=mesh, train_step=poisoned_step, train_iter=it)
+    loop.train_loop(
+        config=config.loop,
+        workdir=tmp_path,
+        state=state,
+        state_shardings=shardings,
+        mesh=mesh,
+        train_step=poisoned_step,
+        train_iter=it,
+    )
   assert (tmp_path / "non_finite_step_5").exists()
   steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
   assert steps == [2, 4]  # the finite checkpoints survive; resume starts from step 4
@@ -51,8 +65,12 @@ def test_nan_guard_names_metric_and_step_and_keeps_checkpoints(tmp_path):
 
 def test_early_stopping_keeps_best_weights(tmp_path):
   config, mesh, model, state, shardings, it = _setup(
-      num_train_steps=40, eval_every_steps=2, early_stopping_metric="score",
-      early_stopping_mode="max", early_stopping_patience=2)
+      num_train_steps=40,
+      eval_every_steps=2,
+      early_stopping_metric="score",
+      early_stopping_mode="max",
+      early_stopping_patience=2,
+  )
   scores = iter([0.1, 0.5, 0.4, 0.3, 0.9, 0.9])
   seen_params = {}
 
@@ -60,15 +78,24 @@ def test_early_stopping_keeps_best_weights(tmp_path):
     seen_params[int(state.step)] = jax.tree.map(lambda x: jnp.array(x), state.params)
     return {"score": next(scores)}
 
-  result = loop.train_loop(config=config.loop, workdir=tmp_path, state=state,
-                           state_shardings=shardings, mesh=mesh,
-                           train_step=toy_job.make_train_step(model), train_iter=it,
-                           evaluate=evaluate)
+  result = loop.train_loop(
+      config=config.loop,
+      workdir=tmp_path,
+      state=state,
+      state_shardings=shardings,
+      mesh=mesh,
+      train_step=toy_job.make_train_step(model),
+      train_iter=it,
+      evaluate=evaluate,
+  )
   assert result.stop_reason == "early_stopped"
   assert int(result.state.step) == 8  # evals at 2,4,6,8: best at 4, then two without improvement
   assert result.best == {"step": 4, "score": 0.5}
   best = checkpoint.load_params(result.best_path)
-  jax.tree.map(lambda a, b: (a == b).all() or pytest.fail("best params differ"),
-               best["params"], seen_params[4])
+  jax.tree.map(
+      lambda a, b: (a == b).all() or pytest.fail("best params differ"),
+      best["params"],
+      seen_params[4],
+  )
   history = json.loads((tmp_path / "eval_history.json").read_text())
   assert [h["step"] for h in history] == [2, 4, 6, 8]

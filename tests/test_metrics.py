@@ -1,4 +1,5 @@
 """Ranking metrics vs NumPy loop references, hand-computed examples and rax (where definitions match)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,10 +22,16 @@ def _reference_row(scores, relevant, k, candidates):
   precision = hits.sum() / k
   dcg = sum(h / np.log2(r + 2) for r, h in enumerate(hits))
   idcg = sum(1 / np.log2(r + 2) for r in range(min(n_rel, k)))
-  ap = sum(hits[r] * hits[:r + 1].sum() / (r + 1) for r in range(k)) / min(n_rel, k)
+  ap = sum(hits[r] * hits[: r + 1].sum() / (r + 1) for r in range(k)) / min(n_rel, k)
   f1 = 0.0 if hits.sum() == 0 else 2 * precision * recall / (precision + recall)
-  return {'recall': recall, 'precision': precision, 'hit_rate': float(hits.sum() > 0), 'f1': f1,
-          'ndcg': dcg / idcg, 'map': ap}
+  return {
+      'recall': recall,
+      'precision': precision,
+      'hit_rate': float(hits.sum() > 0),
+      'f1': f1,
+      'ndcg': dcg / idcg,
+      'map': ap,
+  }
 
 
 def _reference_auc(scores, relevant, candidates):
@@ -37,8 +44,12 @@ def _reference_auc(scores, relevant, candidates):
 
 
 FUNCTIONS = {
-    'recall': M.recall_at_k, 'precision': M.precision_at_k, 'hit_rate': M.hit_rate_at_k,
-    'f1': M.f1_at_k, 'ndcg': M.ndcg_at_k, 'map': M.average_precision_at_k,
+    'recall': M.recall_at_k,
+    'precision': M.precision_at_k,
+    'hit_rate': M.hit_rate_at_k,
+    'f1': M.f1_at_k,
+    'ndcg': M.ndcg_at_k,
+    'map': M.average_precision_at_k,
 }
 
 
@@ -57,7 +68,9 @@ def test_metrics_match_numpy_reference(k):
   scores, relevant, candidates = _random_problem(k)
   for name, fn in FUNCTIONS.items():
     got = np.asarray(jax.jit(fn, static_argnums=2)(scores, relevant, k, candidates))
-    want = np.array([_reference_row(s, r, k, c)[name] for s, r, c in zip(scores, relevant, candidates)])
+    want = np.array(
+        [_reference_row(s, r, k, c)[name] for s, r, c in zip(scores, relevant, candidates)]
+    )
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
     assert np.isnan(got[0])  # no relevant items -> NaN, never a silent 0
   got = np.asarray(M.auc(scores, relevant, candidates))
@@ -71,8 +84,9 @@ def test_ranking_metrics_equals_the_single_metric_functions():
   assert set(out) == {f'{n}@{k}' for n in FUNCTIONS for k in (10, 20, 40)}
   for name, fn in FUNCTIONS.items():
     for k in (10, 20, 40):
-      np.testing.assert_allclose(np.asarray(out[f'{name}@{k}']),
-                                 np.asarray(fn(scores, relevant, k, candidates)), rtol=1e-6)
+      np.testing.assert_allclose(
+          np.asarray(out[f'{name}@{k}']), np.asarray(fn(scores, relevant, k, candidates)), rtol=1e-6
+      )
 
 
 def test_hand_example():
@@ -104,11 +118,21 @@ def test_matches_rax_where_definitions_agree():
   candidates[:, :50] = True  # >= K candidates per row
   valid = (relevant & candidates).sum(1) > 0
   for k in (5, 20):
-    for ours, theirs in ((M.recall_at_k, rax.recall_metric), (M.precision_at_k, rax.precision_metric),
-                         (M.ndcg_at_k, rax.ndcg_metric)):
+    for ours, theirs in (
+        (M.recall_at_k, rax.recall_metric),
+        (M.precision_at_k, rax.precision_metric),
+        (M.ndcg_at_k, rax.ndcg_metric),
+    ):
       got = np.asarray(ours(scores, relevant, k, candidates))
-      want = np.asarray(theirs(jnp.asarray(scores), jnp.asarray(relevant, jnp.float32),
-                               where=jnp.asarray(candidates), topn=k, reduce_fn=None))
+      want = np.asarray(
+          theirs(
+              jnp.asarray(scores),
+              jnp.asarray(relevant, jnp.float32),
+              where=jnp.asarray(candidates),
+              topn=k,
+              reduce_fn=None,
+          )
+      )
       np.testing.assert_allclose(got[valid], want[valid], rtol=1e-5, atol=1e-6)
 
 

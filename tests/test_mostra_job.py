@@ -52,9 +52,10 @@ def _random_case(rng, batch=64, n=12, length=8):
     num_valid = rng.integers(0, n + 1)
     valid[b, rng.choice(n, num_valid, replace=False)] = True
     order = rng.permutation(np.flatnonzero(valid[b]))[:length]
-    sequences[b, :len(order)] = order
+    sequences[b, : len(order)] = order
   labels = (rng.random((batch, n, 4)) < rng.uniform(0.05, 0.6, size=(batch, 1, 4))).astype(
-      np.float32)
+      np.float32
+  )
   return sequences, labels, valid
 
 
@@ -64,17 +65,22 @@ def test_hand_example():
   valid = np.array([[1, 1, 1, 1, 1, 0]], bool)
   labels = np.array([[0, 1, 0, 1, 1, 1]], np.float32)  # relevant valid: 1, 3, 4 (4 not chosen)
   # Hits at ranks 1 (track 3) and 4 (track 1); |gt| = 3.
-  np.testing.assert_allclose(sequencing.ndcg_at_k(sequences, labels, valid, 2),
-                             [1 / (1 + 1 / math.log2(3))], rtol=1e-6)
-  np.testing.assert_allclose(sequencing.ndcg_at_k(sequences, labels, valid, 5),
-                             [(1 + 1 / math.log2(5)) / (1 + 1 / math.log2(3) + 0.5)], rtol=1e-6)
+  np.testing.assert_allclose(
+      sequencing.ndcg_at_k(sequences, labels, valid, 2), [1 / (1 + 1 / math.log2(3))], rtol=1e-6
+  )
+  np.testing.assert_allclose(
+      sequencing.ndcg_at_k(sequences, labels, valid, 5),
+      [(1 + 1 / math.log2(5)) / (1 + 1 / math.log2(3) + 0.5)],
+      rtol=1e-6,
+  )
   # AP@1 = 1; AP@2 = P@1 / min(3, 2) = 0.5; AP@5 = (P@1 + P@4) / min(3, 5) = (1 + 0.5) / 3.
   np.testing.assert_allclose(sequencing.ap_at_k(sequences, labels, valid, 1), [1.0], rtol=1e-6)
   np.testing.assert_allclose(sequencing.ap_at_k(sequences, labels, valid, 2), [0.5], rtol=1e-6)
   np.testing.assert_allclose(sequencing.ap_at_k(sequences, labels, valid, 5), [0.5], rtol=1e-6)
   # Order to scores: position p of L = 4 gets 4 - p; unchosen -inf.
-  np.testing.assert_array_equal(sequencing.order_scores(sequences, 6)[0],
-                                [3, 1, 2, 4, -np.inf, -np.inf])
+  np.testing.assert_array_equal(
+      sequencing.order_scores(sequences, 6)[0], [3, 1, 2, 4, -np.inf, -np.inf]
+  )
   # No relevant valid track -> NaN (left out of the mean).
   none = np.array([[0, 0, 0, 0, 0, 1]], np.float32)
   assert np.isnan(sequencing.ndcg_at_k(sequences, none, valid, 5)[0])
@@ -109,8 +115,9 @@ def test_per_session_and_mean_metrics_streamed_only():
   rng = np.random.default_rng(0)
   sequences, labels, valid = _random_case(rng, batch=32)
   per = sequencing.per_session_metrics(sequences, labels, valid, ndcg_ks=(5, 10), map_ks=(5,))
-  assert set(per) == {f'{m}/{o}' for m in ('ndcg@5', 'ndcg@10', 'map@5')
-                      for o in sequencing.DEFAULT_OBJECTIVES}
+  assert set(per) == {
+      f'{m}/{o}' for m in ('ndcg@5', 'ndcg@10', 'map@5') for o in sequencing.DEFAULT_OBJECTIVES
+  }
   streamed = (labels[..., 2] > 0) & (labels[..., 0] > 0)
   ref = [np_ap(s, l, v, 5) for s, l, v in zip(sequences, streamed, valid)]
   np.testing.assert_allclose(per['map@5/EXPOSURE'], ref, rtol=1e-5, atol=1e-6)
@@ -127,8 +134,9 @@ def test_bad_inputs_raise():
   with pytest.raises(ValueError, match='k must'):
     sequencing.ndcg_at_k(np.zeros((2, 3), np.int32), np.zeros((2, 4)), np.zeros((2, 4), bool), 0)
   with pytest.raises(ValueError, match='labels must be'):
-    sequencing.per_session_metrics(np.zeros((2, 3), np.int32), np.zeros((2, 4, 3)),
-                                   np.zeros((2, 4), bool))
+    sequencing.per_session_metrics(
+        np.zeros((2, 3), np.int32), np.zeros((2, 4, 3)), np.zeros((2, 4), bool)
+    )
 
 
 # ------------------------------------------------------------------------------- end to end
@@ -136,25 +144,53 @@ def test_bad_inputs_raise():
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OBJECTIVES = ('SAT', 'BOOST', 'EXPOSURE', 'DISCOVERY')
 TABLE1_ROWS = (
-    'Relevance ranker', 'DNN_AttRank', 'DNN_BCE', 'DNN_RMSE', 'SetTRM2GRU_AttRank',
-    'SetTRM2TRM_AttRank', 'SetRank', 'SetRank_BCE', 'SetRank_RMSE', 'MO-LTR_AttRank',
-    'MO-LTR_RMSE', 'MOSTRA-WtSUM(alpha=1)', 'MOSTRA-WtSUM(alpha=0.5)', 'MOSTRA-WtSUM(alpha=0.1)',
-    'MOSTRA-WtSUM(alpha=0.01)', 'MOSTRA(eps=0.01)', 'MOSTRA(eps=0.05)', 'MOSTRA(eps=0.1)')
+    'Relevance ranker',
+    'DNN_AttRank',
+    'DNN_BCE',
+    'DNN_RMSE',
+    'SetTRM2GRU_AttRank',
+    'SetTRM2TRM_AttRank',
+    'SetRank',
+    'SetRank_BCE',
+    'SetRank_RMSE',
+    'MO-LTR_AttRank',
+    'MO-LTR_RMSE',
+    'MOSTRA-WtSUM(alpha=1)',
+    'MOSTRA-WtSUM(alpha=0.5)',
+    'MOSTRA-WtSUM(alpha=0.1)',
+    'MOSTRA-WtSUM(alpha=0.01)',
+    'MOSTRA(eps=0.01)',
+    'MOSTRA(eps=0.05)',
+    'MOSTRA(eps=0.1)',
+)
 
 
 def _train(workdir, cache_dir):
   """Runs the launcher in a fresh 1-device process (the job is single-host; 8 fake devices would
   only slow orbax down). XLA's backend optimisation is off and a per-test compilation cache is
   shared by both runs: compile time dominates this tiny run, the numbers do not matter."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1 '
-                                   '--xla_backend_optimization_level=0',
-             JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  env = dict(
+      os.environ,
+      XLA_FLAGS='--xla_force_host_platform_device_count=1 ' '--xla_backend_optimization_level=0',
+      JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
+  )
   start = time.perf_counter()
   proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.train_mostra', '--config=configs/mostra.py:test',
-       f'--workdir={workdir}'], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+      [
+          sys.executable,
+          '-m',
+          'experiments.train_mostra',
+          '--config=configs/mostra.py:test',
+          f'--workdir={workdir}',
+      ],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
   return proc.stdout, time.perf_counter() - start
 
@@ -175,8 +211,13 @@ def trained(tmp_path_factory):
   stdout, seconds = _train(workdir, cache)
   with open(workdir / 'results.json') as f:
     results = json.load(f)
-  return {'workdir': workdir, 'cache': cache, 'stdout': stdout, 'seconds': seconds,
-          'results': results}
+  return {
+      'workdir': workdir,
+      'cache': cache,
+      'stdout': stdout,
+      'seconds': seconds,
+      'results': results,
+  }
 
 
 def test_results_have_every_table1_row_in_unit_interval(trained):
@@ -204,9 +245,12 @@ def test_report_matches_independent_decoding(trained):
   # model (SetRank_RMSE): identical metrics. A larger eps must change something.
   for objective in OBJECTIVES:
     assert results[f'fig5/MOSTRA(eps=0)/map@5/{objective}'] == pytest.approx(
-        results[f'SetRank_RMSE/map@5/{objective}'], abs=1e-9)
-  assert any(results[f'fig5/MOSTRA(eps=0.1)/map@5/{o}']
-             != results[f'fig5/MOSTRA(eps=0)/map@5/{o}'] for o in OBJECTIVES)
+        results[f'SetRank_RMSE/map@5/{objective}'], abs=1e-9
+    )
+  assert any(
+      results[f'fig5/MOSTRA(eps=0.1)/map@5/{o}'] != results[f'fig5/MOSTRA(eps=0)/map@5/{o}']
+      for o in OBJECTIVES
+  )
   # The relevance ranker recomputed here with NumPy from the built test split.
   with np.load(trained['workdir'] / 'data' / 'test.npz') as arrays:
     cosine, mask, labels = arrays['cosine'], arrays['mask'], arrays['labels']
@@ -216,7 +260,8 @@ def test_report_matches_independent_decoding(trained):
       order = [i for i in np.argsort(-c, kind='stable') if m[i]][:10]
       values.append(np_ndcg(order, l, m, 5))
     assert results[f'Relevance ranker/ndcg@5/{objective}'] == pytest.approx(
-        np.nanmean(values), abs=1e-6)
+        np.nanmean(values), abs=1e-6
+    )
 
 
 def test_plot_and_summaries_written(trained):
@@ -227,8 +272,9 @@ def test_plot_and_summaries_written(trained):
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
   with open(workdir / 'training_summary.json') as f:
     summary = json.load(f)
-  assert set(summary['training']) == {r for r in TABLE1_ROWS if r != 'Relevance ranker'
-                                      and not r.startswith('MOSTRA')}
+  assert set(summary['training']) == {
+      r for r in TABLE1_ROWS if r != 'Relevance ranker' and not r.startswith('MOSTRA')
+  }
   for name, info in summary['training'].items():
     assert info['step'] == 4 and info['steps_trained_now'] == 4, (name, info)
     assert (workdir / 'models' / name / 'best').is_dir()
@@ -254,6 +300,7 @@ def test_config_errors_name_the_offending_key(tmp_path):
   from configs import mostra as mostra_config
   from larp_jax.jobs import mostra_job
   from larp_jax.models import mostra as mostra_models
+
   with pytest.raises(ValueError, match='Unknown variant'):
     mostra_config.get_config('nope')
   config = mostra_config.get_config('test')
@@ -275,10 +322,12 @@ def _zero_padded_outputs(fn, arrays, size):
   total = len(next(iter(arrays.values())))
   outputs = {}
   for start in range(0, total, size):
-    chunk = {n: a[start:start + size] for n, a in arrays.items()}
+    chunk = {n: a[start : start + size] for n, a in arrays.items()}
     real = len(next(iter(chunk.values())))
-    chunk = {n: np.concatenate([a, np.zeros((size - real,) + a.shape[1:], a.dtype)])
-             for n, a in chunk.items()}
+    chunk = {
+        n: np.concatenate([a, np.zeros((size - real,) + a.shape[1:], a.dtype)])
+        for n, a in chunk.items()
+    }
     out = fn(chunk)
     for key, value in (out.items() if isinstance(out, dict) else [('out', out)]):
       outputs.setdefault(key, []).append(np.asarray(value)[:real])
@@ -289,10 +338,12 @@ def _random_split(num_sessions, num_items, num_features, seed=0):
   rng = np.random.default_rng(seed)
   mask = rng.random((num_sessions, num_items)) < 0.7
   mask[3] = False  # an empty session
-  return {'features': rng.normal(size=(num_sessions, num_items, num_features)).astype(np.float32),
-          'mask': mask,
-          'labels': (rng.random((num_sessions, num_items, 4)) < 0.4).astype(np.float32),
-          'cosine': rng.normal(size=(num_sessions, num_items)).astype(np.float32)}
+  return {
+      'features': rng.normal(size=(num_sessions, num_items, num_features)).astype(np.float32),
+      'mask': mask,
+      'labels': (rng.random((num_sessions, num_items, 4)) < 0.4).astype(np.float32),
+      'cosine': rng.normal(size=(num_sessions, num_items)).astype(np.float32),
+  }
 
 
 def test_batched_prediction_matches_zero_padded_chunks():
@@ -304,6 +355,7 @@ def test_batched_prediction_matches_zero_padded_chunks():
   from data_pipelines import sessions as sessions_lib
   from larp_jax.jobs import mostra_job
   from larp_jax.models import mostra as mostra_models
+
   assert sessions_lib.OBJECTIVES.index('SAT') == mostra_models.SAT
   config = mostra_config.get_config('test')
   n, f = config.data.max_set_size, 5
@@ -311,14 +363,24 @@ def test_batched_prediction_matches_zero_padded_chunks():
   for name in ('DNN_BCE', 'MO-LTR_RMSE', 'SetTRM2GRU_AttRank', 'SetTRM2TRM_AttRank'):
     spec = mostra_models.scorer_spec(name)
     model = mostra_models.build_model(config.model, spec)
-    params = nn.meta.unbox(mostra_models.init_params(
-        model, spec, jax.random.PRNGKey(0), arrays['features'][:1], arrays['mask'][:1],
-        arrays['labels'][:1], int(config.model.pointer_train_length)))
+    params = nn.meta.unbox(
+        mostra_models.init_params(
+            model,
+            spec,
+            jax.random.PRNGKey(0),
+            arrays['features'][:1],
+            arrays['mask'][:1],
+            arrays['labels'][:1],
+            int(config.model.pointer_train_length),
+        )
+    )
     predict_fn = mostra_job.make_predict_fn(config, name)
     got = mostra_job._predict_split(predict_fn, params, arrays, 16)
     want = _zero_padded_outputs(
         lambda b: predict_fn(params, b['features'], b['mask'], b['labels']),
-        {k: arrays[k] for k in ('features', 'mask', 'labels')}, 16)
+        {k: arrays[k] for k in ('features', 'mask', 'labels')},
+        16,
+    )
     assert set(got) == set(want), name
     for key in want:
       assert got[key].shape[0] == 37
@@ -329,18 +391,28 @@ def test_batched_beam_search_matches_zero_padded_chunks():
   from configs import mostra as mostra_config
   from larp_jax.decoding import beam_search
   from larp_jax.jobs import mostra_report
+
   report_config = mostra_config.get_config('test').report
   report_config.decode_batch_size = 16
   arrays = _random_split(37, 12, 1, seed=1)
   relevance = np.random.default_rng(2).random((37, 12)).astype(np.float32)
   objectives = arrays['labels'][..., 1:]
   for epsilon in (0.0, 0.1):
-    got = mostra_report._mostra_sequences(relevance, objectives, arrays['mask'], epsilon,
-                                          report_config, 10)
+    got = mostra_report._mostra_sequences(
+        relevance, objectives, arrays['mask'], epsilon, report_config, 10
+    )
     want = _zero_padded_outputs(
         lambda b: beam_search.mostra_beam_search(
-            b['r'], b['e'], b['v'], length=10, beam_size=int(report_config.beam_size),
-            epsilon=float(epsilon), threshold=report_config.threshold,
-            gain=report_config.gain)[0],
-        {'r': relevance, 'e': objectives, 'v': arrays['mask']}, 16)['out']
+            b['r'],
+            b['e'],
+            b['v'],
+            length=10,
+            beam_size=int(report_config.beam_size),
+            epsilon=float(epsilon),
+            threshold=report_config.threshold,
+            gain=report_config.gain,
+        )[0],
+        {'r': relevance, 'e': objectives, 'v': arrays['mask']},
+        16,
+    )['out']
     np.testing.assert_array_equal(got, want)

@@ -1,4 +1,5 @@
 """Tests for larp_jax.models.mostra: SetTRM scorer, DNN, MO-LTR labels, pointer decoders."""
+
 import chex
 import flax.linen as nn
 import jax
@@ -40,8 +41,9 @@ def test_settrm_outputs_and_equivariance():
   # Padded items do not affect valid items' outputs.
   garbage = np.where(mask[..., None], features, 77.0).astype(np.float32)
   changed = apply(variables, garbage, mask)
-  np.testing.assert_allclose(np.asarray(changed['logits'])[mask],
-                             np.asarray(out['logits'])[mask], atol=1e-5)
+  np.testing.assert_allclose(
+      np.asarray(changed['logits'])[mask], np.asarray(out['logits'])[mask], atol=1e-5
+  )
   # The encoder mixes items: changing a valid item moves the other items' scores.
   moved = features.copy()
   moved[2, 0] += 3.0
@@ -51,10 +53,16 @@ def test_settrm_outputs_and_equivariance():
 
 def test_settrm_default_sizes_follow_the_paper():
   config = mostra.SetTRMConfig()
-  assert (config.num_layers, config.num_heads, config.num_inducing, config.hidden_dim,
-          config.ff_dim) == (6, 8, 20, 256, 1024)
-  shapes = jax.eval_shape(mostra.SetTRM(config).init, jax.random.key(0),
-                          jnp.zeros((1, 4, 64)), jnp.ones((1, 4), bool))
+  assert (
+      config.num_layers,
+      config.num_heads,
+      config.num_inducing,
+      config.hidden_dim,
+      config.ff_dim,
+  ) == (6, 8, 20, 256, 1024)
+  shapes = jax.eval_shape(
+      mostra.SetTRM(config).init, jax.random.key(0), jnp.zeros((1, 4, 64)), jnp.ones((1, 4), bool)
+  )
   params = nn.meta.unbox(shapes)['params']['encoder']
   assert sorted(params) == [f'{kind}_{i}' for kind in ('ffb', 'isab') for i in range(6)]
   assert params['isab_0']['inducing_points'].shape == (20, 256)
@@ -79,22 +87,25 @@ def test_mo_ltr_labels_and_cosine_relevance():
   # s_i = SAT_i + SAT_i * sum_j E_ij.
   np.testing.assert_allclose(mostra_objectives.mo_ltr_labels(sat, objectives), [[3, 0, 1]])
   np.testing.assert_allclose(
-      mostra_objectives.mo_ltr_labels(sat, objectives, weights=[0.5, 0.0, 2.0]), [[1.5, 0, 1]])
+      mostra_objectives.mo_ltr_labels(sat, objectives, weights=[0.5, 0.0, 2.0]), [[1.5, 0, 1]]
+  )
   with pytest.raises(ValueError, match='weights'):
     mostra_objectives.mo_ltr_labels(sat, objectives, weights=[1.0, 1.0])
   rng = np.random.default_rng(0)
   user = rng.normal(size=(2, 4)).astype(np.float32)
   tracks = rng.normal(size=(2, 5, 4)).astype(np.float32)
   expected = np.einsum('bd,bnd->bn', user, tracks) / (
-      np.linalg.norm(user, axis=-1)[:, None] * np.linalg.norm(tracks, axis=-1))
+      np.linalg.norm(user, axis=-1)[:, None] * np.linalg.norm(tracks, axis=-1)
+  )
   np.testing.assert_allclose(mostra.cosine_relevance(user, tracks), expected, rtol=1e-5)
 
 
 def test_teacher_forcing_targets_put_sat_first():
   labels = np.array([[0, 1, 0, 1, 1], [1, 0, 0, 0, 0]], np.float32)
   mask = np.array([[1, 1, 1, 1, 0], [0, 1, 1, 0, 0]], bool)
-  np.testing.assert_array_equal(mostra_objectives.teacher_forcing_targets(labels, mask, 4),
-                                [[1, 3, 0, 2], [1, 2, -1, -1]])
+  np.testing.assert_array_equal(
+      mostra_objectives.teacher_forcing_targets(labels, mask, 4), [[1, 3, 0, 2], [1, 2, -1, -1]]
+  )
 
 
 DECODERS = {
@@ -125,8 +136,7 @@ def test_pointer_decoders_emit_valid_distinct_items(name):
   # Teacher-forced logits mask padded and already-chosen items.
   logits = np.asarray(apply(variables, features, mask, targets))
   chex.assert_shape(logits, (4, 6, 8))
-  assert (logits[~np.broadcast_to(mask[:, None], logits.shape)] ==
-          mostra.POINTER_MASK_VALUE).all()
+  assert (logits[~np.broadcast_to(mask[:, None], logits.shape)] == mostra.POINTER_MASK_VALUE).all()
   targets = np.asarray(targets)
   for b in range(2):
     for t in range(1, 6):
@@ -158,6 +168,7 @@ def test_teacher_forced_loss_decreases_on_toy_data(name):
     def loss_fn(p):
       logits = model.apply({'params': p}, features, mask, targets)
       return ranking.stepwise_attrank_loss(logits, targets, labels, mask)
+
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss

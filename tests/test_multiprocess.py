@@ -22,14 +22,25 @@ def test_two_processes_complete_sharded_steps(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   procs = []
   for pid in range(2):
-    cmd = [sys.executable, "-m", "experiments.train_toy", "--config=configs/toy.py:test",
-           f"--workdir={tmp_path / 'run'}", "--config.mesh.shape=(2,2)",
-           "--config.loop.num_train_steps=4", "--config.loop.eval_every_steps=0",
-           "--config.loop.checkpoint_every_steps=2",
-           f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-           f"--process_id={pid}"]
-    procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True))
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.train_toy",
+        "--config=configs/toy.py:test",
+        f"--workdir={tmp_path / 'run'}",
+        "--config.mesh.shape=(2,2)",
+        "--config.loop.num_train_steps=4",
+        "--config.loop.eval_every_steps=0",
+        "--config.loop.checkpoint_every_steps=2",
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        f"--process_id={pid}",
+    ]
+    procs.append(
+        subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    )
   outputs = []
   try:
     for p in procs:

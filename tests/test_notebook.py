@@ -31,23 +31,31 @@ def _kernel_manager(kernels_dir: str) -> manager.AsyncKernelManager:
   spec_dir = os.path.join(kernels_dir, KERNEL_NAME)
   os.makedirs(spec_dir)
   with open(os.path.join(spec_dir, "kernel.json"), "w") as f:
-    json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-               "display_name": "larp_jax (test)", "language": "python"}, f)
+    json.dump(
+        {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "larp_jax (test)",
+            "language": "python",
+        },
+        f,
+    )
   specs = kernelspec.KernelSpecManager(kernel_dirs=[kernels_dir], ensure_native_kernel=False)
   return manager.AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
 
 
 def _kernel_env(workdir: str) -> dict[str, str]:
   env = dict(os.environ)
-  env.update({
-      # conftest gives the pytest process 8 fake devices; the notebook's user has one.
-      "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-      "JAX_PLATFORMS": "cpu",
-      "TF_CPP_MIN_LOG_LEVEL": "3",
-      "QUICKSTART_WORKDIR": workdir,
-      "IPYTHONDIR": os.path.join(os.path.dirname(workdir), "ipython"),
-      "PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p),
-  })
+  env.update(
+      {
+          # conftest gives the pytest process 8 fake devices; the notebook's user has one.
+          "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+          "JAX_PLATFORMS": "cpu",
+          "TF_CPP_MIN_LOG_LEVEL": "3",
+          "QUICKSTART_WORKDIR": workdir,
+          "IPYTHONDIR": os.path.join(os.path.dirname(workdir), "ipython"),
+          "PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p),
+      }
+  )
   return env
 
 
@@ -67,8 +75,9 @@ def test_committed_notebook_has_no_outputs():
   code = [cell for cell in nb.cells if cell.cell_type == "code"]
   assert code, "the notebook has no code cells"
   for cell in code:
-    assert not cell.outputs and cell.execution_count is None, (
-        f"commit examples/quickstart.ipynb without outputs (cell: {cell.source[:60]!r})")
+    assert (
+        not cell.outputs and cell.execution_count is None
+    ), f"commit examples/quickstart.ipynb without outputs (cell: {cell.source[:60]!r})"
 
 
 @pytest.mark.slow
@@ -80,8 +89,11 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
   workdir = str(tmp_path / "work")
   nb = nbformat.read(NOTEBOOK, as_version=4)
   client = nbclient.NotebookClient(
-      nb, km=_kernel_manager(str(tmp_path / "kernels")), timeout=300,
-      resources={"metadata": {"path": REPO_ROOT}})  # the kernel's cwd
+      nb,
+      km=_kernel_manager(str(tmp_path / "kernels")),
+      timeout=300,
+      resources={"metadata": {"path": REPO_ROOT}},
+  )  # the kernel's cwd
   client.execute(env=_kernel_env(workdir))  # raises CellExecutionError naming a failing cell
 
   code = [cell for cell in nb.cells if cell.cell_type == "code"]

@@ -10,14 +10,16 @@ from larp_jax.training import optimizers
 
 
 def test_lr_multiplier_scales_only_the_named_subtree():
-  config = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3, warmup_steps=0,
-                                          rules=(("^text_encoder/", 0.1),)))
+  config = ml_collections.ConfigDict(
+      dict(name="adam", learning_rate=1e-3, warmup_steps=0, rules=(("^text_encoder/", 0.1),))
+  )
   tx = optimizers.make_optimizer(config, total_steps=100)
   params = {"text_encoder": {"w": jnp.ones(3)}, "audio_proj": {"w": jnp.ones(3)}}
   grads = jax.tree.map(lambda x: jnp.full_like(x, 0.5), params)
   updates, _ = tx.update(grads, tx.init(params), params)
-  np.testing.assert_allclose(updates["text_encoder"]["w"], 0.1 * updates["audio_proj"]["w"],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      updates["text_encoder"]["w"], 0.1 * updates["audio_proj"]["w"], rtol=1e-6
+  )
   assert float(jnp.abs(updates["audio_proj"]["w"]).min()) > 0
 
 

@@ -23,11 +23,28 @@ def _free_port() -> int:
 def _run_pair(workdir, *extra) -> list[str]:
   port = _free_port()
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  procs = [subprocess.Popen(
-      [sys.executable, SCRIPT, str(workdir), "--steps", str(STEPS), "--mesh_shape=-1,1",
-       "--step_sleep=0.05", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-       f"--process_id={pid}", *extra], env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True) for pid in range(2)]
+  procs = [
+      subprocess.Popen(
+          [
+              sys.executable,
+              SCRIPT,
+              str(workdir),
+              "--steps",
+              str(STEPS),
+              "--mesh_shape=-1,1",
+              "--step_sleep=0.05",
+              f"--coordinator_address=127.0.0.1:{port}",
+              "--num_processes=2",
+              f"--process_id={pid}",
+              *extra,
+          ],
+          env=env,
+          stdout=subprocess.PIPE,
+          stderr=subprocess.STDOUT,
+          text=True,
+      )
+      for pid in range(2)
+  ]
   outputs = []
   try:
     for p in procs:

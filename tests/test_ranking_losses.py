@@ -1,4 +1,5 @@
 """Tests for larp_jax.losses.ranking (AttRank, BCE, RMSE, decoder losses)."""
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -9,15 +10,16 @@ from larp_jax.losses import ranking
 
 
 def test_attrank_hand_computed_example():
-  logits = np.array([[1.0, 2.0, 0.5],
-                     [0.3, -1.0, 5.0],
-                     [0.2, 0.1, 0.0]], np.float32)
-  labels = np.array([[1.0, 0.0, 2.0],
-                     [0.0, 1.0, 1.0],
-                     [0.0, 0.0, 0.0]], np.float32)
-  mask = np.array([[1, 1, 1],
-                   [1, 1, 0],   # item 2 is padding: its label 1 and logit 5 must not count
-                   [1, 1, 1]], bool)
+  logits = np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 5.0], [0.2, 0.1, 0.0]], np.float32)
+  labels = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]], np.float32)
+  mask = np.array(
+      [
+          [1, 1, 1],
+          [1, 1, 0],  # item 2 is padding: its label 1 and logit 5 must not count
+          [1, 1, 1],
+      ],
+      bool,
+  )
   # List 0: weights exp(1), 0, exp(2) -> 1/(1+e) = 0.2689414, 0, e/(1+e) = 0.7310586;
   #   logsumexp(1, 2, 0.5) = 2.4643688; loss = 0.2689414*(2.4643688-1)
   #   + 0.7310586*(2.4643688-0.5) = 1.8298981.
@@ -28,13 +30,17 @@ def test_attrank_hand_computed_example():
   chex.assert_shape(loss, ())
   chex.assert_type(loss, jnp.float32)
   np.testing.assert_allclose(loss, 1.1236355, rtol=1e-6)
-  np.testing.assert_allclose(ranking.attrank_loss(logits[:1], labels[:1], mask[:1]), 1.8298981,
-                             rtol=1e-6)
-  np.testing.assert_allclose(ranking.attrank_loss(logits[1:2], labels[1:2], mask[1:2]),
-                             1.5410085, rtol=1e-6)
+  np.testing.assert_allclose(
+      ranking.attrank_loss(logits[:1], labels[:1], mask[:1]), 1.8298981, rtol=1e-6
+  )
+  np.testing.assert_allclose(
+      ranking.attrank_loss(logits[1:2], labels[1:2], mask[1:2]), 1.5410085, rtol=1e-6
+  )
   np.testing.assert_allclose(
       ranking.attrank_weights(labels, mask),
-      [[0.2689414, 0.0, 0.7310586], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]], atol=1e-6)
+      [[0.2689414, 0.0, 0.7310586], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]],
+      atol=1e-6,
+  )
 
 
 def _numpy_attrank(logits, labels, mask):
@@ -94,19 +100,30 @@ def test_pointer_and_stepwise_losses():
   step_logits = rng.normal(size=(2, 3, 4)).astype(np.float32)
   targets = np.array([[2, 0, -1], [1, 3, 0]], np.int32)
   log_probs = step_logits - np.log(np.exp(step_logits).sum(-1, keepdims=True))
-  expected = -np.mean([log_probs[0, 0, 2], log_probs[0, 1, 0], log_probs[1, 0, 1],
-                       log_probs[1, 1, 3], log_probs[1, 2, 0]])
-  np.testing.assert_allclose(ranking.pointer_cross_entropy(step_logits, targets), expected,
-                             rtol=1e-5)
+  expected = -np.mean(
+      [
+          log_probs[0, 0, 2],
+          log_probs[0, 1, 0],
+          log_probs[1, 0, 1],
+          log_probs[1, 1, 3],
+          log_probs[1, 2, 0],
+      ]
+  )
+  np.testing.assert_allclose(
+      ranking.pointer_cross_entropy(step_logits, targets), expected, rtol=1e-5
+  )
   labels = np.array([[1, 0, 1, 0], [0, 1, 0, 1]], np.float32)
   mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
   # Step lists: row 0: {0,1,2}, {0,1}, {1}; row 1: {0,1,2,3}, {0,2,3}, {0,2}.
-  available = np.array([[[1, 1, 1, 0], [1, 1, 0, 0], [0, 1, 0, 0]],
-                        [[1, 1, 1, 1], [1, 0, 1, 1], [1, 0, 1, 0]]], bool)
-  expected = _numpy_attrank(step_logits.reshape(6, 4), np.repeat(labels, 3, axis=0),
-                            available.reshape(6, 4))
-  np.testing.assert_allclose(ranking.stepwise_attrank_loss(step_logits, targets, labels, mask),
-                             expected, rtol=1e-5)
+  available = np.array(
+      [[[1, 1, 1, 0], [1, 1, 0, 0], [0, 1, 0, 0]], [[1, 1, 1, 1], [1, 0, 1, 1], [1, 0, 1, 0]]], bool
+  )
+  expected = _numpy_attrank(
+      step_logits.reshape(6, 4), np.repeat(labels, 3, axis=0), available.reshape(6, 4)
+  )
+  np.testing.assert_allclose(
+      ranking.stepwise_attrank_loss(step_logits, targets, labels, mask), expected, rtol=1e-5
+  )
 
 
 def test_shape_errors():

@@ -13,8 +13,13 @@ SCRIPT = os.path.join(HERE, "toy_run.py")
 
 def _run(workdir, *extra, expect_rc=0):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  proc = subprocess.run([sys.executable, SCRIPT, str(workdir), *extra], env=env,
-                        capture_output=True, text=True, timeout=300)
+  proc = subprocess.run(
+      [sys.executable, SCRIPT, str(workdir), *extra],
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert proc.returncode == expect_rc, proc.stderr[-3000:]
   return proc.stdout
 
@@ -41,8 +46,9 @@ def test_sigterm_then_resume_is_bitwise_identical(tmp_path, uninterrupted_sha):
   assert _sha(resumed) == uninterrupted_sha
 
 
-def test_hard_kill_between_checkpoints_then_resume_is_bitwise_identical(tmp_path,
-                                                                         uninterrupted_sha):
+def test_hard_kill_between_checkpoints_then_resume_is_bitwise_identical(
+    tmp_path, uninterrupted_sha
+):
   _run(tmp_path, "--sigkill_at", "11", expect_rc=-9)
   steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
   # Killed after step 10, before the step-12 checkpoint. The step-8 save is asynchronous and may

@@ -18,15 +18,21 @@ def _state(config, devices):
   model = toy_transformer.ToyTransformer(toy_job.model_config(config))
   tx = optimizers.make_optimizer(config.optimizer, config.loop.num_train_steps)
   state, shardings = state_lib.create_train_state(
-      toy_job.init_fn(model, config), tx, mesh, mesh_lib.logical_axis_rules(config.mesh),
+      toy_job.init_fn(model, config),
+      tx,
+      mesh,
+      mesh_lib.logical_axis_rules(config.mesh),
       jax.random.PRNGKey(config.seed),
-      learning_rate_fn=optimizers.make_schedule(config.optimizer, config.loop.num_train_steps))
+      learning_rate_fn=optimizers.make_schedule(config.optimizer, config.loop.num_train_steps),
+  )
   return mesh, model, state, shardings
 
 
 def _flat(tree):
-  return {optimizers.path_name(p): np.asarray(x)
-          for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {
+      optimizers.path_name(p): np.asarray(x)
+      for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
 
 
 def test_frozen_subtree_is_bit_identical_and_has_no_optimizer_moments():
@@ -35,9 +41,15 @@ def test_frozen_subtree_is_bit_identical_and_has_no_optimizer_moments():
   config.optimizer.rules = (("^attn_0/", "frozen"), ("^embed/", 0.5))
   mesh, model, state, shardings = _state(config, jax.devices()[:1])
   before = _flat(jax.tree.map(jnp.array, state.params))
-  data = iter(toy_data.toy_dataset(seed=0, num_examples=100, vocab_size=config.data.vocab_size,
-                                   seq_len=config.data.seq_len,
-                                   batch_size=config.batch_size).to_iter_dataset())
+  data = iter(
+      toy_data.toy_dataset(
+          seed=0,
+          num_examples=100,
+          vocab_size=config.data.vocab_size,
+          seq_len=config.data.seq_len,
+          batch_size=config.batch_size,
+      ).to_iter_dataset()
+  )
   step = step_lib.jit_train_step(toy_job.make_train_step(model), shardings, mesh)
   for _ in range(4):
     state, metrics = step(state, step_lib.place_inputs(next(data), mesh))
@@ -54,12 +66,12 @@ def test_frozen_subtree_is_bit_identical_and_has_no_optimizer_moments():
 
 def test_frozen_gradients_do_not_enter_clipping():
   config = toy_config.get_config("test").optimizer
-  config.update(name="sgd", learning_rate=1.0, warmup_steps=0, grad_clip_norm=1.0,
-                rules=(("^a$", "frozen"),))
+  config.update(
+      name="sgd", learning_rate=1.0, warmup_steps=0, grad_clip_norm=1.0, rules=(("^a$", "frozen"),)
+  )
   tx = optimizers.make_optimizer(config, 10)
   params = {"a": jnp.zeros(1), "b": jnp.zeros(1)}
-  updates, _ = tx.update({"a": jnp.array([100.0]), "b": jnp.array([0.5])}, tx.init(params),
-                         params)
+  updates, _ = tx.update({"a": jnp.array([100.0]), "b": jnp.array([0.5])}, tx.init(params), params)
   assert float(updates["a"][0]) == 0.0
   np.testing.assert_allclose(float(updates["b"][0]), -0.5, rtol=1e-6)  # not clipped by 'a'
 
@@ -80,8 +92,11 @@ def test_init_from_loads_exactly_the_selected_subtree(tmp_path):
   config.seed = 7  # a different fresh initialisation
   _, _, fresh, _ = _state(config, jax.devices()[:1])
   fresh_flat = _flat({"params": fresh.params})
-  entry = {"path": str(tmp_path / "source.npz"), "include": ("^params/attn_0/",),
-           "exclude": ("/out/",)}
+  entry = {
+      "path": str(tmp_path / "source.npz"),
+      "include": ("^params/attn_0/",),
+      "exclude": ("/out/",),
+  }
   loaded = _flat({"params": runs.apply_init_from(fresh, (entry,), tmp_path).params})
   selected = [k for k in loaded if k.startswith("params/attn_0/") and "/out/" not in k]
   assert selected and any("/out/" in k for k in loaded if k.startswith("params/attn_0/"))
@@ -98,15 +113,24 @@ def test_init_from_into_a_prefix_and_missing_keys_are_named(tmp_path):
   _, _, state, _ = _state(config, jax.devices()[:1])
   attn = _flat(state.params["attn_0"])
   bare = {k: np.full_like(v, 0.25) for k, v in attn.items()}
-  loaded = runs.apply_init_from(state, ({"path": "pretrained", "into": "params/attn_0"},),
-                                tmp_path, {"pretrained": lambda: bare})
+  loaded = runs.apply_init_from(
+      state,
+      ({"path": "pretrained", "into": "params/attn_0"},),
+      tmp_path,
+      {"pretrained": lambda: bare},
+  )
   assert all((v == 0.25).all() for v in _flat(loaded.params["attn_0"]).values())
   partial = dict(list(bare.items())[1:])
   missing = sorted(bare)[0] if sorted(bare)[0] not in partial else list(bare)[0]
-  with pytest.raises(ValueError, match=r"lacks 1 of the \d+ selected keys, e.g. "
-                                       rf"\['params/attn_0/{missing}'\]"):
-    runs.apply_init_from(state, ({"path": "pretrained", "into": "params/attn_0"},), tmp_path,
-                         {"pretrained": lambda: partial})
+  with pytest.raises(
+      ValueError, match=r"lacks 1 of the \d+ selected keys, e.g. " rf"\['params/attn_0/{missing}'\]"
+  ):
+    runs.apply_init_from(
+        state,
+        ({"path": "pretrained", "into": "params/attn_0"},),
+        tmp_path,
+        {"pretrained": lambda: partial},
+    )
   with pytest.raises(ValueError, match="does not exist"):
     runs.apply_init_from(state, ({"path": str(tmp_path / "nope")},), tmp_path)
 

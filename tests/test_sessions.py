@@ -15,22 +15,58 @@ from data_pipelines.demo import sessions as demo
 
 # The MSSD columns, written out here (not imported) so a drift in the library is caught.
 MSSD_LOG = [
-    'session_id', 'session_position', 'session_length', 'track_id_clean', 'skip_1', 'skip_2',
-    'skip_3', 'not_skipped', 'context_switch', 'no_pause_before_play', 'short_pause_before_play',
-    'long_pause_before_play', 'hist_user_behavior_n_seekfwd', 'hist_user_behavior_n_seekback',
-    'hist_user_behavior_is_shuffle', 'hour_of_day', 'date', 'premium', 'context_type',
-    'hist_user_behavior_reason_start', 'hist_user_behavior_reason_end']
+    'session_id',
+    'session_position',
+    'session_length',
+    'track_id_clean',
+    'skip_1',
+    'skip_2',
+    'skip_3',
+    'not_skipped',
+    'context_switch',
+    'no_pause_before_play',
+    'short_pause_before_play',
+    'long_pause_before_play',
+    'hist_user_behavior_n_seekfwd',
+    'hist_user_behavior_n_seekback',
+    'hist_user_behavior_is_shuffle',
+    'hour_of_day',
+    'date',
+    'premium',
+    'context_type',
+    'hist_user_behavior_reason_start',
+    'hist_user_behavior_reason_end',
+]
 MSSD_TF = [
-    'track_id', 'duration', 'release_year', 'us_popularity_estimate', 'acousticness',
-    'beat_strength', 'bounciness', 'danceability', 'dyn_range_mean', 'energy', 'flatness',
-    'instrumentalness', 'key', 'liveness', 'loudness', 'mechanism', 'mode', 'organism',
-    'speechiness', 'tempo', 'time_signature', 'valence',
+    'track_id',
+    'duration',
+    'release_year',
+    'us_popularity_estimate',
+    'acousticness',
+    'beat_strength',
+    'bounciness',
+    'danceability',
+    'dyn_range_mean',
+    'energy',
+    'flatness',
+    'instrumentalness',
+    'key',
+    'liveness',
+    'loudness',
+    'mechanism',
+    'mode',
+    'organism',
+    'speechiness',
+    'tempo',
+    'time_signature',
+    'valence',
 ] + [f'acoustic_vector_{i}' for i in range(8)]
 LOG_COLUMNS = MSSD_LOG + ['user_id']
 TF_COLUMNS = MSSD_TF + ['artist_id', 'boost', 'genres']
 
-SMALL = demo.DemoSessionsConfig(num_users=150, num_sessions=800, num_artists=200,
-                                num_tracks=2000, sessions_per_file=300, seed=7)
+SMALL = demo.DemoSessionsConfig(
+    num_users=150, num_sessions=800, num_artists=200, num_tracks=2000, sessions_per_file=300, seed=7
+)
 
 
 @pytest.fixture(scope='module')
@@ -38,8 +74,13 @@ def demo_data(tmp_path_factory):
   root = tmp_path_factory.mktemp('demo_sessions')
   summary = demo.write_demo_sessions(str(root / 'raw'), SMALL)
   metadata = S.build_session_arrays(str(root / 'raw'), str(root / 'arrays'), seed=3)
-  return {'raw_dir': str(root / 'raw'), 'dir': str(root / 'arrays'), 'summary': summary,
-          'metadata': metadata, 'arrays': S.load_sessions(str(root / 'arrays'))}
+  return {
+      'raw_dir': str(root / 'raw'),
+      'dir': str(root / 'arrays'),
+      'summary': summary,
+      'metadata': metadata,
+      'arrays': S.load_sessions(str(root / 'arrays')),
+  }
 
 
 def _valid_labels(arrays):
@@ -50,19 +91,26 @@ def _valid_labels(arrays):
 
 
 def test_generator_is_deterministic(tmp_path):
-  config = demo.DemoSessionsConfig(num_users=20, num_sessions=40, num_artists=30, num_tracks=200,
-                                   sessions_per_file=15, seed=5)
+  config = demo.DemoSessionsConfig(
+      num_users=20, num_sessions=40, num_artists=30, num_tracks=200, sessions_per_file=15, seed=5
+  )
   first = demo.write_demo_sessions(str(tmp_path / 'a'), config)
   second = demo.write_demo_sessions(str(tmp_path / 'b'), config)
-  assert first['files'] == second['files'] == [
-      'tf_000.csv', 'user_history.csv', 'log_000.csv', 'log_001.csv', 'log_002.csv']
-  match, mismatch, errors = filecmp.cmpfiles(tmp_path / 'a', tmp_path / 'b', first['files'],
-                                             shallow=False)
+  assert (
+      first['files']
+      == second['files']
+      == ['tf_000.csv', 'user_history.csv', 'log_000.csv', 'log_001.csv', 'log_002.csv']
+  )
+  match, mismatch, errors = filecmp.cmpfiles(
+      tmp_path / 'a', tmp_path / 'b', first['files'], shallow=False
+  )
   assert (mismatch, errors) == ([], [])
-  demo.write_demo_sessions(str(tmp_path / 'c'), demo.DemoSessionsConfig(
-      **{**config.__dict__, 'seed': 6}))
-  assert not filecmp.cmp(tmp_path / 'a' / 'log_000.csv', tmp_path / 'c' / 'log_000.csv',
-                         shallow=False)
+  demo.write_demo_sessions(
+      str(tmp_path / 'c'), demo.DemoSessionsConfig(**{**config.__dict__, 'seed': 6})
+  )
+  assert not filecmp.cmp(
+      tmp_path / 'a' / 'log_000.csv', tmp_path / 'c' / 'log_000.csv', shallow=False
+  )
 
 
 def test_csv_columns_are_mssd_plus_extensions(demo_data):
@@ -90,7 +138,8 @@ def test_generator_labels_match_pipeline_labels(demo_data):
   labels = _valid_labels(demo_data['arrays'])
   assert len(labels) == demo_data['summary']['num_rows']
   assert dict(zip(S.OBJECTIVES, labels.sum(0).astype(int).tolist())) == (
-      demo_data['summary']['label_counts'])
+      demo_data['summary']['label_counts']
+  )
 
 
 def test_fig2_tendencies_hold(demo_data):
@@ -123,7 +172,8 @@ TRACKS = [  # id, artist, popularity, boost, genres, acoustic_vector
     ('t2', 'B', 20, 1, 'pop|rock', [1, 1, 0, 0, 0, 0, 0, 0]),
     ('t3', 'C', 30, 0, 'jazz', [0, 1, 0, 0, 0, 0, 0, 0]),
     ('t4', 'D', 50, 1, '', [0, 0, 1, 0, 0, 0, 0, 0]),
-    ('t5', 'B', 30, 0, 'pop', [0, 0, 0, 1, 0, 0, 0, 0])]
+    ('t5', 'B', 30, 0, 'pop', [0, 0, 0, 1, 0, 0, 0, 0]),
+]
 HISTORY = [('u1', 't1', 3), ('u1', 't3', 1)]  # u2 has no history
 # session, position, length, track, not_skipped, user, date, hour. Rows out of order on purpose:
 # sd is written last but is u2's earliest session (hour 8 < 11), so sc's t1 is not a discovery.
@@ -136,20 +186,30 @@ LOG = [
     ('sc', 1, 3, 't5', 'true', 'u2', '2018-07-15', 11),
     ('sc', 2, 3, 't2', 'false', 'u2', '2018-07-15', 11),
     ('sc', 3, 3, 't1', 'true', 'u2', '2018-07-15', 11),
-    ('sd', 1, 1, 't1', 'true', 'u2', '2018-07-15', 8)]
+    ('sd', 1, 1, 't1', 'true', 'u2', '2018-07-15', 8),
+]
 # By hand: [SAT, BOOST, EXPOSURE, DISCOVERY] per session in chronological order, by position.
 EXPECTED = {
-    'sd': [[1, 0, 0, 1]],                                 # u2 never played A
-    'sa': [[1, 1, 1, 1], [0, 0, 1, 0], [1, 1, 0, 1]],     # t3's artist C is in u1's history
-    'sc': [[1, 0, 1, 1], [0, 1, 1, 1], [1, 0, 0, 0]],     # t5, t2 both B: same session -> both 1
-    'sb': [[0, 0, 1, 0], [1, 0, 0, 0]]}                   # B played in sa, A in history
+    'sd': [[1, 0, 0, 1]],  # u2 never played A
+    'sa': [[1, 1, 1, 1], [0, 0, 1, 0], [1, 1, 0, 1]],  # t3's artist C is in u1's history
+    'sc': [[1, 0, 1, 1], [0, 1, 1, 1], [1, 0, 0, 0]],  # t5, t2 both B: same session -> both 1
+    'sb': [[0, 0, 1, 0], [1, 0, 0, 0]],
+}  # B played in sa, A in history
 
 
 def _tf_row(track_id, artist, popularity, boost, genres, vector):
   row = {c: '0.5' for c in TF_COLUMNS}
-  row.update(track_id=track_id, artist_id=artist, us_popularity_estimate=str(popularity),
-             boost=str(boost), genres=genres, mode='major', key='3', time_signature='4',
-             duration='200.0')
+  row.update(
+      track_id=track_id,
+      artist_id=artist,
+      us_popularity_estimate=str(popularity),
+      boost=str(boost),
+      genres=genres,
+      mode='major',
+      key='3',
+      time_signature='4',
+      duration='200.0',
+  )
   row.update({f'acoustic_vector_{i}': str(v) for i, v in enumerate(vector)})
   return row
 
@@ -157,14 +217,29 @@ def _tf_row(track_id, artist, popularity, boost, genres, vector):
 def _log_row(session, position, length, track, not_skipped, user, date, hour):
   skipped = 'false' if not_skipped == 'true' else 'true'
   return dict(
-      session_id=session, session_position=str(position), session_length=str(length),
-      track_id_clean=track, skip_1='false', skip_2=skipped, skip_3=skipped,
-      not_skipped=not_skipped, context_switch='0', no_pause_before_play='1',
-      short_pause_before_play='0', long_pause_before_play='0', hist_user_behavior_n_seekfwd='0',
-      hist_user_behavior_n_seekback='0', hist_user_behavior_is_shuffle='false',
-      hour_of_day=str(hour), date=date, premium='true', context_type='radio',
-      hist_user_behavior_reason_start='trackdone', hist_user_behavior_reason_end='trackdone',
-      user_id=user)
+      session_id=session,
+      session_position=str(position),
+      session_length=str(length),
+      track_id_clean=track,
+      skip_1='false',
+      skip_2=skipped,
+      skip_3=skipped,
+      not_skipped=not_skipped,
+      context_switch='0',
+      no_pause_before_play='1',
+      short_pause_before_play='0',
+      long_pause_before_play='0',
+      hist_user_behavior_n_seekfwd='0',
+      hist_user_behavior_n_seekback='0',
+      hist_user_behavior_is_shuffle='false',
+      hour_of_day=str(hour),
+      date=date,
+      premium='true',
+      context_type='radio',
+      hist_user_behavior_reason_start='trackdone',
+      hist_user_behavior_reason_end='trackdone',
+      user_id=user,
+  )
 
 
 def _write(path, columns, rows):
@@ -177,12 +252,21 @@ def _write(path, columns, rows):
 
 def _write_hand_built(raw_dir, extra_tf=(), extra_log=(), extra_history=()):
   os.makedirs(raw_dir, exist_ok=True)
-  _write(os.path.join(raw_dir, 'tf_000.csv'), TF_COLUMNS,
-         [_tf_row(*t) for t in TRACKS] + list(extra_tf))
-  _write(os.path.join(raw_dir, 'user_history.csv'), ['user_id', 'track_id', 'plays'],
-         HISTORY + list(extra_history))
-  _write(os.path.join(raw_dir, 'log_000.csv'), LOG_COLUMNS,
-         [_log_row(*r) for r in LOG] + list(extra_log))
+  _write(
+      os.path.join(raw_dir, 'tf_000.csv'),
+      TF_COLUMNS,
+      [_tf_row(*t) for t in TRACKS] + list(extra_tf),
+  )
+  _write(
+      os.path.join(raw_dir, 'user_history.csv'),
+      ['user_id', 'track_id', 'plays'],
+      HISTORY + list(extra_history),
+  )
+  _write(
+      os.path.join(raw_dir, 'log_000.csv'),
+      LOG_COLUMNS,
+      [_log_row(*r) for r in LOG] + list(extra_log),
+  )
 
 
 def _labels_by_session(raw):
@@ -196,7 +280,8 @@ def test_labels_match_hand_computed(tmp_path):
   assert [s.session_id for s in raw.sessions] == ['sd', 'sa', 'sc', 'sb']  # chronological
   assert [raw.tracks.track_ids[t] for t in raw.sessions[1].tracks] == ['t2', 't3', 't4']
   popularity, emerging, (q25, q75) = S.emerging_artists(
-      raw.tracks.artist, raw.tracks.popularity, len(raw.tracks.artist_ids))
+      raw.tracks.artist, raw.tracks.popularity, len(raw.tracks.artist_ids)
+  )
   np.testing.assert_allclose(popularity, [10, 25, 30, 50])
   assert (q25, q75) == (21.25, 35.0) and emerging.tolist() == [False, True, True, False]
   assert _labels_by_session(raw) == EXPECTED
@@ -204,59 +289,73 @@ def test_labels_match_hand_computed(tmp_path):
 
 def test_hand_built_features(tmp_path):
   _write_hand_built(str(tmp_path / 'raw'))
-  metadata = S.build_session_arrays(str(tmp_path / 'raw'), str(tmp_path / 'out'),
-                                    split_fractions=(1.0, 0.0, 0.0))
+  metadata = S.build_session_arrays(
+      str(tmp_path / 'raw'), str(tmp_path / 'out'), split_fractions=(1.0, 0.0, 0.0)
+  )
   train = S.load_sessions(str(tmp_path / 'out'))['train']
   vocab = S.load_vocab(str(tmp_path / 'out'))
   names = metadata['feature_names']
   assert metadata['genre_names'] == ['jazz', 'pop', 'rock']
   assert len(names) == 8 + 8 + 1 + 3 + 16 + 1 + 3 == metadata['num_features']
   raw_features = train['features'] * np.float32(metadata['feature_std']) + np.float32(
-      metadata['feature_mean'])
+      metadata['feature_mean']
+  )
   sa = list(vocab['session_ids'][train['session_ids']]).index('sa')
   assert vocab['user_ids'][train['user_ids'][sa]] == 'u1'
   # u1 embedding = (3 * t1 + 1 * t3) / 4 = (0.75, 0.25, 0, ...); genres: rock 0.75, jazz 0.25.
   by_name = dict(zip(names, raw_features[sa, 0]))  # pair (u1, t2)
-  np.testing.assert_allclose([by_name['user_emb_0'], by_name['user_emb_1']], [0.75, 0.25],
-                             atol=1e-5)
+  np.testing.assert_allclose(
+      [by_name['user_emb_0'], by_name['user_emb_1']], [0.75, 0.25], atol=1e-5
+  )
   np.testing.assert_allclose(by_name['cosine'], 1.0 / np.sqrt(1.25), atol=1e-5)
   np.testing.assert_allclose(train['cosine'][sa, 0], 1.0 / np.sqrt(1.25), atol=1e-6)
   np.testing.assert_allclose(by_name['euclidean'], np.sqrt(0.625), atol=1e-5)
   np.testing.assert_allclose(by_name['genre_affinity'], 0.75, atol=1e-5)  # max(pop 0, rock .75)
   assert [by_name['genre_jazz'], by_name['genre_pop'], by_name['genre_rock']] == [0, 1, 1]
   np.testing.assert_allclose(by_name['popularity'], 20.0, atol=1e-4)
-  np.testing.assert_allclose(dict(zip(names, raw_features[sa, 2]))['genre_affinity'], 0.0,
-                             atol=1e-5)  # t4 has no genre
+  np.testing.assert_allclose(
+      dict(zip(names, raw_features[sa, 2]))['genre_affinity'], 0.0, atol=1e-5
+  )  # t4 has no genre
   sc = list(vocab['session_ids'][train['session_ids']]).index('sc')  # u2: no history
   np.testing.assert_allclose(train['cosine'][sc, :3], 0.0)
   assert metadata['users_without_history'] == 1
 
 
 def test_bad_rows_are_counted_reported_and_skipped(tmp_path):
-  bad_tf = [_tf_row('t6', 'E', 'nan', 0, 'rock', [0] * 8),           # NaN popularity
-            _tf_row('t1', 'A', 10, 0, 'rock', [1] + [0] * 7)]        # duplicated track id
+  bad_tf = [
+      _tf_row('t6', 'E', 'nan', 0, 'rock', [0] * 8),  # NaN popularity
+      _tf_row('t1', 'A', 10, 0, 'rock', [1] + [0] * 7),
+  ]  # duplicated track id
   good = _log_row('sa', 1, 3, 't2', 'true', 'u1', '2018-07-15', 10)
   bad_log = [
-      {**good, 'skip_1': ''},                                         # missing field
-      {**good, 'session_id': 'se', 'track_id_clean': 't9'},            # unknown track
-      {**good, 'session_position': '2', 'track_id_clean': 't5'},       # duplicate position 2
-      {**good, 'session_id': 'se', 'track_id_clean': 't6'},            # track dropped (NaN)
-      {**good, 'session_position': '5', 'hour_of_day': 'NaN'},         # unparseable int
-      {**good, 'session_position': '5', 'not_skipped': 'maybe'},       # unparseable bool
-      {**good, 'session_position': '9', 'track_id_clean': 't5'},       # position > length
-      {**good, 'session_position': '3', 'user_id': 'u2'},              # other user, same session
-      list(good.values()) + ['extra']]                                 # wrong field count
+      {**good, 'skip_1': ''},  # missing field
+      {**good, 'session_id': 'se', 'track_id_clean': 't9'},  # unknown track
+      {**good, 'session_position': '2', 'track_id_clean': 't5'},  # duplicate position 2
+      {**good, 'session_id': 'se', 'track_id_clean': 't6'},  # track dropped (NaN)
+      {**good, 'session_position': '5', 'hour_of_day': 'NaN'},  # unparseable int
+      {**good, 'session_position': '5', 'not_skipped': 'maybe'},  # unparseable bool
+      {**good, 'session_position': '9', 'track_id_clean': 't5'},  # position > length
+      {**good, 'session_position': '3', 'user_id': 'u2'},  # other user, same session
+      list(good.values()) + ['extra'],
+  ]  # wrong field count
   bad_history = [('u1', 't9', 2), ('u2', 't1', 'inf')]
   _write_hand_built(str(tmp_path), bad_tf, bad_log, bad_history)
   raw = logs.read_raw_sessions(str(tmp_path), max_examples=2)
   assert raw.report.counts == {
-      'tracks/non_finite': 1, 'tracks/duplicate_track_id': 1, 'history/unknown_track': 1,
-      'history/non_finite': 1, 'log/missing_field': 1, 'log/unknown_track': 2,
-      'log/duplicate_position': 1, 'log/unparseable': 2, 'log/bad_position': 1,
-      'log/inconsistent_session': 1, 'log/wrong_field_count': 1}
+      'tracks/non_finite': 1,
+      'tracks/duplicate_track_id': 1,
+      'history/unknown_track': 1,
+      'history/non_finite': 1,
+      'log/missing_field': 1,
+      'log/unknown_track': 2,
+      'log/duplicate_position': 1,
+      'log/unparseable': 2,
+      'log/bad_position': 1,
+      'log/inconsistent_session': 1,
+      'log/wrong_field_count': 1,
+  }
   assert raw.report.total == 13
-  assert raw.report.examples['log/unknown_track'] == [
-      "log_000.csv:12: t9", "log_000.csv:14: t6"]
+  assert raw.report.examples['log/unknown_track'] == ['log_000.csv:12: t9', 'log_000.csv:14: t6']
   assert raw.report.examples['tracks/non_finite'][0].startswith('tf_000.csv:7: ')
   assert len(raw.report.examples['log/unparseable']) == 2
   assert 'log/unknown_track: 2' in raw.report.summary()
@@ -269,8 +368,9 @@ def test_bad_rows_are_counted_reported_and_skipped(tmp_path):
 
 def test_truncation_and_split_errors(tmp_path):
   _write_hand_built(str(tmp_path / 'raw'))
-  metadata = S.build_session_arrays(str(tmp_path / 'raw'), str(tmp_path / 'out'),
-                                    max_set_size=2, split_fractions=(1.0, 0.0, 0.0))
+  metadata = S.build_session_arrays(
+      str(tmp_path / 'raw'), str(tmp_path / 'out'), max_set_size=2, split_fractions=(1.0, 0.0, 0.0)
+  )
   train = S.load_sessions(str(tmp_path / 'out'))['train']
   assert train['features'].shape[1] == 2 and metadata['truncated_sessions'] == 2  # sa, sc
   assert train['mask'].sum() == 1 + 2 + 2 + 2
@@ -278,11 +378,13 @@ def test_truncation_and_split_errors(tmp_path):
   with pytest.raises(ValueError, match='split_by'):
     S.build_session_arrays(str(tmp_path / 'raw'), str(tmp_path / 'x'), split_by='track')
   with pytest.raises(ValueError, match='split_fractions'):
-    S.build_session_arrays(str(tmp_path / 'raw'), str(tmp_path / 'x'),
-                           split_fractions=(0.5, 0.1, 0.1))
+    S.build_session_arrays(
+        str(tmp_path / 'raw'), str(tmp_path / 'x'), split_fractions=(0.5, 0.1, 0.1)
+    )
   with pytest.raises(ValueError, match='train split is empty'):
-    S.build_session_arrays(str(tmp_path / 'raw'), str(tmp_path / 'x'),
-                           split_fractions=(0.0, 0.0, 1.0))
+    S.build_session_arrays(
+        str(tmp_path / 'raw'), str(tmp_path / 'x'), split_fractions=(0.0, 0.0, 1.0)
+    )
 
 
 # ----------------------------------------------------------------------------- arrays, splits
@@ -308,7 +410,7 @@ def test_padding_masks_and_splits(demo_data):
     assert not a['features'][pad].any() and not a['labels'][pad].any()
     assert not a['cosine'][pad].any() and (a['track_ids'][pad] == -1).all()
     for row, i in enumerate(a['session_ids'][:20]):
-      np.testing.assert_array_equal(a['track_ids'][row, :lengths[row]], raw.sessions[i].tracks)
+      np.testing.assert_array_equal(a['track_ids'][row, : lengths[row]], raw.sessions[i].tracks)
       assert vocab['user_ids'][a['user_ids'][row]] == raw.sessions[i].user_id
     users[split] = set(a['user_ids'].tolist())
     assert metadata['counts'][split]['sessions'] == s
@@ -316,9 +418,10 @@ def test_padding_masks_and_splits(demo_data):
   assert not users['valid'] & users['test']  # paper Sec. 5: no user in two splits
   total = sum(metadata['counts'][k]['sessions'] for k in S.SPLITS)
   assert total == SMALL.num_sessions and 0.7 < metadata['counts']['train']['sessions'] / total
-  np.testing.assert_array_equal(vocab['track_ids'][arrays['train']['track_ids'][0, :3]],
-                                [raw.tracks.track_ids[t] for t in raw.sessions[
-                                    arrays['train']['session_ids'][0]].tracks[:3]])
+  np.testing.assert_array_equal(
+      vocab['track_ids'][arrays['train']['track_ids'][0, :3]],
+      [raw.tracks.track_ids[t] for t in raw.sessions[arrays['train']['session_ids'][0]].tracks[:3]],
+  )
 
 
 def test_normalisation_stats_come_from_train_only(demo_data):
@@ -331,8 +434,9 @@ def test_normalisation_stats_come_from_train_only(demo_data):
   for split in S.SPLITS:
     a = arrays[split]
     rows, cols = np.nonzero(a['mask'])
-    x = S.pair_features(raw.tracks, user_embedding, genre_dist, a['user_ids'][rows],
-                        a['track_ids'][rows, cols])
+    x = S.pair_features(
+        raw.tracks, user_embedding, genre_dist, a['user_ids'][rows], a['track_ids'][rows, cols]
+    )
     unnormalised[split] = x
     # Every split is normalised with the same (train) statistics.
     np.testing.assert_allclose(a['features'][rows, cols], (x - mean) / std, atol=2e-4)
@@ -356,13 +460,16 @@ def _fake_split(num_sessions, max_set_size=5, num_features=3):
   rng = np.random.default_rng(0)
   lengths = rng.integers(1, max_set_size + 1, size=num_sessions)
   mask = np.arange(max_set_size) < lengths[:, None]
-  return {'features': rng.normal(size=(num_sessions, max_set_size, num_features)
-                                 ).astype(np.float32) * mask[..., None],
-          'mask': mask, 'labels': np.zeros((num_sessions, max_set_size, 4), np.float32),
-          'cosine': np.zeros((num_sessions, max_set_size), np.float32),
-          'track_ids': np.where(mask, 1, -1).astype(np.int32),
-          'user_ids': np.arange(num_sessions, dtype=np.int32) % 3,
-          'session_ids': np.arange(num_sessions, dtype=np.int32)}
+  return {
+      'features': rng.normal(size=(num_sessions, max_set_size, num_features)).astype(np.float32)
+      * mask[..., None],
+      'mask': mask,
+      'labels': np.zeros((num_sessions, max_set_size, 4), np.float32),
+      'cosine': np.zeros((num_sessions, max_set_size), np.float32),
+      'track_ids': np.where(mask, 1, -1).astype(np.int32),
+      'user_ids': np.arange(num_sessions, dtype=np.int32) % 3,
+      'session_ids': np.arange(num_sessions, dtype=np.int32),
+  }
 
 
 def _session_ids(dataset, n=None):
@@ -380,7 +487,7 @@ def test_batches_fixed_shape_deterministic_and_per_epoch():
   ids = _session_ids(ds)
   assert ids == _session_ids(B.session_batches(split, batch_size=4, seed=1, num_epochs=3))
   assert ids != _session_ids(B.session_batches(split, batch_size=4, seed=2, num_epochs=3))
-  epochs = [sum(ids[5 * e:5 * (e + 1)], []) for e in range(3)]
+  epochs = [sum(ids[5 * e : 5 * (e + 1)], []) for e in range(3)]
   assert all(len(set(e)) == 20 for e in epochs)  # no repeat inside an epoch
   assert epochs[0] != epochs[1]  # reshuffled each epoch
   row = ids[0][0]
@@ -417,8 +524,15 @@ def test_batches_resume_from_iterator_state():
 
 def test_batches_shard_hosts_disjointly():
   split = _fake_split(23)
-  shards = [sum(_session_ids(B.session_batches(split, batch_size=2, seed=0, shard_index=i,
-                                               shard_count=2)), []) for i in range(2)]
+  shards = [
+      sum(
+          _session_ids(
+              B.session_batches(split, batch_size=2, seed=0, shard_index=i, shard_count=2)
+          ),
+          [],
+      )
+      for i in range(2)
+  ]
   assert len(shards[0]) == len(shards[1]) == 10 and not set(shards[0]) & set(shards[1])
   with pytest.raises(ValueError, match='shard_index'):
     B.session_batches(split, batch_size=2, shard_index=2, shard_count=2)

@@ -1,5 +1,6 @@
 """Tests for larp_jax.models.set_transformer: MAB vs a NumPy transcription of the official MAB,
 masking, permutation equivariance/invariance."""
+
 import chex
 import flax.linen as nn
 import jax
@@ -24,7 +25,7 @@ def _numpy_mab(p, queries, keys, num_heads, layer_norm, key_mask=None):
   head = dim // num_heads
   outputs = []
   for h in range(num_heads):  # X.split(dim_V // heads, 2): contiguous chunks
-    qh, kh, vh = (x[..., h * head:(h + 1) * head] for x in (q, k, v))
+    qh, kh, vh = (x[..., h * head : (h + 1) * head] for x in (q, k, v))
     logits = np.einsum('bqd,bkd->bqk', qh, kh) / np.sqrt(dim)  # sqrt of the FULL dim_V
     if key_mask is not None:
       logits = np.where(key_mask[:, None, :], logits, -np.inf)
@@ -57,8 +58,9 @@ def test_mab_matches_numpy_reference(layer_norm):
   for mask in (None, key_mask):
     out = mab.apply(variables, queries, keys, mask)
     chex.assert_shape(out, (3, 4, 8))
-    expected = _numpy_mab(params, queries.astype(np.float64), keys.astype(np.float64), 4,
-                          layer_norm, mask)
+    expected = _numpy_mab(
+        params, queries.astype(np.float64), keys.astype(np.float64), 4, layer_norm, mask
+    )
     np.testing.assert_allclose(out, expected, atol=2e-5, rtol=2e-5)
 
 
@@ -82,8 +84,7 @@ def _masked_inputs(seed, batch=2, num_items=7, width=5):
 BLOCKS = {
     'sab': lambda: st.SAB(dim=8, num_heads=2, layer_norm=True),
     'isab': lambda: st.ISAB(dim=8, num_heads=2, num_inducing=3, layer_norm=True),
-    'encoder': lambda: st.SetTransformerEncoder(dim=8, num_heads=2, num_inducing=3,
-                                                num_layers=2),
+    'encoder': lambda: st.SetTransformerEncoder(dim=8, num_heads=2, num_inducing=3, num_layers=2),
 }
 
 

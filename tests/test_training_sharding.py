@@ -29,11 +29,21 @@ def _run(mesh_shape, devices, optimizer):
   tx = optimizers.make_optimizer(config.optimizer, config.loop.num_train_steps)
   dummy = np.zeros((1, config.data.seq_len), np.int32)
   state, shardings = state_lib.create_train_state(
-      lambda rng: (model.init(rng, dummy)["params"], {}), tx, mesh, rules,
-      jax.random.PRNGKey(config.seed))
-  data = iter(toy_data.toy_dataset(
-      seed=0, num_examples=1000, vocab_size=config.data.vocab_size,
-      seq_len=config.data.seq_len, batch_size=config.batch_size).to_iter_dataset())
+      lambda rng: (model.init(rng, dummy)["params"], {}),
+      tx,
+      mesh,
+      rules,
+      jax.random.PRNGKey(config.seed),
+  )
+  data = iter(
+      toy_data.toy_dataset(
+          seed=0,
+          num_examples=1000,
+          vocab_size=config.data.vocab_size,
+          seq_len=config.data.seq_len,
+          batch_size=config.batch_size,
+      ).to_iter_dataset()
+  )
   traced = chex.assert_max_traces(toy_job.make_train_step(model), n=1)
   step = step_lib.jit_train_step(traced, shardings, mesh)
   losses = []
@@ -65,8 +75,11 @@ def test_sharded_adam_losses_match():
 def test_sharded_equals_single_device(runs):
   (s1, l1), (s8, l8) = runs
   np.testing.assert_allclose(l8, l1, atol=1e-5, rtol=0)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b),
-                                                       atol=1e-5, rtol=0), s8.params, s1.params)
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=0),
+      s8.params,
+      s1.params,
+  )
 
 
 def test_large_kernels_shard_on_model_axis(runs):
@@ -77,7 +90,9 @@ def test_large_kernels_shard_on_model_axis(runs):
   assert params["mlp_in_0"]["kernel"].sharding.spec == P(None, "model")
   assert params["embed"]["embedding"].sharding.spec == P("model", None)
   # Optimizer moments mirror the params; scalars replicated.
-  momentum = [x for x in jax.tree.leaves(s8.opt_state) if x.shape == params["attn_0"]["qkv"]["kernel"].shape]
+  momentum = [
+      x for x in jax.tree.leaves(s8.opt_state) if x.shape == params["attn_0"]["qkv"]["kernel"].shape
+  ]
   assert momentum and all(x.sharding.spec == P(None, "model") for x in momentum)
   assert s8.step.sharding.spec == P()
   shard_shape = params["attn_0"]["qkv"]["kernel"].addressable_shards[0].data.shape

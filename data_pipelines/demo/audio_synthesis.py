@@ -6,6 +6,7 @@ writes audio/<track_id>.wav (mono 16-bit PCM) for every track, optionally in wor
 Each track has its own generator `default_rng([seed, 1, track])`, so tracks can be rendered in any
 order or in parallel with byte-identical results.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -19,9 +20,13 @@ import soundfile
 from data_pipelines.demo import latent_catalogue
 
 
-def synthesize_track(catalogue: latent_catalogue.Catalogue, track: int, *,
-                     sample_rate: int | None = None,
-                     clip_seconds: float | None = None) -> np.ndarray:
+def synthesize_track(
+    catalogue: latent_catalogue.Catalogue,
+    track: int,
+    *,
+    sample_rate: int | None = None,
+    clip_seconds: float | None = None,
+) -> np.ndarray:
   """Renders one track's clip from its latent attributes. float32 [round(sr * seconds)].
 
   Chords (I-V-vi-IV major / i-VI-III-VII minor, one per bar) in the track's key and style register,
@@ -75,14 +80,14 @@ def synthesize_track(catalogue: latent_catalogue.Catalogue, track: int, *,
   wave += 0.6 * render(sine, [scale_midi(d) - 12 for d in degrees]) * tiled(np.exp(-2.0 * beat_pos))
 
   noise = rng.standard_normal(2 * num + 1, dtype=np.float32)
-  clicks = noise[1:num + 1] - brightness * noise[:num]  # Brighter: more high frequencies.
+  clicks = noise[1 : num + 1] - brightness * noise[:num]  # Brighter: more high frequencies.
   decay = np.exp(-np.arange(step_len) / (0.03 * sr))
   bar_env = (a['rhythm'][track][:, None] * decay[None, :]).reshape(-1)
   wave += 0.5 * clicks * tiled(bar_env)
   kick_t = np.arange(2 * beat_len) / sr
   kick = np.sin(2 * np.pi * (55.0 * kick_t + 6.0 * (1.0 - np.exp(-kick_t / 0.03))))
   wave += 0.9 * tiled(kick * np.exp(-kick_t / 0.12))
-  floor = noise[num + 1:]
+  floor = noise[num + 1 :]
   if brightness < 0.5:  # Darker styles get a smoothed (low-passed) noise floor.
     floor = 0.5 * (floor + np.concatenate([floor[1:], floor[:1]])) * 1.4
   wave += float(a['noise_level'][track]) * 4.0 * floor
@@ -97,17 +102,23 @@ def _write_audio_range(args: tuple[latent_catalogue.CatalogueConfig, str, int, i
   return _write_audio(catalogue, pathlib.Path(audio_dir), range(start, stop))
 
 
-def _write_audio(catalogue: latent_catalogue.Catalogue, audio_dir: pathlib.Path,
-                 tracks: Sequence[int]) -> int:
+def _write_audio(
+    catalogue: latent_catalogue.Catalogue, audio_dir: pathlib.Path, tracks: Sequence[int]
+) -> int:
   for i in tracks:
-    soundfile.write(str(audio_dir / f'{catalogue.track_ids[i]}.wav'),
-                    synthesize_track(catalogue, i), catalogue.config.sample_rate,
-                    subtype='PCM_16', format='WAV')
+    soundfile.write(
+        str(audio_dir / f'{catalogue.track_ids[i]}.wav'),
+        synthesize_track(catalogue, i),
+        catalogue.config.sample_rate,
+        subtype='PCM_16',
+        format='WAV',
+    )
   return len(tracks)
 
 
-def write_audio(catalogue: latent_catalogue.Catalogue, audio_dir: os.PathLike | str, *,
-                workers: int = 1) -> None:
+def write_audio(
+    catalogue: latent_catalogue.Catalogue, audio_dir: os.PathLike | str, *, workers: int = 1
+) -> None:
   """Writes <audio_dir>/<track_id>.wav for every track (optionally in `workers` processes).
 
   Each file is mono 16-bit PCM at config.sample_rate, round(sample_rate * clip_seconds) frames
@@ -120,7 +131,10 @@ def write_audio(catalogue: latent_catalogue.Catalogue, audio_dir: os.PathLike | 
     _write_audio(catalogue, audio_dir, range(n))
     return
   bounds = np.linspace(0, n, 4 * workers + 1).astype(int)
-  jobs = [(catalogue.config, str(audio_dir), int(lo), int(hi))
-          for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+  jobs = [
+      (catalogue.config, str(audio_dir), int(lo), int(hi))
+      for lo, hi in zip(bounds[:-1], bounds[1:])
+      if hi > lo
+  ]
   with multiprocessing.get_context('spawn').Pool(workers) as pool:
     pool.map(_write_audio_range, jobs)

@@ -22,6 +22,7 @@ Latent model (one seeded numpy Generator for metadata and playlists; per-track g
 
 Everything is seeded: the same config gives the same catalogue and playlists.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,38 +33,253 @@ from typing import Any
 
 import numpy as np
 
-STYLE_NAMES = ('jazz', 'metal', 'techno', 'folk', 'ambient', 'funk', 'classical', 'hip hop',
-               'reggae', 'blues', 'disco', 'punk', 'soul', 'house', 'country', 'trance')
+STYLE_NAMES = (
+    'jazz',
+    'metal',
+    'techno',
+    'folk',
+    'ambient',
+    'funk',
+    'classical',
+    'hip hop',
+    'reggae',
+    'blues',
+    'disco',
+    'punk',
+    'soul',
+    'house',
+    'country',
+    'trance',
+)
 MOOD_NAMES = ('happy', 'sad', 'calm', 'energetic', 'dreamy', 'angry', 'romantic', 'dark')
-THEME_WORDS = ('Love', 'Night', 'Summer', 'Rain', 'Fire', 'Heart', 'Dream', 'Road', 'Ocean',
-               'City', 'Gold', 'Ghost', 'River', 'Star', 'Home', 'Storm', 'Midnight', 'Shadow',
-               'Winter', 'Angel')
-_ADJECTIVES = ('Blue', 'Golden', 'Broken', 'Silent', 'Electric', 'Velvet', 'Crimson', 'Lonely',
-               'Hidden', 'Bright', 'Wild', 'Frozen', 'Burning', 'Gentle', 'Hollow', 'Endless',
-               'Neon', 'Quiet', 'Restless', 'Sweet', 'Bitter', 'Faded', 'Cosmic', 'Lucky', 'Secret',
-               'Paper', 'Iron', 'Crystal', 'Distant', 'Little', 'Strange', 'Sacred', 'Rusty',
-               'Purple', 'Modern', 'Ancient', 'Careless', 'Glass', 'Northern', 'Tender')
-_NOUNS = ('Mirror', 'Garden', 'Window', 'Machine', 'Letter', 'Desert', 'Mountain', 'Engine',
-          'Island', 'Forest', 'Bridge', 'Echo', 'Signal', 'Circle', 'Harbor', 'Lantern', 'Canyon',
-          'Feather', 'Thunder', 'Horizon', 'Station', 'Voice', 'Memory', 'Silence', 'Highway',
-          'Valley', 'Castle', 'Orchard', 'Compass', 'Ribbon', 'Meadow', 'Anchor', 'Temple',
-          'Arrow', 'Carnival', 'Satellite', 'Diamond', 'Tower', 'Window Seat', 'Pocket')
-_PLURALS = ('Wolves', 'Lions', 'Pilots', 'Sailors', 'Strangers', 'Kings', 'Echoes', 'Machines',
-            'Monkeys', 'Rebels', 'Owls', 'Foxes', 'Comets', 'Saints', 'Robots', 'Tigers',
-            'Drifters', 'Giants', 'Ravens', 'Bandits', 'Twins', 'Sparrows', 'Poets', 'Dancers')
-_FIRST = ('Ada', 'Ben', 'Clara', 'Dan', 'Eva', 'Felix', 'Grace', 'Hugo', 'Iris', 'Jonas', 'Kira',
-          'Leo', 'Maya', 'Nils', 'Olga', 'Paul', 'Rosa', 'Sami', 'Tara', 'Umar', 'Vera', 'Walt',
-          'Yara', 'Zeno', 'Mila', 'Otto', 'Lena', 'Ravi', 'Nora', 'Igor')
-_LAST = ('Moreau', 'Okafor', 'Lindqvist', 'Tanaka', 'Silva', 'Novak', 'Brennan', 'Haddad',
-         'Kowalski', 'Ferreira', 'Ivanova', 'Mendez', 'Larsen', 'Dubois', 'Costa', 'Nakamura',
-         'Quinn', 'Rossi', 'Schmidt', 'Varga', 'Weber', 'Young', 'Zhou', 'Abara', 'Petrov',
-         'Castillo', 'Hale', 'Moss', 'Reyes', 'Stone')
-_TITLE_WITH_THEME = ('{t}', '{a} {t}', '{t} {n}', '{n} of {t}', 'My {t}', '{t} Again',
-                     'Lost in the {t}', '{a} {t} {n}', 'No More {t}', '{t} Tonight')
-_TITLE_PLAIN = ('{a} {n}', '{n}', 'The {n}', '{n} {n2}', '{a} {n} Song', 'Under the {n}',
-                '{a} and {a2}', 'Back to the {n}')
-_ALBUM_PATTERNS = ('{a} {n}', '{n}', 'The {a} {n}', '{n} {n2}', '{a} {n}s', 'Songs from the {n}',
-                   '{n} Sessions', '{a} Days')
+THEME_WORDS = (
+    'Love',
+    'Night',
+    'Summer',
+    'Rain',
+    'Fire',
+    'Heart',
+    'Dream',
+    'Road',
+    'Ocean',
+    'City',
+    'Gold',
+    'Ghost',
+    'River',
+    'Star',
+    'Home',
+    'Storm',
+    'Midnight',
+    'Shadow',
+    'Winter',
+    'Angel',
+)
+_ADJECTIVES = (
+    'Blue',
+    'Golden',
+    'Broken',
+    'Silent',
+    'Electric',
+    'Velvet',
+    'Crimson',
+    'Lonely',
+    'Hidden',
+    'Bright',
+    'Wild',
+    'Frozen',
+    'Burning',
+    'Gentle',
+    'Hollow',
+    'Endless',
+    'Neon',
+    'Quiet',
+    'Restless',
+    'Sweet',
+    'Bitter',
+    'Faded',
+    'Cosmic',
+    'Lucky',
+    'Secret',
+    'Paper',
+    'Iron',
+    'Crystal',
+    'Distant',
+    'Little',
+    'Strange',
+    'Sacred',
+    'Rusty',
+    'Purple',
+    'Modern',
+    'Ancient',
+    'Careless',
+    'Glass',
+    'Northern',
+    'Tender',
+)
+_NOUNS = (
+    'Mirror',
+    'Garden',
+    'Window',
+    'Machine',
+    'Letter',
+    'Desert',
+    'Mountain',
+    'Engine',
+    'Island',
+    'Forest',
+    'Bridge',
+    'Echo',
+    'Signal',
+    'Circle',
+    'Harbor',
+    'Lantern',
+    'Canyon',
+    'Feather',
+    'Thunder',
+    'Horizon',
+    'Station',
+    'Voice',
+    'Memory',
+    'Silence',
+    'Highway',
+    'Valley',
+    'Castle',
+    'Orchard',
+    'Compass',
+    'Ribbon',
+    'Meadow',
+    'Anchor',
+    'Temple',
+    'Arrow',
+    'Carnival',
+    'Satellite',
+    'Diamond',
+    'Tower',
+    'Window Seat',
+    'Pocket',
+)
+_PLURALS = (
+    'Wolves',
+    'Lions',
+    'Pilots',
+    'Sailors',
+    'Strangers',
+    'Kings',
+    'Echoes',
+    'Machines',
+    'Monkeys',
+    'Rebels',
+    'Owls',
+    'Foxes',
+    'Comets',
+    'Saints',
+    'Robots',
+    'Tigers',
+    'Drifters',
+    'Giants',
+    'Ravens',
+    'Bandits',
+    'Twins',
+    'Sparrows',
+    'Poets',
+    'Dancers',
+)
+_FIRST = (
+    'Ada',
+    'Ben',
+    'Clara',
+    'Dan',
+    'Eva',
+    'Felix',
+    'Grace',
+    'Hugo',
+    'Iris',
+    'Jonas',
+    'Kira',
+    'Leo',
+    'Maya',
+    'Nils',
+    'Olga',
+    'Paul',
+    'Rosa',
+    'Sami',
+    'Tara',
+    'Umar',
+    'Vera',
+    'Walt',
+    'Yara',
+    'Zeno',
+    'Mila',
+    'Otto',
+    'Lena',
+    'Ravi',
+    'Nora',
+    'Igor',
+)
+_LAST = (
+    'Moreau',
+    'Okafor',
+    'Lindqvist',
+    'Tanaka',
+    'Silva',
+    'Novak',
+    'Brennan',
+    'Haddad',
+    'Kowalski',
+    'Ferreira',
+    'Ivanova',
+    'Mendez',
+    'Larsen',
+    'Dubois',
+    'Costa',
+    'Nakamura',
+    'Quinn',
+    'Rossi',
+    'Schmidt',
+    'Varga',
+    'Weber',
+    'Young',
+    'Zhou',
+    'Abara',
+    'Petrov',
+    'Castillo',
+    'Hale',
+    'Moss',
+    'Reyes',
+    'Stone',
+)
+_TITLE_WITH_THEME = (
+    '{t}',
+    '{a} {t}',
+    '{t} {n}',
+    '{n} of {t}',
+    'My {t}',
+    '{t} Again',
+    'Lost in the {t}',
+    '{a} {t} {n}',
+    'No More {t}',
+    '{t} Tonight',
+)
+_TITLE_PLAIN = (
+    '{a} {n}',
+    '{n}',
+    'The {n}',
+    '{n} {n2}',
+    '{a} {n} Song',
+    'Under the {n}',
+    '{a} and {a2}',
+    'Back to the {n}',
+)
+_ALBUM_PATTERNS = (
+    '{a} {n}',
+    '{n}',
+    'The {a} {n}',
+    '{n} {n2}',
+    '{a} {n}s',
+    'Songs from the {n}',
+    '{n} Sessions',
+    '{a} Days',
+)
 _ARTIST_PATTERNS = ('{f} {l}', 'The {a} {p}', '{a} {p}', '{f} and the {p}', '{l}', '{n} {p}')
 _BASE62 = string.digits + string.ascii_letters
 NUM_HARMONICS = 8
@@ -91,6 +307,7 @@ class CatalogueConfig:
     slice_size: playlists per MPD slice file (real MPD: 1000).
     seed: master seed.
   """
+
   num_tracks: int = 600
   num_playlists: int = 400
   num_styles: int = 8
@@ -117,8 +334,9 @@ class CatalogueConfig:
         'tracks_per_artist': self.tracks_per_artist >= 1,
         'album_size': 1 <= self.album_size[0] <= self.album_size[1],
         'playlist_length': 1 <= self.playlist_length[0] <= self.playlist_length[1],
-        'kind_weights': len(self.kind_weights) == 3 and min(self.kind_weights) >= 0
-                        and sum(self.kind_weights) > 0,
+        'kind_weights': len(self.kind_weights) == 3
+        and min(self.kind_weights) >= 0
+        and sum(self.kind_weights) > 0,
         'noise_fraction': 0 <= self.noise_fraction < 1,
         'theme_title_probability': 0 <= self.theme_title_probability <= 1,
         'sample_rate': self.sample_rate >= 4000,
@@ -139,6 +357,7 @@ class Catalogue:
   register (MIDI note of the tonic's octave) [N]; harmonics float32 [N, 8]; rhythm bool [N, 16];
   duration_ms int64 [N]; track_ids / track_names (lists of str).
   """
+
   config: CatalogueConfig
   styles: list[dict[str, Any]]
   moods: list[dict[str, Any]]
@@ -167,11 +386,17 @@ class Catalogue:
     items = []
     for t in range(self.num_tracks):
       artist, album = self.artist_of(t), self.album_of(t)
-      items.append({'artist_name': artist['name'], 'track_uri': self.track_uri(t),
-                    'artist_uri': artist['uri'], 'track_name': self.track_names[t],
-                    'album_uri': album['uri'],
-                    'duration_ms': int(self.attrs['duration_ms'][t]),
-                    'album_name': album['name']})
+      items.append(
+          {
+              'artist_name': artist['name'],
+              'track_uri': self.track_uri(t),
+              'artist_uri': artist['uri'],
+              'track_name': self.track_names[t],
+              'album_uri': album['uri'],
+              'duration_ms': int(self.attrs['duration_ms'][t]),
+              'album_name': album['name'],
+          }
+      )
     return items
 
 
@@ -212,13 +437,21 @@ def _fields(pattern: str) -> tuple[str, ...]:
   return tuple(name for _, name, _, _ in string.Formatter().parse(pattern) if name)
 
 
-_WORD_LISTS = {'a': _ADJECTIVES, 'a2': _ADJECTIVES, 'n': _NOUNS, 'n2': _NOUNS, 'p': _PLURALS,
-               'f': _FIRST, 'l': _LAST}
+_WORD_LISTS = {
+    'a': _ADJECTIVES,
+    'a2': _ADJECTIVES,
+    'n': _NOUNS,
+    'n2': _NOUNS,
+    'p': _PLURALS,
+    'f': _FIRST,
+    'l': _LAST,
+}
 
 
 def _fill(draws: _Draws, pattern: str, theme: str = '') -> str:
-  values = {name: theme if name == 't' else draws.pick(_WORD_LISTS[name])
-            for name in _fields(pattern)}
+  values = {
+      name: theme if name == 't' else draws.pick(_WORD_LISTS[name]) for name in _fields(pattern)
+  }
   return pattern.format(**values)
 
 
@@ -240,27 +473,35 @@ def _make_styles(rng: np.random.Generator, num_styles: int) -> list[dict[str, An
     h = np.arange(1, NUM_HARMONICS + 1)
     decay = rng.uniform(0.4, 2.5)
     odd_gain = rng.uniform(0.2, 3.0)
-    harmonics = h ** -decay * np.where(h % 2 == 1, odd_gain, 1.0) * rng.uniform(0.5, 1.5, h.size)
+    harmonics = h**-decay * np.where(h % 2 == 1, odd_gain, 1.0) * rng.uniform(0.5, 1.5, h.size)
     pattern = rng.random(RHYTHM_STEPS) < rng.uniform(0.15, 0.6)
     pattern[0] = True
-    styles.append({
-        'name': STYLE_NAMES[s],
-        'harmonics': harmonics / harmonics.max(),
-        'register': int(registers[rng.integers(len(registers))]),
-        'tempo': float(rng.uniform(65.0, 175.0)),
-        'brightness': float(rng.uniform(0.05, 0.95)),
-        'noise_level': float(rng.uniform(0.0, 0.25)),
-        'rhythm': pattern,
-        'major_logit': float(rng.normal(0.0, 1.0)),
-    })
+    styles.append(
+        {
+            'name': STYLE_NAMES[s],
+            'harmonics': harmonics / harmonics.max(),
+            'register': int(registers[rng.integers(len(registers))]),
+            'tempo': float(rng.uniform(65.0, 175.0)),
+            'brightness': float(rng.uniform(0.05, 0.95)),
+            'noise_level': float(rng.uniform(0.0, 0.25)),
+            'rhythm': pattern,
+            'major_logit': float(rng.normal(0.0, 1.0)),
+        }
+    )
   return styles
 
 
 def _make_moods(rng: np.random.Generator, num_moods: int) -> list[dict[str, Any]]:
-  return [{'name': MOOD_NAMES[m], 'tempo_factor': float(rng.uniform(0.8, 1.25)),
-           'brightness_shift': float(rng.normal(0.0, 0.12)),
-           'noise_shift': float(rng.normal(0.0, 0.03)),
-           'major_shift': float(rng.normal(0.0, 1.5))} for m in range(num_moods)]
+  return [
+      {
+          'name': MOOD_NAMES[m],
+          'tempo_factor': float(rng.uniform(0.8, 1.25)),
+          'brightness_shift': float(rng.normal(0.0, 0.12)),
+          'noise_shift': float(rng.normal(0.0, 0.03)),
+          'major_shift': float(rng.normal(0.0, 1.5)),
+      }
+      for m in range(num_moods)
+  ]
 
 
 def build_catalogue(config: CatalogueConfig) -> Catalogue:
@@ -279,13 +520,17 @@ def build_catalogue(config: CatalogueConfig) -> Catalogue:
     rhythm = st['rhythm'] ^ (rng.random(RHYTHM_STEPS) < 0.1)
     rhythm[0] = True
     artist = {
-        'index': len(artists), 'name': _unique_name(draws, _ARTIST_PATTERNS, names_taken),
-        'style': style, 'mood': mood,
+        'index': len(artists),
+        'name': _unique_name(draws, _ARTIST_PATTERNS, names_taken),
+        'style': style,
+        'mood': mood,
         'tempo': st['tempo'] * md['tempo_factor'] * float(np.exp(rng.normal(0, 0.05))),
-        'brightness': min(1.0, max(0.0, st['brightness'] + md['brightness_shift']
-                                   + float(rng.normal(0, 0.06)))),
-        'noise_level': min(0.4, max(0.0, st['noise_level'] + md['noise_shift']
-                                    + float(rng.normal(0, 0.02)))),
+        'brightness': min(
+            1.0, max(0.0, st['brightness'] + md['brightness_shift'] + float(rng.normal(0, 0.06)))
+        ),
+        'noise_level': min(
+            0.4, max(0.0, st['noise_level'] + md['noise_shift'] + float(rng.normal(0, 0.02)))
+        ),
         'harmonics': st['harmonics'] * np.exp(rng.normal(0, 0.15, NUM_HARMONICS)),
         'rhythm': rhythm,
         'major_logit': st['major_logit'] + md['major_shift'] + float(rng.normal(0, 0.5)),
@@ -298,9 +543,13 @@ def build_catalogue(config: CatalogueConfig) -> Catalogue:
     while made < num_artist_tracks and len(track_artist) < n:
       size = int(rng.integers(config.album_size[0], config.album_size[1] + 1))
       size = min(size, num_artist_tracks - made, n - len(track_artist))
-      album = {'index': len(albums), 'name': _unique_name(draws, _ALBUM_PATTERNS, album_names),
-               'artist': artist['index'], 'tempo_factor': float(np.exp(rng.normal(0, 0.03))),
-               'key': int(rng.integers(12))}
+      album = {
+          'index': len(albums),
+          'name': _unique_name(draws, _ALBUM_PATTERNS, album_names),
+          'artist': artist['index'],
+          'tempo_factor': float(np.exp(rng.normal(0, 0.03))),
+          'key': int(rng.integers(12)),
+      }
       albums.append(album)
       artist['albums'].append(album['index'])
       track_artist += [artist['index']] * size
@@ -341,8 +590,9 @@ def build_catalogue(config: CatalogueConfig) -> Catalogue:
   return Catalogue(config, styles, moods, artists, albums, track_ids, track_names, attrs)
 
 
-def _weighted_sample(rng: np.random.Generator, pool: np.ndarray, weights: np.ndarray,
-                     k: int) -> np.ndarray:
+def _weighted_sample(
+    rng: np.random.Generator, pool: np.ndarray, weights: np.ndarray, k: int
+) -> np.ndarray:
   """k distinct items of pool, drawn by weight (Efraimidis-Spirakis keys); all if k >= len."""
   if k >= pool.size:
     return pool[rng.permutation(pool.size)]
@@ -354,6 +604,7 @@ def _weighted_sample(rng: np.random.Generator, pool: np.ndarray, weights: np.nda
 @dataclasses.dataclass(frozen=True)
 class DemoPlaylist:
   """A generated playlist: track indices into the catalogue plus how it was made."""
+
   pid: int
   name: str
   tracks: np.ndarray  # int32 [len]
@@ -368,13 +619,17 @@ def generate_playlists(catalogue: Catalogue) -> Iterator[DemoPlaylist]:
   attrs = catalogue.attrs
   n = catalogue.num_tracks
   popularity = attrs['popularity'].astype(np.float64)
-  by_style = [np.flatnonzero(attrs['style'] == s).astype(np.int32)
-              for s in range(config.num_styles)]
+  by_style = [
+      np.flatnonzero(attrs['style'] == s).astype(np.int32) for s in range(config.num_styles)
+  ]
   styles_present = [s for s in range(config.num_styles) if by_style[s].size]
-  by_theme = [np.flatnonzero((attrs['theme'] == t) & attrs['has_theme_word']).astype(np.int32)
-              for t in range(config.num_themes)]
-  tracks_of_artist = [np.flatnonzero(attrs['artist'] == a).astype(np.int32)
-                      for a in range(len(catalogue.artists))]
+  by_theme = [
+      np.flatnonzero((attrs['theme'] == t) & attrs['has_theme_word']).astype(np.int32)
+      for t in range(config.num_themes)
+  ]
+  tracks_of_artist = [
+      np.flatnonzero(attrs['artist'] == a).astype(np.int32) for a in range(len(catalogue.artists))
+  ]
   kind_p = np.asarray(config.kind_weights, np.float64) / sum(config.kind_weights)
   for pid in range(config.num_playlists):
     kind = _KINDS[int(rng.choice(3, p=kind_p))]
@@ -410,8 +665,12 @@ def generate_playlists(catalogue: Catalogue) -> Iterator[DemoPlaylist]:
       pool = by_theme[theme]
       chosen = _weighted_sample(rng, pool, popularity[pool], length)
       word = THEME_WORDS[theme]
-      names = (word.lower(), f'{word} songs', f'all about {word.lower()}',
-               f'{word.lower()} playlist')
+      names = (
+          word.lower(),
+          f'{word} songs',
+          f'all about {word.lower()}',
+          f'{word.lower()} playlist',
+      )
       name = names[int(rng.integers(len(names)))]
       info = {'theme': theme}
     num_noise = int(round(config.noise_fraction * chosen.size))
@@ -419,8 +678,10 @@ def generate_playlists(catalogue: Catalogue) -> Iterator[DemoPlaylist]:
     if num_noise:
       candidates = rng.integers(0, n, 4 * num_noise + 4)
       in_playlist = set(chosen.tolist())
-      noise = np.asarray([t for t in dict.fromkeys(candidates.tolist())
-                          if t not in in_playlist][:num_noise], np.int32)
+      noise = np.asarray(
+          [t for t in dict.fromkeys(candidates.tolist()) if t not in in_playlist][:num_noise],
+          np.int32,
+      )
     tracks = np.concatenate([chosen, noise]).astype(np.int32)
     tracks = tracks[rng.permutation(tracks.size)]
     info['noise_tracks'] = [catalogue.track_ids[t] for t in noise]

@@ -45,14 +45,44 @@ import numpy as np
 from data_pipelines import session_logs
 from data_pipelines import sessions as sessions_lib
 
-GENRE_NAMES = ('rock', 'pop', 'hip_hop', 'electronic', 'jazz', 'classical', 'folk', 'metal',
-               'rnb', 'country', 'latin', 'indie', 'blues', 'reggae', 'soul', 'punk')
+GENRE_NAMES = (
+    'rock',
+    'pop',
+    'hip_hop',
+    'electronic',
+    'jazz',
+    'classical',
+    'folk',
+    'metal',
+    'rnb',
+    'country',
+    'latin',
+    'indie',
+    'blues',
+    'reggae',
+    'soul',
+    'punk',
+)
 SAT_BIAS = 0.5
-_UNIT_ACOUSTIC = ('acousticness', 'beat_strength', 'bounciness', 'danceability', 'energy',
-                  'flatness', 'instrumentalness', 'liveness', 'mechanism', 'organism',
-                  'speechiness', 'valence')
-_SCALED_ACOUSTIC = {'dyn_range_mean': (2.0, 20.0), 'loudness': (-25.0, 22.0),
-                    'tempo': (70.0, 110.0)}  # offset, scale of sigmoid(z)
+_UNIT_ACOUSTIC = (
+    'acousticness',
+    'beat_strength',
+    'bounciness',
+    'danceability',
+    'energy',
+    'flatness',
+    'instrumentalness',
+    'liveness',
+    'mechanism',
+    'organism',
+    'speechiness',
+    'valence',
+)
+_SCALED_ACOUSTIC = {
+    'dyn_range_mean': (2.0, 20.0),
+    'loudness': (-25.0, 22.0),
+    'tempo': (70.0, 110.0),
+}  # offset, scale of sigmoid(z)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +138,7 @@ def _top_k(keys: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
 
 
 def _genre_names(num_genres: int) -> tuple[str, ...]:
-  return tuple(GENRE_NAMES[g] if g < len(GENRE_NAMES) else f'genre_{g}'
-               for g in range(num_genres))
+  return tuple(GENRE_NAMES[g] if g < len(GENRE_NAMES) else f'genre_{g}' for g in range(num_genres))
 
 
 def _make_tracks(config: DemoSessionsConfig, rng: np.random.Generator) -> dict[str, Any]:
@@ -130,15 +159,18 @@ def _make_tracks(config: DemoSessionsConfig, rng: np.random.Generator) -> dict[s
   second = np.where(near[:, 0] == artist_genre[artist], near[:, 1], near[:, 0])
   has_second = rng.random(t) < 0.4
   names = _genre_names(g)
-  genres = [names[p] + (session_logs.GENRE_SEPARATOR + names[s] if two else '')
-            for p, s, two in zip(artist_genre[artist], second, has_second)]
+  genres = [
+      names[p] + (session_logs.GENRE_SEPARATOR + names[s] if two else '')
+      for p, s, two in zip(artist_genre[artist], second, has_second)
+  ]
   boost = (rng.random(t) < config.boost_rate).astype(int)
   z = vec @ rng.normal(size=(d, 16)) + 0.5 * rng.normal(size=(t, 16))
   columns: dict[str, list[str]] = {
       'track_id': ['t_' + _uuid(rng) for _ in range(t)],
       'duration': [f'{x:.3f}' for x in np.exp(rng.normal(np.log(210.0), 0.3, size=t))],
       'release_year': [str(int(x)) for x in 1960 + np.floor(58 * rng.beta(4.0, 1.5, size=t))],
-      'us_popularity_estimate': popularity_text}
+      'us_popularity_estimate': popularity_text,
+  }
   keys = iter(range(16))
   for name in _UNIT_ACOUSTIC:
     columns[name] = [f'{x:.6f}' for x in _sigmoid(z[:, next(keys)])]
@@ -146,7 +178,7 @@ def _make_tracks(config: DemoSessionsConfig, rng: np.random.Generator) -> dict[s
     columns[name] = [f'{x:.4f}' for x in offset + scale * _sigmoid(z[:, next(keys)])]
   columns['mode'] = ['major' if x > 0 else 'minor' for x in z[:, next(keys)]]
   columns['key'] = [str(k) for k in rng.integers(12, size=t)]
-  columns['time_signature'] = [str(k) for k in rng.choice([3, 4, 5], size=t, p=[.1, .85, .05])]
+  columns['time_signature'] = [str(k) for k in rng.choice([3, 4, 5], size=t, p=[0.1, 0.85, 0.05])]
   acoustic_vec = vec + 0.05 * rng.normal(size=(t, d))
   for i in range(d):
     columns[f'acoustic_vector_{i}'] = [f'{x:.6f}' for x in acoustic_vec[:, i]]
@@ -154,9 +186,16 @@ def _make_tracks(config: DemoSessionsConfig, rng: np.random.Generator) -> dict[s
   columns['boost'] = [str(b) for b in boost]
   columns['genres'] = genres
   _, emerging, _ = sessions_lib.emerging_artists(artist, popularity, a)
-  return {'columns': columns, 'centroids': centroids, 'artist': artist, 'artist_pop': artist_pop,
-          'vec': vec, 'percentile': popularity / 100.0, 'boost': boost,
-          'emerging': emerging[artist]}
+  return {
+      'columns': columns,
+      'centroids': centroids,
+      'artist': artist,
+      'artist_pop': artist_pop,
+      'vec': vec,
+      'percentile': popularity / 100.0,
+      'boost': boost,
+      'emerging': emerging[artist],
+  }
 
 
 def _write_csv(path: str, header: Sequence[str], rows) -> None:
@@ -170,8 +209,9 @@ def _bool(x: bool) -> str:
   return 'true' if x else 'false'
 
 
-def write_demo_sessions(out_dir: str, config: DemoSessionsConfig = DemoSessionsConfig()
-                        ) -> dict[str, Any]:
+def write_demo_sessions(
+    out_dir: str, config: DemoSessionsConfig = DemoSessionsConfig()
+) -> dict[str, Any]:
   """Writes the demo CSVs to `out_dir`; returns a summary with the generator's own label rates.
 
   The summary's `label_counts` are computed from the latent simulation (same definitions as the
@@ -184,8 +224,7 @@ def write_demo_sessions(out_dir: str, config: DemoSessionsConfig = DemoSessionsC
   catalogue = _make_tracks(config, rng)
   tf_columns = session_logs.MSSD_TRACK_COLUMNS + session_logs.TRACK_EXTENSION_COLUMNS
   cols = catalogue['columns']
-  _write_csv(os.path.join(out_dir, 'tf_000.csv'), tf_columns,
-             zip(*(cols[c] for c in tf_columns)))
+  _write_csv(os.path.join(out_dir, 'tf_000.csv'), tf_columns, zip(*(cols[c] for c in tf_columns)))
   artist, vec, artist_pop = catalogue['artist'], catalogue['vec'], catalogue['artist_pop']
   track_ids, emerging = cols['track_id'], catalogue['emerging']
 
@@ -206,21 +245,28 @@ def write_demo_sessions(out_dir: str, config: DemoSessionsConfig = DemoSessionsC
     keys = 4.0 * (vec @ taste[i]) + 0.8 * artist_pop[artist] + rng.gumbel(size=len(vec))
     played = _top_k(keys, np.ones(len(vec), bool), size)
     known[i, artist[played]] = True
-    history_rows += [(user_ids[i], track_ids[k], int(n))
-                     for k, n in zip(played, rng.geometric(0.3, size=size))]
-  _write_csv(os.path.join(out_dir, 'user_history.csv'), session_logs.HISTORY_COLUMNS,
-             history_rows)
+    history_rows += [
+        (user_ids[i], track_ids[k], int(n)) for k, n in zip(played, rng.geometric(0.3, size=size))
+    ]
+  _write_csv(os.path.join(out_dir, 'user_history.csv'), session_logs.HISTORY_COLUMNS, history_rows)
 
   # Sessions in chronological order (the pipeline's `session_order_key`).
   s = config.num_sessions
   first_day = datetime.date.fromisoformat(config.start_date)
   diurnal = 1.0 + np.sin((np.arange(24) - 9.0) / 24.0 * 2 * np.pi)
   meta = sorted(
-      ((first_day + datetime.timedelta(days=int(day))).isoformat(), int(hour),
-       '0_' + _uuid(rng), int(user))
-      for day, hour, user in zip(rng.integers(config.num_days, size=s),
-                                 rng.choice(24, size=s, p=diurnal / diurnal.sum()),
-                                 rng.choice(u, size=s, p=activity / activity.sum())))
+      (
+          (first_day + datetime.timedelta(days=int(day))).isoformat(),
+          int(hour),
+          '0_' + _uuid(rng),
+          int(user),
+      )
+      for day, hour, user in zip(
+          rng.integers(config.num_days, size=s),
+          rng.choice(24, size=s, p=diurnal / diurnal.sum()),
+          rng.choice(u, size=s, p=activity / activity.sum()),
+      )
+  )
   log_columns = session_logs.MSSD_LOG_COLUMNS + session_logs.LOG_EXTENSION_COLUMNS
   counts = np.zeros(len(sessions_lib.OBJECTIVES), np.int64)
   files, rows, num_rows = [], [], 0
@@ -243,38 +289,69 @@ def write_demo_sessions(out_dir: str, config: DemoSessionsConfig = DemoSessionsC
           want -= len(picked)
     tracks = rng.permutation(np.concatenate(chosen))
     discovery = is_new[tracks]
-    logit = (SAT_BIAS + 3.0 * (affinity[tracks] - 0.45) - 1.2 * discovery
-             + 0.4 * (catalogue['percentile'][tracks] - 0.5) + rng.normal(0.0, 0.6))
+    logit = (
+        SAT_BIAS
+        + 3.0 * (affinity[tracks] - 0.45)
+        - 1.2 * discovery
+        + 0.4 * (catalogue['percentile'][tracks] - 0.5)
+        + rng.normal(0.0, 0.6)
+    )
     sat = rng.random(length) < _sigmoid(logit)
     known[user, artist[tracks]] = True
-    counts += [sat.sum(), catalogue['boost'][tracks].sum(), emerging[tracks].sum(),
-               discovery.sum()]
+    counts += [sat.sum(), catalogue['boost'][tracks].sum(), emerging[tracks].sum(), discovery.sum()]
     skip_2 = ~sat & (rng.random(length) < 0.7)
     skip_1 = skip_2 & (rng.random(length) < 0.6)
     pause = rng.choice(3, size=length, p=[0.85, 0.1, 0.05])
     shuffle = _bool(rng.random() < 0.3)
     for p in range(length):
-      start_reason = (rng.choice(['clickrow', 'playbtn', 'appload']) if p == 0
-                      else ('fwdbtn' if not sat[p - 1] else 'trackdone'))
-      rows.append((
-          session_id, p + 1, length, track_ids[tracks[p]], _bool(skip_1[p]), _bool(skip_2[p]),
-          _bool(not sat[p]), _bool(sat[p]), int(p == 0 and rng.random() < 0.05),
-          int(pause[p] == 0), int(pause[p] == 1), int(pause[p] == 2),
-          int(rng.poisson(0.3)) if not sat[p] else 0, int(rng.poisson(0.1)), shuffle, hour,
-          date, _bool(premium[user]), 'radio', start_reason,
-          'trackdone' if sat[p] else 'fwdbtn', user_ids[user]))
+      start_reason = (
+          rng.choice(['clickrow', 'playbtn', 'appload'])
+          if p == 0
+          else ('fwdbtn' if not sat[p - 1] else 'trackdone')
+      )
+      rows.append(
+          (
+              session_id,
+              p + 1,
+              length,
+              track_ids[tracks[p]],
+              _bool(skip_1[p]),
+              _bool(skip_2[p]),
+              _bool(not sat[p]),
+              _bool(sat[p]),
+              int(p == 0 and rng.random() < 0.05),
+              int(pause[p] == 0),
+              int(pause[p] == 1),
+              int(pause[p] == 2),
+              int(rng.poisson(0.3)) if not sat[p] else 0,
+              int(rng.poisson(0.1)),
+              shuffle,
+              hour,
+              date,
+              _bool(premium[user]),
+              'radio',
+              start_reason,
+              'trackdone' if sat[p] else 'fwdbtn',
+              user_ids[user],
+          )
+      )
     num_rows += length
     if (n + 1) % config.sessions_per_file == 0 or n + 1 == s:
       files.append(f'log_{len(files):03d}.csv')
       _write_csv(os.path.join(out_dir, files[-1]), log_columns, rows)
       rows = []
   return {
-      'out_dir': out_dir, 'files': ['tf_000.csv', 'user_history.csv'] + files,
-      'num_sessions': s, 'num_rows': num_rows, 'num_users': u, 'num_tracks': config.num_tracks,
+      'out_dir': out_dir,
+      'files': ['tf_000.csv', 'user_history.csv'] + files,
+      'num_sessions': s,
+      'num_rows': num_rows,
+      'num_users': u,
+      'num_tracks': config.num_tracks,
       'num_history_rows': len(history_rows),
       'label_counts': dict(zip(sessions_lib.OBJECTIVES, counts.tolist())),
       'label_rates': dict(zip(sessions_lib.OBJECTIVES, (counts / num_rows).round(4).tolist())),
-      'seconds': round(time.perf_counter() - start, 3)}
+      'seconds': round(time.perf_counter() - start, 3),
+  }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -282,8 +359,11 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--out', required=True, help='output directory')
   for field in dataclasses.fields(DemoSessionsConfig):
-    parser.add_argument(f'--{field.name}', type=type(getattr(defaults, field.name)),
-                        default=getattr(defaults, field.name))
+    parser.add_argument(
+        f'--{field.name}',
+        type=type(getattr(defaults, field.name)),
+        default=getattr(defaults, field.name),
+    )
   args = vars(parser.parse_args(argv))
   out = args.pop('out')
   print(json.dumps(write_demo_sessions(out, DemoSessionsConfig(**args)), indent=1))

@@ -41,6 +41,7 @@ The decode is one jitted `lax.scan` over positions for the whole batch with fixe
 batch axis may be sharded (e.g. on a `('data', 'model')` mesh) since every operation is
 independent per session.
 """
+
 from __future__ import annotations
 
 import functools
@@ -77,28 +78,38 @@ class BeamState:
     used: bool [B, K, N], tracks chosen by the beam.
     counts: float32 [B, K, J], sum of each objective over the beam's chosen tracks (c_j).
   """
+
   scores: Array
   live: Array
   used: Array
   counts: Array
 
 
-def init_beam_state(batch: int, num_candidates: int, num_objectives: int, *,
-                    beam_size: int) -> BeamState:
+def init_beam_state(
+    batch: int, num_candidates: int, num_objectives: int, *, beam_size: int
+) -> BeamState:
   """Initial state: only beam 0 is live, with score 0 and nothing chosen."""
   first = jnp.arange(beam_size) == 0
   return BeamState(
-      scores=jnp.broadcast_to(jnp.where(first, 0.0, NEG_INF).astype(jnp.float32),
-                              (batch, beam_size)),
+      scores=jnp.broadcast_to(
+          jnp.where(first, 0.0, NEG_INF).astype(jnp.float32), (batch, beam_size)
+      ),
       live=jnp.broadcast_to(first, (batch, beam_size)),
       used=jnp.zeros((batch, beam_size, num_candidates), bool),
       counts=jnp.zeros((batch, beam_size, num_objectives), jnp.float32),
   )
 
 
-def _step_scores(state: BeamState, position: Array, relevance: Array,
-                 objective_columns: tuple[Array, ...], valid: Array, epsilon: Array,
-                 threshold: str, gain: str) -> Array:
+def _step_scores(
+    state: BeamState,
+    position: Array,
+    relevance: Array,
+    objective_columns: tuple[Array, ...],
+    valid: Array,
+    epsilon: Array,
+    threshold: str,
+    gain: str,
+) -> Array:
   """Candidate beam scores float32 [B, K, N]; NEG_INF where the extension is not allowed.
 
   `objective_columns` holds the J objective columns, each float32 [B, N] (candidates on the
@@ -169,14 +180,27 @@ def _top_extensions(candidates: Array, beam_size: int) -> tuple[Array, Array, Ar
     taken_score.append(best)
     row = jnp.where(columns == track[:, None], -jnp.inf, row)
     row_best = jnp.where(beams == beam[:, None], jnp.max(row, axis=-1)[:, None], row_best)
-  return (jnp.stack(taken_score, axis=-1), jnp.stack(taken_beam, axis=-1),
-          jnp.stack(taken_track, axis=-1))
+  return (
+      jnp.stack(taken_score, axis=-1),
+      jnp.stack(taken_beam, axis=-1),
+      jnp.stack(taken_track, axis=-1),
+  )
 
 
-def _beam_step(state: BeamState, position: Array, *, relevance: Array, objectives: Array,
-               objective_columns: tuple[Array, ...], valid: Array, num_valid: Array,
-               epsilon: Array, beam_size: int, threshold: str,
-               gain: str) -> tuple[BeamState, tuple[Array, Array]]:
+def _beam_step(
+    state: BeamState,
+    position: Array,
+    *,
+    relevance: Array,
+    objectives: Array,
+    objective_columns: tuple[Array, ...],
+    valid: Array,
+    num_valid: Array,
+    epsilon: Array,
+    beam_size: int,
+    threshold: str,
+    gain: str,
+) -> tuple[BeamState, tuple[Array, Array]]:
   """Extends every beam by one track at `position` (1-based) and keeps the best `beam_size`.
 
   Returns:
@@ -184,8 +208,9 @@ def _beam_step(state: BeamState, position: Array, *, relevance: Array, objective
     with no valid track left at this position keep their beams (parent = own slot, track = -1).
   """
   batch, _, num_candidates = state.used.shape
-  candidates = _step_scores(state, position, relevance, objective_columns, valid, epsilon,
-                            threshold, gain)
+  candidates = _step_scores(
+      state, position, relevance, objective_columns, valid, epsilon, threshold, gain
+  )
   top_scores, parent, track = _top_extensions(candidates, beam_size)
   live = top_scores > NEG_INF
 
@@ -206,8 +231,10 @@ def _beam_step(state: BeamState, position: Array, *, relevance: Array, objective
     return jnp.where(has_track.reshape((-1,) + (1,) * (new_x.ndim - 1)), new_x, old_x)
 
   own_slot = jnp.broadcast_to(jnp.arange(beam_size, dtype=jnp.int32), parent.shape)
-  pointers = (keep_or_update(parent, own_slot),
-              keep_or_update(jnp.where(live, track, -1), jnp.full_like(track, -1)))
+  pointers = (
+      keep_or_update(parent, own_slot),
+      keep_or_update(jnp.where(live, track, -1), jnp.full_like(track, -1)),
+  )
   return jax.tree.map(keep_or_update, new, state), pointers
 
 
@@ -217,19 +244,28 @@ def _read_back(parents: Array, tracks: Array) -> Array:
   def back(slot, pointers):
     parent, track = pointers
     here = slot[:, None]
-    return (jnp.take_along_axis(parent, here, axis=1)[:, 0],
-            jnp.take_along_axis(track, here, axis=1)[:, 0])
+    return (
+        jnp.take_along_axis(parent, here, axis=1)[:, 0],
+        jnp.take_along_axis(track, here, axis=1)[:, 0],
+    )
 
   batch = parents.shape[1]
-  _, sequence = jax.lax.scan(back, jnp.zeros((batch,), jnp.int32), (parents, tracks),
-                             reverse=True)
+  _, sequence = jax.lax.scan(back, jnp.zeros((batch,), jnp.int32), (parents, tracks), reverse=True)
   return sequence.T
 
 
 @functools.partial(jax.jit, static_argnames=('length', 'beam_size', 'threshold', 'gain'))
-def _mostra_beam_search_jit(relevance: Array, objectives: Array, valid: Array, epsilon: Array, *,
-                            length: int, beam_size: int, threshold: str,
-                            gain: str) -> tuple[Array, Array]:
+def _mostra_beam_search_jit(
+    relevance: Array,
+    objectives: Array,
+    valid: Array,
+    epsilon: Array,
+    *,
+    length: int,
+    beam_size: int,
+    threshold: str,
+    gain: str,
+) -> tuple[Array, Array]:
   relevance = relevance.astype(jnp.float32)
   objectives = objectives.astype(jnp.float32)
   valid = valid.astype(bool)
@@ -237,12 +273,18 @@ def _mostra_beam_search_jit(relevance: Array, objectives: Array, valid: Array, e
   batch, num_candidates, num_objectives = objectives.shape
   state = init_beam_state(batch, num_candidates, num_objectives, beam_size=beam_size)
   step = functools.partial(
-      _beam_step, relevance=relevance, objectives=objectives,
-      objective_columns=tuple(objectives[:, :, j] for j in range(num_objectives)), valid=valid,
-      num_valid=jnp.sum(valid, axis=-1, dtype=jnp.int32), epsilon=epsilon, beam_size=beam_size,
-      threshold=threshold, gain=gain)
-  state, (parents, tracks) = jax.lax.scan(step, state,
-                                          jnp.arange(1, length + 1, dtype=jnp.int32))
+      _beam_step,
+      relevance=relevance,
+      objectives=objectives,
+      objective_columns=tuple(objectives[:, :, j] for j in range(num_objectives)),
+      valid=valid,
+      num_valid=jnp.sum(valid, axis=-1, dtype=jnp.int32),
+      epsilon=epsilon,
+      beam_size=beam_size,
+      threshold=threshold,
+      gain=gain,
+  )
+  state, (parents, tracks) = jax.lax.scan(step, state, jnp.arange(1, length + 1, dtype=jnp.int32))
   return _read_back(parents, tracks), state.scores[:, 0]
 
 
@@ -250,21 +292,31 @@ def _check_inputs(relevance, objectives, valid, length: int) -> None:
   if relevance.ndim != 2:
     raise ValueError(f'relevance must be [B, N], got shape {relevance.shape}')
   if objectives.ndim != 3 or objectives.shape[:2] != relevance.shape:
-    raise ValueError(f'objectives must be [B, N, J] with [B, N] = {relevance.shape}, '
-                     f'got shape {objectives.shape}')
+    raise ValueError(
+        f'objectives must be [B, N, J] with [B, N] = {relevance.shape}, '
+        f'got shape {objectives.shape}'
+    )
   if valid.shape != relevance.shape:
-    raise ValueError(f'valid must have the shape of relevance {relevance.shape}, '
-                     f'got {valid.shape}')
+    raise ValueError(
+        f'valid must have the shape of relevance {relevance.shape}, ' f'got {valid.shape}'
+    )
   if relevance.shape[1] < 1:
     raise ValueError(f'relevance needs at least one candidate, got shape {relevance.shape}')
   if not isinstance(length, (int, np.integer)) or length < 1:
     raise ValueError(f'length must be a positive int, got {length!r}')
 
 
-def mostra_beam_search(relevance: Array, objectives: Array, valid: Array, *, length: int,
-                       beam_size: int, epsilon: float | Array,
-                       threshold: Literal['relative', 'absolute'] = 'relative',
-                       gain: Literal['total', 'marginal'] = 'total') -> tuple[Array, Array]:
+def mostra_beam_search(
+    relevance: Array,
+    objectives: Array,
+    valid: Array,
+    *,
+    length: int,
+    beam_size: int,
+    epsilon: float | Array,
+    threshold: Literal['relative', 'absolute'] = 'relative',
+    gain: Literal['total', 'marginal'] = 'total',
+) -> tuple[Array, Array]:
   """MOSTRA counterfactual submodular multi-objective beam search (see the module docstring).
 
   Args:
@@ -291,8 +343,16 @@ def mostra_beam_search(relevance: Array, objectives: Array, valid: Array, *, len
   if isinstance(epsilon, (int, float)) and epsilon < 0:
     raise ValueError(f'epsilon must be >= 0, got {epsilon}')
   _check_inputs(relevance, objectives, valid, length)
-  return _mostra_beam_search_jit(relevance, objectives, valid, epsilon, length=int(length),
-                                 beam_size=int(beam_size), threshold=threshold, gain=gain)
+  return _mostra_beam_search_jit(
+      relevance,
+      objectives,
+      valid,
+      epsilon,
+      length=int(length),
+      beam_size=int(beam_size),
+      threshold=threshold,
+      gain=gain,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=('length',))
@@ -329,8 +389,9 @@ def sort_decode(scores: Array, valid: Array, *, length: int) -> Array:
   return _sort_decode_jit(scores, valid, length=int(length))
 
 
-def weighted_sum_scores(relevance: Array, objectives: Array, *, alpha: float | Array,
-                        relevance_threshold: float = 0.5) -> Array:
+def weighted_sum_scores(
+    relevance: Array, objectives: Array, *, alpha: float | Array, relevance_threshold: float = 0.5
+) -> Array:
   """MOSTRA-WtSUM scores (App. A): s_i = r_i + 1{r_i > threshold} * alpha * sum_j E_ij.
 
   Args:
@@ -347,9 +408,15 @@ def weighted_sum_scores(relevance: Array, objectives: Array, *, alpha: float | A
   return relevance + jnp.where(relevance > relevance_threshold, weighted, 0.0)
 
 
-def weighted_sum_decode(relevance: Array, objectives: Array, valid: Array, *,
-                        alpha: float | Array, length: int,
-                        relevance_threshold: float = 0.5) -> Array:
+def weighted_sum_decode(
+    relevance: Array,
+    objectives: Array,
+    valid: Array,
+    *,
+    alpha: float | Array,
+    length: int,
+    relevance_threshold: float = 0.5,
+) -> Array:
   """MOSTRA-WtSUM: sort by `weighted_sum_scores` (non-counterfactual online baseline).
 
   Args:
@@ -360,6 +427,7 @@ def weighted_sum_decode(relevance: Array, objectives: Array, valid: Array, *,
     int32 [B, length], -1 past the number of valid candidates.
   """
   _check_inputs(relevance, objectives, valid, length)
-  scores = weighted_sum_scores(relevance, objectives, alpha=alpha,
-                               relevance_threshold=relevance_threshold)
+  scores = weighted_sum_scores(
+      relevance, objectives, alpha=alpha, relevance_threshold=relevance_threshold
+  )
   return sort_decode(scores, valid, length=length)

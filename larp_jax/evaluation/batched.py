@@ -35,11 +35,13 @@ def pad_batches(arrays: Batch, batch_size: int) -> Iterator[tuple[dict[str, np.n
     raise ValueError(f"pad_batches: arrays differ in length: {sizes}")
   total = next(iter(sizes.values()), 0)
   for start in range(0, total, batch_size):
-    chunk = {name: np.asarray(value[start:start + batch_size]) for name, value in arrays.items()}
+    chunk = {name: np.asarray(value[start : start + batch_size]) for name, value in arrays.items()}
     real = min(batch_size, total - start)
     if real < batch_size:
-      chunk = {name: np.concatenate([v, np.repeat(v[-1:], batch_size - real, axis=0)])
-               for name, v in chunk.items()}
+      chunk = {
+          name: np.concatenate([v, np.repeat(v[-1:], batch_size - real, axis=0)])
+          for name, v in chunk.items()
+      }
     yield chunk, real
 
 
@@ -47,10 +49,14 @@ def _fetch(outputs: Any, real: int) -> Any:
   return jax.tree.map(lambda x: np.asarray(x)[:real], outputs)
 
 
-def run_batches(fn: Callable[[dict[str, np.ndarray]], Any],
-                batches: Iterable[tuple[dict[str, np.ndarray], int]], *,
-                total: int | None = None, progress: bool = False,
-                desc: str = "inference") -> Any:
+def run_batches(
+    fn: Callable[[dict[str, np.ndarray]], Any],
+    batches: Iterable[tuple[dict[str, np.ndarray], int]],
+    *,
+    total: int | None = None,
+    progress: bool = False,
+    desc: str = "inference",
+) -> Any:
   """Applies ``fn`` to padded batches and concatenates the real rows of its outputs.
 
   Args:
@@ -81,8 +87,14 @@ def run_batches(fn: Callable[[dict[str, np.ndarray]], Any],
   return jax.tree.map(lambda *xs: np.concatenate(xs), *pieces)
 
 
-def batched_apply(fn: Callable[[dict[str, np.ndarray]], Any], arrays: Batch, batch_size: int, *,
-                  progress: bool = False, desc: str = "inference") -> Any:
+def batched_apply(
+    fn: Callable[[dict[str, np.ndarray]], Any],
+    arrays: Batch,
+    batch_size: int,
+    *,
+    progress: bool = False,
+    desc: str = "inference",
+) -> Any:
   """``run_batches(fn, pad_batches(arrays, batch_size))``: ``fn`` over a whole split.
 
   Args:
@@ -94,5 +106,4 @@ def batched_apply(fn: Callable[[dict[str, np.ndarray]], Any], arrays: Batch, bat
     ``fn``'s outputs for all ``N`` rows, in order, as numpy arrays.
   """
   total = len(next(iter(arrays.values()))) if arrays else 0
-  return run_batches(fn, pad_batches(arrays, batch_size), total=total, progress=progress,
-                     desc=desc)
+  return run_batches(fn, pad_batches(arrays, batch_size), total=total, progress=progress, desc=desc)

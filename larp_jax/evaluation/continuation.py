@@ -15,6 +15,7 @@ A scoring function has the signature `score_fn(seed_ids int32 [b, S], seed_mask 
 float [b, N]`. For the recommenders in `larp_jax.recommenders`:
 `score_fn = lambda ids, mask: itemknn.score(model, ids, test_features, seed_mask=mask)`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -42,7 +43,9 @@ def track_embeddings(audio: Array, text: Array) -> Array:
 def _ids_and_mask(ids, mask, name: str) -> tuple[np.ndarray, np.ndarray]:
   ids = np.asarray(ids)
   if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-    raise ValueError(f'{name} must be an int array [P, L] (-1 = padding), got {ids.dtype} {ids.shape}.')
+    raise ValueError(
+        f'{name} must be an int array [P, L] (-1 = padding), got {ids.dtype} {ids.shape}.'
+    )
   if mask is None:
     mask = ids >= 0
   mask = np.asarray(mask, bool)
@@ -69,8 +72,10 @@ def _chunk_sums(scores, seed_ids, seed_mask, gt_ids, gt_mask, *, num_tracks, ks,
 
 def _validate(num_tracks: int, seed_ids: np.ndarray, gt_ids: np.ndarray, ks: Sequence[int]) -> None:
   if seed_ids.shape[0] != gt_ids.shape[0]:
-    raise ValueError(f'seed_ids and ground_truth_ids need the same number of playlists, got '
-                     f'{seed_ids.shape[0]} and {gt_ids.shape[0]}.')
+    raise ValueError(
+        f'seed_ids and ground_truth_ids need the same number of playlists, got '
+        f'{seed_ids.shape[0]} and {gt_ids.shape[0]}.'
+    )
   for name, ids in (('seed_ids', seed_ids), ('ground_truth_ids', gt_ids)):
     if ids.size and ids.max() >= num_tracks:
       raise ValueError(f'{name} contains id {ids.max()} >= num_tracks = {num_tracks}.')
@@ -90,12 +95,15 @@ def _pad_rows(x: np.ndarray, rows: int, value) -> np.ndarray:
   return np.concatenate([x, pad], axis=0)
 
 
-def _scores_for_chunk(score_fn: ScoreFn, seed_ids: np.ndarray, seed_mask: np.ndarray,
-                      num_tracks: int) -> Array:
+def _scores_for_chunk(
+    score_fn: ScoreFn, seed_ids: np.ndarray, seed_mask: np.ndarray, num_tracks: int
+) -> Array:
   scores = score_fn(jnp.asarray(seed_ids), jnp.asarray(seed_mask))
   if tuple(scores.shape) != (seed_ids.shape[0], num_tracks):
-    raise ValueError(f'score_fn must return [b, num_tracks] = {(seed_ids.shape[0], num_tracks)}, got '
-                     f'{tuple(scores.shape)}.')
+    raise ValueError(
+        f'score_fn must return [b, num_tracks] = {(seed_ids.shape[0], num_tracks)}, got '
+        f'{tuple(scores.shape)}.'
+    )
   return scores
 
 
@@ -147,20 +155,25 @@ def evaluate_continuation(
     g_ids = _pad_rows(gt_ids[start:stop], chunk_size, -1)
     g_mask = _pad_rows(gt_mask[start:stop], chunk_size, False)
     scores = _scores_for_chunk(score_fn, s_ids, s_mask, num_tracks)
-    sums = _chunk_sums(scores, s_ids, s_mask, g_ids, g_mask, num_tracks=num_tracks, ks=ks, names=names)
+    sums = _chunk_sums(
+        scores, s_ids, s_mask, g_ids, g_mask, num_tracks=num_tracks, ks=ks, names=names
+    )
     for key, (total, count) in jax.device_get(sums).items():
       acc = totals.setdefault(key, [0.0, 0.0])
       acc[0] += float(total)
       acc[1] += float(count)
 
-  results = {key: (total / count if count > 0 else float('nan')) for key, (total, count) in totals.items()}
+  results = {
+      key: (total / count if count > 0 else float('nan')) for key, (total, count) in totals.items()
+  }
   any_key = next(iter(totals))
   results['num_playlists'] = totals[any_key][1]
   return results
 
 
-def recommend_top_k(score_fn: ScoreFn, seed_ids, num_tracks: int, k: int, *, seed_mask=None,
-                    chunk_size: int = 256) -> np.ndarray:
+def recommend_top_k(
+    score_fn: ScoreFn, seed_ids, num_tracks: int, k: int, *, seed_mask=None, chunk_size: int = 256
+) -> np.ndarray:
   """Top-k recommendations per playlist with seeds masked out.
 
   Args:

@@ -27,6 +27,7 @@ items, so AP@K and the NaN convention are own code. All metrics are computed fro
 one full sort per metric call, which is what `ranking_metrics` (used by the continuation protocol)
 exploits for several metrics and cut-offs at once.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,12 +46,16 @@ def _prepare(scores: Array, relevant: Array, candidate_mask: Array | None) -> tu
   if scores.ndim != 2:
     raise ValueError(f'scores must be [B, N], got {scores.shape}.')
   if relevant.shape != scores.shape:
-    raise ValueError(f'relevant must have the shape of scores {scores.shape}, got {relevant.shape}.')
+    raise ValueError(
+        f'relevant must have the shape of scores {scores.shape}, got {relevant.shape}.'
+    )
   if candidate_mask is not None:
     candidate_mask = jnp.asarray(candidate_mask).astype(bool)
     if candidate_mask.shape != scores.shape:
-      raise ValueError(f'candidate_mask must have the shape of scores {scores.shape}, got '
-                       f'{candidate_mask.shape}.')
+      raise ValueError(
+          f'candidate_mask must have the shape of scores {scores.shape}, got '
+          f'{candidate_mask.shape}.'
+      )
     scores = jnp.where(candidate_mask, scores, -jnp.inf)
     relevant = relevant & candidate_mask
   return scores, relevant
@@ -61,8 +66,9 @@ def _check_k(k: int, n: int) -> None:
     raise ValueError(f'k must be an int in [1, N = {n}], got {k!r}.')
 
 
-def top_k_hits(scores: Array, relevant: Array, k: int, candidate_mask: Array | None = None
-               ) -> tuple[Array, Array]:
+def top_k_hits(
+    scores: Array, relevant: Array, k: int, candidate_mask: Array | None = None
+) -> tuple[Array, Array]:
   """Hit indicators of the top-k ranked items.
 
   Args:
@@ -85,8 +91,9 @@ def _discounts(k: int) -> Array:
   return 1.0 / jnp.log2(jnp.arange(2, k + 2, dtype=jnp.float32))
 
 
-def _metrics_from_hits(hits: Array, num_relevant: Array, k: int, names: Sequence[str]
-                       ) -> dict[str, Array]:
+def _metrics_from_hits(
+    hits: Array, num_relevant: Array, k: int, names: Sequence[str]
+) -> dict[str, Array]:
   """Per-row metrics at cut-off k from the first k hit columns (NaN for rows without relevant items)."""
   hits = hits[:, :k]
   valid = num_relevant > 0
@@ -109,7 +116,9 @@ def _metrics_from_hits(hits: Array, num_relevant: Array, k: int, names: Sequence
       disc = _discounts(k)
       dcg = jnp.sum(hits * disc, axis=1)
       ideal_len = jnp.minimum(num_relevant, k)
-      idcg = jnp.sum(jnp.where(jnp.arange(k)[None, :] < ideal_len[:, None], disc[None, :], 0.0), axis=1)
+      idcg = jnp.sum(
+          jnp.where(jnp.arange(k)[None, :] < ideal_len[:, None], disc[None, :], 0.0), axis=1
+      )
       value = dcg / jnp.where(idcg > 0, idcg, 1.0)
     elif name == 'map':
       prec_at_r = jnp.cumsum(hits, axis=1) / jnp.arange(1, k + 1, dtype=jnp.float32)
@@ -120,9 +129,13 @@ def _metrics_from_hits(hits: Array, num_relevant: Array, k: int, names: Sequence
   return out
 
 
-def ranking_metrics(scores: Array, relevant: Array, ks: Sequence[int] = (10, 20, 40),
-                    names: Sequence[str] = ('recall', 'ndcg'),
-                    candidate_mask: Array | None = None) -> dict[str, Array]:
+def ranking_metrics(
+    scores: Array,
+    relevant: Array,
+    ks: Sequence[int] = (10, 20, 40),
+    names: Sequence[str] = ('recall', 'ndcg'),
+    candidate_mask: Array | None = None,
+) -> dict[str, Array]:
   """Several metrics at several cut-offs from a single top-max(ks).
 
   Args:
@@ -152,17 +165,23 @@ def _single(name: str, scores, relevant, k, candidate_mask) -> Array:
   return _metrics_from_hits(hits, num_rel, k, (name,))[name]
 
 
-def recall_at_k(scores: Array, relevant: Array, k: int, candidate_mask: Array | None = None) -> Array:
+def recall_at_k(
+    scores: Array, relevant: Array, k: int, candidate_mask: Array | None = None
+) -> Array:
   """Recall@K = hits in top K / |gt|. float32 [B], NaN where |gt| = 0."""
   return _single('recall', scores, relevant, k, candidate_mask)
 
 
-def precision_at_k(scores: Array, relevant: Array, k: int, candidate_mask: Array | None = None) -> Array:
+def precision_at_k(
+    scores: Array, relevant: Array, k: int, candidate_mask: Array | None = None
+) -> Array:
   """Precision@K = hits in top K / K. float32 [B], NaN where |gt| = 0."""
   return _single('precision', scores, relevant, k, candidate_mask)
 
 
-def hit_rate_at_k(scores: Array, relevant: Array, k: int, candidate_mask: Array | None = None) -> Array:
+def hit_rate_at_k(
+    scores: Array, relevant: Array, k: int, candidate_mask: Array | None = None
+) -> Array:
   """HitRate@K = 1 if any relevant item is in the top K. float32 [B], NaN where |gt| = 0."""
   return _single('hit_rate', scores, relevant, k, candidate_mask)
 
@@ -177,8 +196,9 @@ def ndcg_at_k(scores: Array, relevant: Array, k: int, candidate_mask: Array | No
   return _single('ndcg', scores, relevant, k, candidate_mask)
 
 
-def average_precision_at_k(scores: Array, relevant: Array, k: int,
-                           candidate_mask: Array | None = None) -> Array:
+def average_precision_at_k(
+    scores: Array, relevant: Array, k: int, candidate_mask: Array | None = None
+) -> Array:
   """AP@K = sum_r hit_r * Precision@r / min(|gt|, K); its row mean is mAP@K.
 
   Returns float32 [B], NaN where |gt| = 0.
@@ -201,10 +221,18 @@ def auc(scores: Array, relevant: Array, candidate_mask: Array | None = None) -> 
   scores = jnp.asarray(scores, jnp.float32)
   relevant = jnp.asarray(relevant).astype(bool)
   if scores.ndim != 2 or relevant.shape != scores.shape:
-    raise ValueError(f'scores and relevant must both be [B, N]; got {scores.shape}, {relevant.shape}.')
-  cand = jnp.ones_like(relevant) if candidate_mask is None else jnp.asarray(candidate_mask).astype(bool)
+    raise ValueError(
+        f'scores and relevant must both be [B, N]; got {scores.shape}, {relevant.shape}.'
+    )
+  cand = (
+      jnp.ones_like(relevant)
+      if candidate_mask is None
+      else jnp.asarray(candidate_mask).astype(bool)
+  )
   if cand.shape != scores.shape:
-    raise ValueError(f'candidate_mask must have the shape of scores {scores.shape}, got {cand.shape}.')
+    raise ValueError(
+        f'candidate_mask must have the shape of scores {scores.shape}, got {cand.shape}.'
+    )
   pos = relevant & cand
   neg = ~relevant & cand
   num_pos = jnp.sum(pos, axis=1).astype(jnp.float32)

@@ -26,6 +26,7 @@ per-session value is NaN and it is left out of the mean (as in `larp_jax.evaluat
 and `count/<objective>` reports how many sessions entered each mean. Sessions without any valid
 track (batch padding) are NaN for every objective.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -65,8 +66,9 @@ def _check(sequences: Array, labels: Array, valid: Array, k: int) -> None:
   if sequences.ndim != 2:
     raise ValueError(f'sequences must be [B, L], got shape {sequences.shape}')
   if labels.ndim != 2 or labels.shape[0] != sequences.shape[0]:
-    raise ValueError(f'labels must be [B, N] with B = {sequences.shape[0]}, '
-                     f'got shape {labels.shape}')
+    raise ValueError(
+        f'labels must be [B, N] with B = {sequences.shape[0]}, ' f'got shape {labels.shape}'
+    )
   if valid.shape != labels.shape:
     raise ValueError(f'valid must have the shape of labels {labels.shape}, got {valid.shape}')
   if not isinstance(k, (int, np.integer)) or k < 1:
@@ -125,10 +127,17 @@ def _ap_jit(sequences, labels, valid, k):
   return jnp.where(num_relevant > 0, value * rescale, jnp.nan).astype(jnp.float32)
 
 
-def per_session_metrics(sequences: Array, labels: Array, valid: Array, *,
-                        ndcg_ks: Sequence[int] = (5, 10), map_ks: Sequence[int] = (5,),
-                        objective_names: Sequence[str] = DEFAULT_OBJECTIVES,
-                        sat_index: int = 0, streamed_only: bool = True) -> dict[str, np.ndarray]:
+def per_session_metrics(
+    sequences: Array,
+    labels: Array,
+    valid: Array,
+    *,
+    ndcg_ks: Sequence[int] = (5, 10),
+    map_ks: Sequence[int] = (5,),
+    objective_names: Sequence[str] = DEFAULT_OBJECTIVES,
+    sat_index: int = 0,
+    streamed_only: bool = True,
+) -> dict[str, np.ndarray]:
   """Per-session metrics of one decoder's output for every objective.
 
   Args:
@@ -146,22 +155,32 @@ def per_session_metrics(sequences: Array, labels: Array, valid: Array, *,
   """
   labels = jnp.asarray(labels)
   if labels.ndim != 3 or labels.shape[-1] != len(objective_names):
-    raise ValueError(f'labels must be [B, N, J] with J = {len(objective_names)} '
-                     f'({tuple(objective_names)}), got shape {labels.shape}')
+    raise ValueError(
+        f'labels must be [B, N, J] with J = {len(objective_names)} '
+        f'({tuple(objective_names)}), got shape {labels.shape}'
+    )
   if not 0 <= sat_index < len(objective_names):
     raise ValueError(f'sat_index {sat_index} out of range for {tuple(objective_names)}')
   sequences, valid = jnp.asarray(sequences), jnp.asarray(valid)
   for k in tuple(ndcg_ks) + tuple(map_ks):
     _check(sequences, labels[..., 0], valid, k)
-  out = _per_session_jit(sequences, labels, valid, tuple(int(k) for k in ndcg_ks),
-                         tuple(int(k) for k in map_ks), tuple(objective_names), int(sat_index),
-                         bool(streamed_only))
+  out = _per_session_jit(
+      sequences,
+      labels,
+      valid,
+      tuple(int(k) for k in ndcg_ks),
+      tuple(int(k) for k in map_ks),
+      tuple(objective_names),
+      int(sat_index),
+      bool(streamed_only),
+  )
   return {name: np.asarray(value) for name, value in out.items()}
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
-def _per_session_jit(sequences, labels, valid, ndcg_ks, map_ks, objective_names, sat_index,
-                     streamed_only):
+def _per_session_jit(
+    sequences, labels, valid, ndcg_ks, map_ks, objective_names, sat_index, streamed_only
+):
   out = {}
   sat = labels[..., sat_index] > 0
   for j, name in enumerate(objective_names):

@@ -5,6 +5,7 @@ The encoder is `larp_jax.models.bert.make_encode_fn` (jitted, cached per config)
 outputs fetched one batch late). Each batch is tokenised only when it is needed, so tokenising the
 next batch overlaps the device work on the current one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -17,10 +18,19 @@ from larp_jax.evaluation import batched
 from larp_jax.models import bert
 
 
-def encode_texts(config: bert.BertConfig, params: bert.Params, tokenizer: Any,
-                 texts: Iterable[str], *, pooling: str = 'mean', normalize: bool = False,
-                 max_length: int = 128, batch_size: int = 64, progress: bool = True,
-                 return_num_truncated: bool = False) -> np.ndarray | tuple[np.ndarray, int]:
+def encode_texts(
+    config: bert.BertConfig,
+    params: bert.Params,
+    tokenizer: Any,
+    texts: Iterable[str],
+    *,
+    pooling: str = 'mean',
+    normalize: bool = False,
+    max_length: int = 128,
+    batch_size: int = 64,
+    progress: bool = True,
+    return_num_truncated: bool = False,
+) -> np.ndarray | tuple[np.ndarray, int]:
   """Encodes texts to float32 [N, H] embeddings, in input order.
 
   Every batch has the fixed shape [batch_size, max_length] (the last one is padded by repeating
@@ -53,21 +63,29 @@ def encode_texts(config: bert.BertConfig, params: bert.Params, tokenizer: Any,
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive, got {batch_size}')
   if not 2 <= max_length <= config.max_position_embeddings:
-    raise ValueError(f'max_length must be in [2, {config.max_position_embeddings}], '
-                     f'got {max_length}')
+    raise ValueError(
+        f'max_length must be in [2, {config.max_position_embeddings}], ' f'got {max_length}'
+    )
   encode = bert.make_encode_fn(config, pooling=pooling, normalize=normalize)
   num_truncated = 0
 
   def token_batches() -> Iterator[tuple[dict[str, np.ndarray], int]]:
     nonlocal num_truncated
     for start in range(0, len(texts), batch_size):
-      chunk = texts[start:start + batch_size]
+      chunk = texts[start : start + batch_size]
       num_truncated += int(np.sum(text_lib.token_lengths(tokenizer, chunk) > max_length))
       yield from batched.pad_batches(text_lib.tokenize(tokenizer, chunk, max_length), batch_size)
 
   outputs = batched.run_batches(
       lambda batch: encode(params, batch['input_ids'], batch['attention_mask']),
-      token_batches(), total=len(texts), progress=progress, desc='encoding')
-  embeddings = (np.zeros((0, config.hidden_size), np.float32) if outputs is None
-                else outputs.astype(np.float32))
+      token_batches(),
+      total=len(texts),
+      progress=progress,
+      desc='encoding',
+  )
+  embeddings = (
+      np.zeros((0, config.hidden_size), np.float32)
+      if outputs is None
+      else outputs.astype(np.float32)
+  )
   return (embeddings, num_truncated) if return_num_truncated else embeddings

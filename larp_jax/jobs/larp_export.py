@@ -14,8 +14,9 @@ from larp_jax.evaluation import continuation
 from larp_jax.jobs import larp_setup
 
 
-def export_run(config: Any, workdir: str, run: str = "stage3", split: str = "test",
-               output: str | None = None) -> dict[str, Any]:
+def export_run(
+    config: Any, workdir: str, run: str = "stage3", split: str = "test", output: str | None = None
+) -> dict[str, Any]:
   """Embeds every track of ``split`` with ``workdir/run/best`` and writes .npz + manifest.
 
   Returns:
@@ -24,21 +25,39 @@ def export_run(config: Any, workdir: str, run: str = "stage3", split: str = "tes
   """
   best_path = epath.Path(workdir) / run / "best"
   if not best_path.exists():
-    raise FileNotFoundError(f"No best weights for run {run!r} at {best_path}; train it first "
-                            "(python -m experiments.train_larp ...).")
+    raise FileNotFoundError(
+        f"No best weights for run {run!r} at {best_path}; train it first "
+        "(python -m experiments.train_larp ...)."
+    )
   dataset_dir = larp_setup.prepare_dataset(config, workdir)
   audio, text = larp_setup.encode_with_best(config, str(best_path.parent), dataset_dir, split)
   output = output or os.path.join(workdir, "export", f"{split}_{run}.npz")
-  return write_track_export(output, dataset_dir, split, audio, text, str(best_path), config,
-                            {"run": run, "split": split})
+  return write_track_export(
+      output, dataset_dir, split, audio, text, str(best_path), config, {"run": run, "split": split}
+  )
 
 
-def write_track_export(output: str, dataset_dir: str, split: str, audio: np.ndarray,
-                       text: np.ndarray, checkpoint_path: str, config: Any,
-                       extra: dict[str, Any]) -> dict[str, Any]:
+def write_track_export(
+    output: str,
+    dataset_dir: str,
+    split: str,
+    audio: np.ndarray,
+    text: np.ndarray,
+    checkpoint_path: str,
+    config: Any,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
   """Writes a split's track uris with audio, text and fused (Eq. 11) embeddings [N, 256]."""
   uris = playlist_audio.load_metadata(dataset_dir)["track_uris"][split]
   return export_lib.export_embeddings(
-      output, uris, {"audio": audio, "text": text,
-                     "fused": np.asarray(continuation.track_embeddings(audio, text))},
-      checkpoint_path=checkpoint_path, config=config, extra=extra)
+      output,
+      uris,
+      {
+          "audio": audio,
+          "text": text,
+          "fused": np.asarray(continuation.track_embeddings(audio, text)),
+      },
+      checkpoint_path=checkpoint_path,
+      config=config,
+      extra=extra,
+  )

@@ -26,18 +26,26 @@ from larp_jax.recommenders import itemknn
 from larp_jax.training import mesh as mesh_lib
 from larp_jax.training import runs
 
-STAGE_DATASETS = {1: grain_pipelines.wtc_dataset, 2: grain_pipelines.ttc_dataset,
-                  3: grain_pipelines.tpc_dataset}
+STAGE_DATASETS = {
+    1: grain_pipelines.wtc_dataset,
+    2: grain_pipelines.ttc_dataset,
+    3: grain_pipelines.tpc_dataset,
+}
 
 
 def _dummy_inputs(cfg: larp_encoder.LARPConfig, max_text_length: int):
-  return (jnp.zeros((2, cfg.audio.clip_samples), jnp.float32),
-          jnp.zeros((2, max_text_length), jnp.int32), jnp.ones((2, max_text_length), jnp.int32),
-          jnp.zeros((2, 3, cfg.embed_dim), jnp.float32), jnp.ones((2, 3), bool))
+  return (
+      jnp.zeros((2, cfg.audio.clip_samples), jnp.float32),
+      jnp.zeros((2, max_text_length), jnp.int32),
+      jnp.ones((2, max_text_length), jnp.int32),
+      jnp.zeros((2, 3, cfg.embed_dim), jnp.float32),
+      jnp.ones((2, 3), bool),
+  )
 
 
-def make_init_fn(config: Any, model: larp_encoder.LARP, num_train_tracks: int,
-                 max_text_length: int):
+def make_init_fn(
+    config: Any, model: larp_encoder.LARP, num_train_tracks: int, max_text_length: int
+):
   """``rng -> (params, model_state)``: fresh towers, queues and lookup tables (boxed)."""
   cfg = model.config
 
@@ -46,36 +54,54 @@ def make_init_fn(config: Any, model: larp_encoder.LARP, num_train_tracks: int,
     variables = model.init(init_rng, *_dummy_inputs(cfg, max_text_length))
     params = variables["params"]
     model_state = larp_steps.init_model_state(
-        queue_rng, params, variables["batch_stats"], queue_size=config.loss.queue_size,
-        embed_dim=cfg.embed_dim, group_width=config.loss.group_width,
-        num_train_tracks=num_train_tracks)
+        queue_rng,
+        params,
+        variables["batch_stats"],
+        queue_size=config.loss.queue_size,
+        embed_dim=cfg.embed_dim,
+        group_width=config.loss.group_width,
+        num_train_tracks=num_train_tracks,
+    )
     return params, model_state
 
   return init_fn
 
 
-def make_validation(model: larp_encoder.LARP, dataset_dir: str, eval_batch_size: int,
-                    ks: tuple[int, ...]):
+def make_validation(
+    model: larp_encoder.LARP, dataset_dir: str, eval_batch_size: int, ks: tuple[int, ...]
+):
   """``state -> {'recall@K', 'ndcg@K'}`` on the validation playlists (ItemKNN, mean embeddings)."""
   encode = larp_setup.make_encoder(model)
   playlists = larp_setup.playlists_for_eval(dataset_dir, "valid")
 
   def evaluate(state):
-    audio, text = larp_setup.encode_split(encode, state.params, state.model_state["batch_stats"],
-                                          dataset_dir, "valid", eval_batch_size)
+    audio, text = larp_setup.encode_split(
+        encode,
+        state.params,
+        state.model_state["batch_stats"],
+        dataset_dir,
+        "valid",
+        eval_batch_size,
+    )
     features = continuation.track_embeddings(audio, text)
     knn = itemknn.fit(None, None)
     return continuation.evaluate_continuation(
         lambda ids, mask: itemknn.score(knn, ids, features, seed_mask=mask),
-        playlists["seeds"], playlists["ground_truth"], playlists["num_tracks"], ks=ks)
+        playlists["seeds"],
+        playlists["ground_truth"],
+        playlists["num_tracks"],
+        ks=ks,
+    )
 
   return evaluate
 
 
 def stage_dataset(config: Any, dataset_dir: str, stage: int):
   """The grain dataset of a stage (tracks for 1, track pairs for 2, pairs + playlists for 3)."""
-  kwargs = dict(global_batch_size=mesh_lib.host_batch_size(config.batch_size) * jax.process_count(),
-                seed=config.seed)
+  kwargs = dict(
+      global_batch_size=mesh_lib.host_batch_size(config.batch_size) * jax.process_count(),
+      seed=config.seed,
+  )
   if stage == 3:
     kwargs["num_truncate"] = config.loss.num_truncate
   return STAGE_DATASETS[stage](dataset_dir, **kwargs)
@@ -83,8 +109,9 @@ def stage_dataset(config: Any, dataset_dir: str, stage: int):
 
 def stage_steps(config: Any, dataset_dir: str, stage: int, epochs: float) -> tuple[int, int]:
   """(steps per epoch, run length) of a stage on this dataset."""
-  per_epoch = grain_pipelines.steps_per_epoch(STAGE_DATASETS[stage], dataset_dir,
-                                              global_batch_size=config.batch_size)
+  per_epoch = grain_pipelines.steps_per_epoch(
+      STAGE_DATASETS[stage], dataset_dir, global_batch_size=config.batch_size
+  )
   return max(1, per_epoch), max(1, int(round(epochs * per_epoch)))
 
 
@@ -92,8 +119,11 @@ def track_groups(config: Any, dataset_dir: str) -> dict[str, Any]:
   """The step's extra input: ``{'track_groups': int32 [N_train, G]}`` training-playlist ids."""
   num_train = int(playlist_audio.load_metadata(dataset_dir)["pad_id"]["train"])
   playlists = grain_pipelines.load_train_playlists(dataset_dir)
-  return {"track_groups": larp_steps.track_playlist_groups(
-      playlists["tracks"], playlists["length"], num_train, config.loss.group_width)}
+  return {
+      "track_groups": larp_steps.track_playlist_groups(
+          playlists["tracks"], playlists["length"], num_train, config.loss.group_width
+      )
+  }
 
 
 def make_state(config: Any, mesh, dataset_dir: str, num_train_steps: int, fusion: bool = True):
@@ -103,9 +133,14 @@ def make_state(config: Any, mesh, dataset_dir: str, num_train_steps: int, fusion
   model = larp_encoder.LARP(larp_setup.model_config(config, fusion=fusion))
   run_config = runs.run_config(config, init_from=config.stages.stage1.init_from)
   state, shardings = runs.create_state(
-      run_config, mesh, make_init_fn(config, model, int(meta["pad_id"]["train"]),
-                                     int(meta["config"]["max_text_length"])), num_train_steps,
-      init_sources={"text_model": lambda: larp_setup.pretrained_text_params(config)})
+      run_config,
+      mesh,
+      make_init_fn(
+          config, model, int(meta["pad_id"]["train"]), int(meta["config"]["max_text_length"])
+      ),
+      num_train_steps,
+      init_sources={"text_model": lambda: larp_setup.pretrained_text_params(config)},
+  )
   return model, state, shardings
 
 
@@ -115,25 +150,33 @@ def train_stage(config: Any, workdir: str, dataset_dir: str, name: str) -> runs.
   meta = playlist_audio.load_metadata(dataset_dir)
   num_train = int(meta["pad_id"]["train"])
   steps_per_epoch, total_steps = stage_steps(config, dataset_dir, spec.stage, spec.epochs)
-  run_config = runs.run_config(config, **{
-      "loop.num_train_steps": total_steps,
-      "loop.eval_every_steps": max(1, int(steps_per_epoch * config.eval_every_epochs)),
-      "init_from": spec.init_from})
+  run_config = runs.run_config(
+      config,
+      **{
+          "loop.num_train_steps": total_steps,
+          "loop.eval_every_steps": max(1, int(steps_per_epoch * config.eval_every_epochs)),
+          "init_from": spec.init_from,
+      },
+  )
   model = larp_encoder.LARP(larp_setup.model_config(config, fusion=spec.fusion))
 
   return runs.train_run(
-      run_config, os.path.join(workdir, name),
+      run_config,
+      os.path.join(workdir, name),
       init_fn=make_init_fn(config, model, num_train, int(meta["config"]["max_text_length"])),
       make_step=lambda context: larp_steps.make_train_step(model, spec.stage, config.loss),
       train_data=lambda context: grain_pipelines.make_iterator(
-          stage_dataset(config, dataset_dir, spec.stage)),
-      evaluate=lambda context: make_validation(model, dataset_dir, config.eval_batch_size,
-                                               tuple(config.report.ks)),
+          stage_dataset(config, dataset_dir, spec.stage)
+      ),
+      evaluate=lambda context: make_validation(
+          model, dataset_dir, config.eval_batch_size, tuple(config.report.ks)
+      ),
       init_sources={"text_model": lambda: larp_setup.pretrained_text_params(config)},
       input_specs=larp_steps.INPUT_SPECS,
       extra_inputs=lambda context: track_groups(config, dataset_dir),
       hparams={"stage": spec.stage, "fusion": spec.fusion, "lr": config.optimizer.learning_rate},
-      description=name)
+      description=name,
+  )
 
 
 def check_config(config: Any) -> None:
@@ -142,11 +185,15 @@ def check_config(config: Any) -> None:
   mesh_lib.check_batch_size(config.batch_size, mesh)
   data_parallel = mesh_lib.data_parallel_size(mesh)
   if config.loss.queue_size % data_parallel:
-    raise ValueError(f"config.loss.queue_size={config.loss.queue_size} is not divisible by the "
-                     f"data-parallel size {data_parallel}.")
+    raise ValueError(
+        f"config.loss.queue_size={config.loss.queue_size} is not divisible by the "
+        f"data-parallel size {data_parallel}."
+    )
   if config.loss.queue_size < 2 * config.batch_size:
-    raise ValueError(f"config.loss.queue_size={config.loss.queue_size} must hold one ego batch "
-                     f"(2 x config.batch_size = {2 * config.batch_size}).")
+    raise ValueError(
+        f"config.loss.queue_size={config.loss.queue_size} must hold one ego batch "
+        f"(2 x config.batch_size = {2 * config.batch_size})."
+    )
   runs.run_names(config.runs, config.stages, "runs")
   for name in config.runs:
     if config.stages[name].stage not in STAGE_DATASETS:

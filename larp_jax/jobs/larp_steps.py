@@ -29,21 +29,33 @@ from larp_jax.training import state as state_lib
 from larp_jax.training import step as step_lib
 
 
-def init_model_state(rng: jax.Array, params: Any, batch_stats: Any, *, queue_size: int,
-                     embed_dim: int, group_width: int, num_train_tracks: int) -> dict[str, Any]:
+def init_model_state(
+    rng: jax.Array,
+    params: Any,
+    batch_stats: Any,
+    *,
+    queue_size: int,
+    embed_dim: int,
+    group_width: int,
+    num_train_tracks: int,
+) -> dict[str, Any]:
   """Initial model_state (boxed with logical names so queues/tables shard rows on `data`)."""
   queues, ptr = memory.init_queues(rng, queue_size, embed_dim, group_width=group_width)
   rows = lambda x: nn.Partitioned(x, names=("table_rows",) + (None,) * (x.ndim - 1))  # noqa: E731
   table = jnp.zeros((num_train_tracks, embed_dim), jnp.float32)
-  return {"batch_stats": batch_stats,
-          "momentum": jax.tree.map(jnp.array, params),  # keeps the logical boxes
-          "queues": {k: rows(v) for k, v in queues.items()},
-          "queue_ptr": ptr,
-          "audio_table": rows(table), "text_table": rows(table)}
+  return {
+      "batch_stats": batch_stats,
+      "momentum": jax.tree.map(jnp.array, params),  # keeps the logical boxes
+      "queues": {k: rows(v) for k, v in queues.items()},
+      "queue_ptr": ptr,
+      "audio_table": rows(table),
+      "text_table": rows(table),
+  }
 
 
-def track_playlist_groups(playlist_tracks: np.ndarray, lengths: np.ndarray, num_tracks: int,
-                          width: int) -> np.ndarray:
+def track_playlist_groups(
+    playlist_tracks: np.ndarray, lengths: np.ndarray, num_tracks: int, width: int
+) -> np.ndarray:
   """The co-occurrence/incidence relation as ids: int32 [N_train, width] training-playlist
   indices each track belongs to (first ``width``), padded with -1."""
   groups = np.full((num_tracks, width), -1, np.int32)
@@ -102,29 +114,64 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any):
     # Momentum features (keys): EMA params, deterministic towers, no gradient.
     momentum_vars = {"params": ms["momentum"], "batch_stats": ms["batch_stats"]}
     audio_m = model.apply(momentum_vars, tracks["audio"], False, method=model.encode_audio)
-    text_m = model.apply(momentum_vars, tracks["input_ids"], tracks["attention_mask"], False,
-                         method=model.encode_text)
+    text_m = model.apply(
+        momentum_vars,
+        tracks["input_ids"],
+        tracks["attention_mask"],
+        False,
+        method=model.encode_text,
+    )
     audio_m, text_m = jax.lax.stop_gradient(audio_m), jax.lax.stop_gradient(text_m)
 
     def loss_fn(params):
       variables = {"params": params, "batch_stats": ms["batch_stats"]}
-      audio, updates = model.apply(variables, tracks["audio"], True, method=model.encode_audio,
-                                   rngs={"dropout": rng_audio}, mutable=["batch_stats"])
-      text = model.apply(variables, tracks["input_ids"], tracks["attention_mask"], True,
-                         method=model.encode_text, rngs={"dropout": rng_text})
+      audio, updates = model.apply(
+          variables,
+          tracks["audio"],
+          True,
+          method=model.encode_audio,
+          rngs={"dropout": rng_audio},
+          mutable=["batch_stats"],
+      )
+      text = model.apply(
+          variables,
+          tracks["input_ids"],
+          tracks["attention_mask"],
+          True,
+          method=model.encode_text,
+          rngs={"dropout": rng_text},
+      )
       temp = model.apply(variables, method=model.temperature)
       losses = {}
       losses["wtc"], _ = larp.wtc_loss(
-          audio, text, audio_m, text_m, queues["audio"], queues["text"], temp,
+          audio,
+          text,
+          audio_m,
+          text_m,
+          queues["audio"],
+          queues["text"],
+          temp,
           ids=ids if loss_config.wtc_id_positives else None,
-          queue_ids=queues["ids"] if loss_config.wtc_id_positives else None, alpha=alpha)
+          queue_ids=queues["ids"] if loss_config.wtc_id_positives else None,
+          alpha=alpha,
+      )
       if stage >= 2:
         b = batch["playlist_index"].shape[0]
         partner = jnp.concatenate([jnp.arange(b) + b, jnp.arange(b)]).astype(jnp.int32)
         losses["ttc"], _ = larp.ttc_loss(
-            audio, text, audio_m, text_m, queues["audio"], queues["text"], temp,
-            partner=partner, groups=groups, queue_groups=queues["groups"],
-            positives=loss_config.ttc_positives, alpha=alpha)
+            audio,
+            text,
+            audio_m,
+            text_m,
+            queues["audio"],
+            queues["text"],
+            temp,
+            partner=partner,
+            groups=groups,
+            queue_groups=queues["groups"],
+            positives=loss_config.ttc_positives,
+            alpha=alpha,
+        )
       if stage == 3:
         b = batch["playlist_index"].shape[0]
         seeds, mask = batch["playlist"]["track_indices"], batch["playlist"]["mask"]
@@ -133,24 +180,38 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any):
         playlist_audio = model.apply(variables, seed_audio, mask, method=model.fuse)
         playlist_text = model.apply(variables, seed_text, mask, method=model.fuse)
         losses["tpc"], _ = larp.tpc_loss(
-            audio[:b], text[:b], playlist_audio, playlist_text, temp,
-            parent=jnp.arange(b, dtype=jnp.int32), track_groups=groups[:b],
-            playlist_ids=batch["playlist_index"], positives=loss_config.tpc_positives,
+            audio[:b],
+            text[:b],
+            playlist_audio,
+            playlist_text,
+            temp,
+            parent=jnp.arange(b, dtype=jnp.int32),
+            track_groups=groups[:b],
+            playlist_ids=batch["playlist_index"],
+            positives=loss_config.tpc_positives,
             directions=loss_config.tpc_directions,
-            normalize_playlists=loss_config.normalize_playlists)
+            normalize_playlists=loss_config.normalize_playlists,
+        )
       total, metrics = larp.stage_loss(stage, losses)
       metrics["temperature"] = temp
       return total, (metrics, (updates["batch_stats"], audio, text))
 
     new_state, metrics, (batch_stats, audio, text) = step_lib.gradient_step(state, loss_fn)
     new_queues, ptr = memory.enqueue(
-        queues, ms["queue_ptr"],
-        {"audio": audio_m, "text": text_m, "ids": ids.astype(jnp.int32),
-         "groups": groups.astype(jnp.int32)})
+        queues,
+        ms["queue_ptr"],
+        {
+            "audio": audio_m,
+            "text": text_m,
+            "ids": ids.astype(jnp.int32),
+            "groups": groups.astype(jnp.int32),
+        },
+    )
     model_state = {
         "batch_stats": batch_stats,
         "momentum": memory.ema_update(ms["momentum"], new_state.params, momentum),
-        "queues": new_queues, "queue_ptr": ptr,
+        "queues": new_queues,
+        "queue_ptr": ptr,
         "audio_table": memory.update_lookup_table(ms["audio_table"], ids, audio),
         "text_table": memory.update_lookup_table(ms["text_table"], ids, text),
     }

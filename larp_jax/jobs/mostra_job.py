@@ -66,8 +66,10 @@ def prepare_data(config: Any, workdir: str) -> str:
   """The built sessions directory: `config.data.dir`, or the demo data built into workdir/data."""
   if config.data.dir:
     if not os.path.exists(os.path.join(config.data.dir, 'metadata.json')):
-      raise ValueError(f'config.data.dir={config.data.dir!r} has no metadata.json (build it '
-                       'with `python -m data_pipelines.sessions --raw_dir ... --out_dir ...`)')
+      raise ValueError(
+          f'config.data.dir={config.data.dir!r} has no metadata.json (build it '
+          'with `python -m data_pipelines.sessions --raw_dir ... --out_dir ...`)'
+      )
     return config.data.dir
   data_dir = os.path.join(workdir, 'data')
   if os.path.exists(os.path.join(data_dir, 'metadata.json')):
@@ -75,19 +77,30 @@ def prepare_data(config: Any, workdir: str) -> str:
   raw_dir = os.path.join(workdir, 'demo_raw')
   demo = demo_sessions.DemoSessionsConfig(**config.data.demo.to_dict())
   summary = demo_sessions.write_demo_sessions(raw_dir, demo)
-  logging.info('demo sessions: %d sessions, %d rows in %s', summary['num_sessions'],
-               summary['num_rows'], raw_dir)
+  logging.info(
+      'demo sessions: %d sessions, %d rows in %s',
+      summary['num_sessions'],
+      summary['num_rows'],
+      raw_dir,
+  )
   sessions_lib.build_session_arrays(
-      raw_dir, data_dir, max_set_size=config.data.max_set_size,
-      split_fractions=tuple(config.data.split_fractions), split_by=config.data.split_by,
-      seed=config.data.split_seed)
+      raw_dir,
+      data_dir,
+      max_set_size=config.data.max_set_size,
+      split_fractions=tuple(config.data.split_fractions),
+      split_by=config.data.split_by,
+      seed=config.data.split_seed,
+  )
   return data_dir
 
 
 def _dummy_batch(config: Any, num_features: int):
   n = config.data.max_set_size
-  return (jnp.zeros((1, n, num_features), jnp.float32), jnp.ones((1, n), bool),
-          jnp.zeros((1, n, len(sessions_lib.OBJECTIVES)), jnp.float32))
+  return (
+      jnp.zeros((1, n, num_features), jnp.float32),
+      jnp.ones((1, n), bool),
+      jnp.zeros((1, n, len(sessions_lib.OBJECTIVES)), jnp.float32),
+  )
 
 
 # --------------------------------------------------------------------------------- training
@@ -98,8 +111,9 @@ def make_train_step(model: nn.Module, spec: mostra_models.ScorerSpec, pointer_le
 
   def train_step(state: state_lib.TrainState, batch):
     def loss_fn(params):
-      loss = mostra_objectives.scorer_loss(model, spec, params, batch['features'],
-                                           batch['mask'], batch['labels'], pointer_length)
+      loss = mostra_objectives.scorer_loss(
+          model, spec, params, batch['features'], batch['mask'], batch['labels'], pointer_length
+      )
       return loss, ({'loss': loss}, None)
 
     new_state, metrics, _ = step_lib.gradient_step(state, loss_fn)
@@ -123,8 +137,9 @@ def make_predict_fn(config: Any, name: str) -> PredictFn:
   return jax.jit(functools.partial(mostra_models.predict, model, spec, length=length))
 
 
-def _predict_split(predict_fn: PredictFn, params: Any, arrays: Mapping[str, np.ndarray],
-                   batch_size: int) -> dict[str, np.ndarray]:
+def _predict_split(
+    predict_fn: PredictFn, params: Any, arrays: Mapping[str, np.ndarray], batch_size: int
+) -> dict[str, np.ndarray]:
   """Outputs on a whole split (`batched.batched_apply`, fixed-size padded batches).
 
   Returns:
@@ -132,25 +147,36 @@ def _predict_split(predict_fn: PredictFn, params: Any, arrays: Mapping[str, np.n
   """
   return batched.batched_apply(
       lambda batch: predict_fn(params, batch['features'], batch['mask'], batch['labels']),
-      {name: arrays[name] for name in ('features', 'mask', 'labels')}, batch_size)
+      {name: arrays[name] for name in ('features', 'mask', 'labels')},
+      batch_size,
+  )
 
 
-def validation_metrics(outputs: Mapping[str, np.ndarray], arrays: Mapping[str, np.ndarray],
-                       ks: tuple[int, ...]) -> dict[str, float]:
+def validation_metrics(
+    outputs: Mapping[str, np.ndarray], arrays: Mapping[str, np.ndarray], ks: tuple[int, ...]
+) -> dict[str, float]:
   """{'ndcg@K/<OBJ>', 'ndcg@K/mean'} of the decoded outputs (as the report decodes them)."""
   length = max(ks)
   sequences = mostra_report.decode_predictions(outputs, arrays['mask'], length)
-  per_session = sequencing.per_session_metrics(sequences, arrays['labels'], arrays['mask'],
-                                               ndcg_ks=ks, map_ks=(),
-                                               objective_names=sessions_lib.OBJECTIVES)
+  per_session = sequencing.per_session_metrics(
+      sequences,
+      arrays['labels'],
+      arrays['mask'],
+      ndcg_ks=ks,
+      map_ks=(),
+      objective_names=sessions_lib.OBJECTIVES,
+  )
   means = sequencing.mean_metrics(per_session)
   out = {}
   for k in ks:
     values = [means[f'ndcg@{k}/{o}'] for o in sessions_lib.OBJECTIVES]
-    out.update({f'ndcg@{k}/{o}': v if np.isfinite(v) else 0.0
-                for o, v in zip(sessions_lib.OBJECTIVES, values)})
-    out[f'ndcg@{k}/mean'] = float(np.mean([out[f'ndcg@{k}/{o}']
-                                           for o in sessions_lib.OBJECTIVES]))
+    out.update(
+        {
+            f'ndcg@{k}/{o}': v if np.isfinite(v) else 0.0
+            for o, v in zip(sessions_lib.OBJECTIVES, values)
+        }
+    )
+    out[f'ndcg@{k}/mean'] = float(np.mean([out[f'ndcg@{k}/{o}'] for o in sessions_lib.OBJECTIVES]))
   return out
 
 
@@ -167,17 +193,25 @@ def make_evaluate(predict_fn: PredictFn, arrays: Mapping[str, np.ndarray], confi
 
 
 def _selection_metric(config: Any, spec: mostra_models.ScorerSpec) -> str:
-  metric = config.mo_ltr_selection_metric if spec.multi_objective else \
-      config.loop.early_stopping_metric
+  metric = (
+      config.mo_ltr_selection_metric if spec.multi_objective else config.loop.early_stopping_metric
+  )
   if not metric:
-    raise ValueError('config.loop.early_stopping_metric (and config.mo_ltr_selection_metric) '
-                     "must name a validation metric for model selection, e.g. 'ndcg@10/SAT'.")
+    raise ValueError(
+        'config.loop.early_stopping_metric (and config.mo_ltr_selection_metric) '
+        "must name a validation metric for model selection, e.g. 'ndcg@10/SAT'."
+    )
   return metric
 
 
-def train_scorer(config: Any, name: str, arrays: Mapping[str, Mapping[str, np.ndarray]],
-                 num_features: int, run_dir: str,
-                 predict_fn: PredictFn | None = None) -> dict[str, Any]:
+def train_scorer(
+    config: Any,
+    name: str,
+    arrays: Mapping[str, Mapping[str, np.ndarray]],
+    num_features: int,
+    run_dir: str,
+    predict_fn: PredictFn | None = None,
+) -> dict[str, Any]:
   """Trains (or resumes, or skips if finished) one scorer's run in `run_dir`; returns a summary.
 
   A finished run (``runs.is_finished``) is not touched again: its summary comes back with
@@ -195,29 +229,46 @@ def train_scorer(config: Any, name: str, arrays: Mapping[str, Mapping[str, np.nd
   def train_data(context):
     del context
     batches = session_batches_lib.session_batches(
-        arrays['train'], batch_size=mesh_lib.host_batch_size(config.batch_size),
-        seed=config.seed, num_epochs=None, shard_index=jax.process_index(),
-        shard_count=jax.process_count())
+        arrays['train'],
+        batch_size=mesh_lib.host_batch_size(config.batch_size),
+        seed=config.seed,
+        num_epochs=None,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+    )
     batches = batches.map(lambda b: {k: b[k] for k in ('features', 'mask', 'labels')})
     return iter(batches.to_iter_dataset())
 
   steps_before = checkpoint.latest_step(os.path.join(run_dir, 'checkpoints')) or 0
   start = time.perf_counter()
   result = runs.train_run(
-      runs.run_config(config, **{'loop.early_stopping_metric': selection}), run_dir,
-      init_fn=init_fn, make_step=lambda context: make_train_step(model, spec, pointer_length),
+      runs.run_config(config, **{'loop.early_stopping_metric': selection}),
+      run_dir,
+      init_fn=init_fn,
+      make_step=lambda context: make_train_step(model, spec, pointer_length),
       train_data=train_data,
-      evaluate=lambda context: make_evaluate(predict_fn or make_predict_fn(config, name),
-                                             arrays['valid'], config),
-      hparams={'scorer': name, 'batch_size': config.batch_size,
-               'learning_rate': config.optimizer.learning_rate},
-      description=name)
+      evaluate=lambda context: make_evaluate(
+          predict_fn or make_predict_fn(config, name), arrays['valid'], config
+      ),
+      hparams={
+          'scorer': name,
+          'batch_size': config.batch_size,
+          'learning_rate': config.optimizer.learning_rate,
+      },
+      description=name,
+  )
   num_params = state_lib.count_params(
-      nn.meta.unbox(jax.eval_shape(init_fn, jax.random.PRNGKey(0))[0]))
-  summary = {'stop_reason': result.stop_reason, 'step': result.step,
-             'selection_metric': selection, 'best': result.best, 'num_params': num_params,
-             'steps_trained_now': result.step - steps_before if result.state is not None else 0,
-             'seconds': round(time.perf_counter() - start, 2)}
+      nn.meta.unbox(jax.eval_shape(init_fn, jax.random.PRNGKey(0))[0])
+  )
+  summary = {
+      'stop_reason': result.stop_reason,
+      'step': result.step,
+      'selection_metric': selection,
+      'best': result.best,
+      'num_params': num_params,
+      'steps_trained_now': result.step - steps_before if result.state is not None else 0,
+      'seconds': round(time.perf_counter() - start, 2),
+  }
   logging.info('[%s] %s', name, summary)
   return summary
 
@@ -230,23 +281,28 @@ def load_best_params(config: Any, name: str, run_dir: str, num_features: int) ->
   spec = mostra_models.scorer_spec(name)
   path = os.path.join(run_dir, 'best')
   if not os.path.exists(path):
-    raise ValueError(f'{path} does not exist: train {name!r} first (experiments/train_mostra.py '
-                     'with the same --workdir and config)')
+    raise ValueError(
+        f'{path} does not exist: train {name!r} first (experiments/train_mostra.py '
+        'with the same --workdir and config)'
+    )
   model = mostra_models.build_model(config.model, spec)
   dummy = _dummy_batch(config, num_features)
   pointer_length = int(config.model.pointer_train_length)
   boxed = jax.eval_shape(
       lambda rng: mostra_models.init_params(model, spec, rng, *dummy, pointer_length),
-      jax.random.PRNGKey(0))
+      jax.random.PRNGKey(0),
+  )
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          nn.meta.unbox(boxed))
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nn.meta.unbox(boxed)
+  )
   restored = checkpoint.load_params(path, {'params': abstract, 'model_state': {}})
   return restored['params']
 
 
-def report(config: Any, workdir: str,
-           predict_fns: Mapping[str, PredictFn] | None = None) -> dict[str, Any]:
+def report(
+    config: Any, workdir: str, predict_fns: Mapping[str, PredictFn] | None = None
+) -> dict[str, Any]:
   """Loads every trained scorer from `workdir/models`, decodes the report split and writes the
   Table 1 report (results.json, printed table, plots/map_vs_epsilon.png) into `workdir`."""
   data_dir = config.data.dir or os.path.join(workdir, 'data')
@@ -258,12 +314,14 @@ def report(config: Any, workdir: str,
   predict_fns = dict(predict_fns or {})
   predictions = {}
   for name in config.scorers:
-    params = load_best_params(config, name, os.path.join(workdir, 'models', name),
-                              metadata['num_features'])
+    params = load_best_params(
+        config, name, os.path.join(workdir, 'models', name), metadata['num_features']
+    )
     predict_fn = predict_fns.get(name) or make_predict_fn(config, name)
     predictions[name] = _predict_split(predict_fn, params, arrays, int(config.eval_batch_size))
-  return mostra_report.write_report(config.report, workdir, arrays, predictions,
-                                    objective_names=tuple(metadata['objectives']))
+  return mostra_report.write_report(
+      config.report, workdir, arrays, predictions, objective_names=tuple(metadata['objectives'])
+  )
 
 
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
@@ -278,17 +336,28 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   predict_fns = {name: make_predict_fn(config, name) for name in config.scorers}
   training = {}
   for name in config.scorers:
-    training[name] = train_scorer(config, name, arrays, metadata['num_features'],
-                                  os.path.join(workdir, 'models', name), predict_fns[name])
+    training[name] = train_scorer(
+        config,
+        name,
+        arrays,
+        metadata['num_features'],
+        os.path.join(workdir, 'models', name),
+        predict_fns[name],
+    )
   train_seconds = time.perf_counter() - start
   results = report(config, workdir, predict_fns)
-  summary = {'data_dir': data_dir, 'training': training,
-             'train_seconds': round(train_seconds, 2),
-             'total_seconds': round(time.perf_counter() - start, 2)}
+  summary = {
+      'data_dir': data_dir,
+      'training': training,
+      'train_seconds': round(train_seconds, 2),
+      'total_seconds': round(time.perf_counter() - start, 2),
+  }
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'training_summary.json'), 'w') as f:
       json.dump(summary, f, indent=1, default=float)
-  print(f"mostra: trained {len(training)} scorers in {summary['train_seconds']:.1f} s "
-        f"({sum(t['steps_trained_now'] for t in training.values())} steps this run); "
-        f"total {summary['total_seconds']:.1f} s")
+  print(
+      f"mostra: trained {len(training)} scorers in {summary['train_seconds']:.1f} s "
+      f"({sum(t['steps_trained_now'] for t in training.values())} steps this run); "
+      f"total {summary['total_seconds']:.1f} s"
+  )
   return {**summary, 'results': results}

@@ -45,8 +45,16 @@ from larp_jax.decoding import beam_search
 from larp_jax.evaluation import batched, sequencing
 
 RELEVANCE_RANKER = 'Relevance ranker'
-SORTED_SCORER_ROWS = ('DNN_AttRank', 'DNN_BCE', 'DNN_RMSE', 'SetRank', 'SetRank_BCE',
-                      'SetRank_RMSE', 'MO-LTR_AttRank', 'MO-LTR_RMSE')
+SORTED_SCORER_ROWS = (
+    'DNN_AttRank',
+    'DNN_BCE',
+    'DNN_RMSE',
+    'SetRank',
+    'SetRank_BCE',
+    'SetRank_RMSE',
+    'MO-LTR_AttRank',
+    'MO-LTR_RMSE',
+)
 POINTER_ROWS = ('SetTRM2GRU_AttRank', 'SetTRM2TRM_AttRank')
 SHORT_NAMES = {'SAT': 'SAT', 'BOOST': 'BOOST', 'EXPOSURE': 'EXPOS.', 'DISCOVERY': 'DISCO.'}
 
@@ -63,12 +71,16 @@ def table1_groups(report_config: Any) -> tuple[tuple[str, tuple[str, ...]], ...]
   """(group title, row names) in the paper's order."""
   return (
       ('Track-level Single-objective', (RELEVANCE_RANKER, 'DNN_AttRank', 'DNN_BCE', 'DNN_RMSE')),
-      ('Set-level Single-objective', ('SetTRM2GRU_AttRank', 'SetTRM2TRM_AttRank', 'SetRank',
-                                      'SetRank_BCE', 'SetRank_RMSE')),
+      (
+          'Set-level Single-objective',
+          ('SetTRM2GRU_AttRank', 'SetTRM2TRM_AttRank', 'SetRank', 'SetRank_BCE', 'SetRank_RMSE'),
+      ),
       ('Set-level Learnt Multi-objective', ('MO-LTR_AttRank', 'MO-LTR_RMSE')),
-      ('Set-level Online Multi-objective',
-       tuple(wtsum_row(a) for a in report_config.alphas)
-       + tuple(mostra_row(e) for e in report_config.epsilons)),
+      (
+          'Set-level Online Multi-objective',
+          tuple(wtsum_row(a) for a in report_config.alphas)
+          + tuple(mostra_row(e) for e in report_config.epsilons),
+      ),
   )
 
 
@@ -80,8 +92,7 @@ def decode_predictions(outputs: Mapping[str, Any], mask: Any, length: int) -> ja
   """int32 [B, length]: a pointer model's `sequences`, or the sort of a scorer's `logits`."""
   if 'sequences' in outputs:
     return jnp.asarray(outputs['sequences'])
-  return beam_search.sort_decode(jnp.asarray(outputs['logits']), jnp.asarray(mask),
-                                 length=length)
+  return beam_search.sort_decode(jnp.asarray(outputs['logits']), jnp.asarray(mask), length=length)
 
 
 def _mostra_sequences(relevance, objectives, valid, epsilon, report_config, length):
@@ -89,22 +100,36 @@ def _mostra_sequences(relevance, objectives, valid, epsilon, report_config, leng
   size = min(int(report_config.decode_batch_size), len(valid))
   return batched.batched_apply(
       lambda b: beam_search.mostra_beam_search(
-          b['relevance'], b['objectives'], b['valid'], length=length,
-          beam_size=int(report_config.beam_size), epsilon=float(epsilon),
-          threshold=report_config.threshold, gain=report_config.gain)[0],
-      {'relevance': relevance, 'objectives': objectives, 'valid': valid}, size)
+          b['relevance'],
+          b['objectives'],
+          b['valid'],
+          length=length,
+          beam_size=int(report_config.beam_size),
+          epsilon=float(epsilon),
+          threshold=report_config.threshold,
+          gain=report_config.gain,
+      )[0],
+      {'relevance': relevance, 'objectives': objectives, 'valid': valid},
+      size,
+  )
 
 
-def decode_all(report_config: Any, arrays: Mapping[str, np.ndarray],
-               predictions: Mapping[str, Mapping[str, np.ndarray]],
-               objective_names: Sequence[str]) -> dict[str, np.ndarray]:
+def decode_all(
+    report_config: Any,
+    arrays: Mapping[str, np.ndarray],
+    predictions: Mapping[str, Mapping[str, np.ndarray]],
+    objective_names: Sequence[str],
+) -> dict[str, np.ndarray]:
   """Sequences int32 [S, L] of every Table 1 row whose inputs are available."""
   valid = np.asarray(arrays['mask'], bool)
   length = max(max(report_config.ndcg_ks), int(report_config.map_k))
   objective_columns = [j for j, n in enumerate(objective_names) if n != 'SAT']
   objectives = np.asarray(arrays['labels'])[..., objective_columns].astype(np.float32)
-  sequences = {RELEVANCE_RANKER: np.asarray(beam_search.sort_decode(
-      jnp.asarray(arrays['cosine']), jnp.asarray(valid), length=length))}
+  sequences = {
+      RELEVANCE_RANKER: np.asarray(
+          beam_search.sort_decode(jnp.asarray(arrays['cosine']), jnp.asarray(valid), length=length)
+      )
+  }
   for row in SORTED_SCORER_ROWS + POINTER_ROWS:
     if row in predictions:
       sequences[row] = np.asarray(decode_predictions(predictions[row], valid, length))
@@ -114,12 +139,20 @@ def decode_all(report_config: Any, arrays: Mapping[str, np.ndarray],
     return sequences
   relevance = np.asarray(predictions[name]['relevance'], np.float32)
   for alpha in report_config.alphas:
-    sequences[wtsum_row(alpha)] = np.asarray(beam_search.weighted_sum_decode(
-        relevance, objectives, valid, alpha=float(alpha), length=length,
-        relevance_threshold=float(report_config.wtsum_relevance_threshold)))
+    sequences[wtsum_row(alpha)] = np.asarray(
+        beam_search.weighted_sum_decode(
+            relevance,
+            objectives,
+            valid,
+            alpha=float(alpha),
+            length=length,
+            relevance_threshold=float(report_config.wtsum_relevance_threshold),
+        )
+    )
   for epsilon in sorted(set(report_config.epsilons) | set(report_config.plot_epsilons)):
-    sequences[mostra_row(epsilon)] = _mostra_sequences(relevance, objectives, valid, epsilon,
-                                                       report_config, length)
+    sequences[mostra_row(epsilon)] = _mostra_sequences(
+        relevance, objectives, valid, epsilon, report_config, length
+    )
   return sequences
 
 
@@ -151,14 +184,16 @@ def claim_check(results: Mapping[str, Any], report_config: Any) -> dict[str, Any
   return out
 
 
-def format_table(results: Mapping[str, Any], report_config: Any,
-                 objective_names: Sequence[str]) -> str:
+def format_table(
+    results: Mapping[str, Any], report_config: Any, objective_names: Sequence[str]
+) -> str:
   """Table 1 as text (values in %); '*' marks a Bonferroni-significant difference from the
   baseline (paired t-test over sessions; the correction counts every row x NDCG metric)."""
   ks = tuple(report_config.ndcg_ks)
   map_k = int(report_config.map_k)
-  metrics = ([f'ndcg@{k}/{o}' for k in ks for o in objective_names]
-             + [f'map@{map_k}/{o}' for o in objective_names])
+  metrics = [f'ndcg@{k}/{o}' for k in ks for o in objective_names] + [
+      f'map@{map_k}/{o}' for o in objective_names
+  ]
   base = report_config.baseline_row
   groups = table1_groups(report_config)
   rows = [r for _, rs in groups for r in rs if f'{r}/{metrics[0]}' in results]
@@ -166,10 +201,14 @@ def format_table(results: Mapping[str, Any], report_config: Any,
   num_tests = max(1, len(tested) * len(ks) * len(objective_names))
   level = float(report_config.significance_level)
   width = max(len(r) for r in rows) + 2 if rows else 20
-  head1 = ' ' * width + ''.join(
-      f'{f"NDCG@{k} [%]":<{8 * len(objective_names)}}' for k in ks) + f'mAP@{map_k} [%] (streamed)'
+  head1 = (
+      ' ' * width
+      + ''.join(f'{f"NDCG@{k} [%]":<{8 * len(objective_names)}}' for k in ks)
+      + f'mAP@{map_k} [%] (streamed)'
+  )
   head2 = f'{"Method":<{width}}' + ''.join(
-      f'{SHORT_NAMES.get(o, o[:7]):>8}' for _ in range(len(ks) + 1) for o in objective_names)
+      f'{SHORT_NAMES.get(o, o[:7]):>8}' for _ in range(len(ks) + 1) for o in objective_names
+  )
   lines = [head1, head2]
   for title, group_rows in groups:
     present = [r for r in group_rows if r in rows]
@@ -184,16 +223,20 @@ def format_table(results: Mapping[str, Any], report_config: Any,
         mark = '*' if p is not None and p * num_tests < level else ' '
         cells.append(f'{100 * value:7.2f}{mark}')
       lines.append(f'  {row:<{width - 2}}' + ''.join(cells))
-  lines.append(f"* = differs from {base} (paired t-test, p < {level:g} after Bonferroni over "
-               f"{num_tests} tests); {results.get('sessions/total', '?')} sessions of split "
-               f"'{report_config.split}'; MOSTRA/WtSUM relevance: {report_config.relevance_model}")
+  lines.append(
+      f'* = differs from {base} (paired t-test, p < {level:g} after Bonferroni over '
+      f"{num_tests} tests); {results.get('sessions/total', '?')} sessions of split "
+      f"'{report_config.split}'; MOSTRA/WtSUM relevance: {report_config.relevance_model}"
+  )
   return '\n'.join(lines)
 
 
-def plot_map_vs_epsilon(results: Mapping[str, Any], report_config: Any,
-                        objective_names: Sequence[str], path: str) -> None:
+def plot_map_vs_epsilon(
+    results: Mapping[str, Any], report_config: Any, objective_names: Sequence[str], path: str
+) -> None:
   """Fig. 5: MOSTRA mAP@k per objective against eps; dashed: the baseline row."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
@@ -206,8 +249,7 @@ def plot_map_vs_epsilon(results: Mapping[str, Any], report_config: Any,
     values = [results.get(f'fig5/{mostra_row(e)}/map@{map_k}/{obj}', np.nan) for e in epsilons]
     ax.plot(epsilons, values, marker='o', color=color, label=obj)
     if f'{base}/map@{map_k}/{obj}' in results:
-      ax.axhline(results[f'{base}/map@{map_k}/{obj}'], color=color, linestyle='--',
-                 linewidth=0.8)
+      ax.axhline(results[f'{base}/map@{map_k}/{obj}'], color=color, linestyle='--', linewidth=0.8)
   ax.set_xlabel('relaxation threshold $\\epsilon$')
   ax.set_ylabel(f'mAP@{map_k} (streamed tracks)')
   ax.set_title(f'MOSTRA ({report_config.relevance_model} relevance); dashed: {base}')
@@ -219,10 +261,14 @@ def plot_map_vs_epsilon(results: Mapping[str, Any], report_config: Any,
   plt.close(fig)
 
 
-def write_report(report_config: Any, workdir: str, arrays: Mapping[str, np.ndarray],
-                 predictions: Mapping[str, Mapping[str, np.ndarray]], *,
-                 objective_names: Sequence[str] = sequencing.DEFAULT_OBJECTIVES
-                 ) -> dict[str, Any]:
+def write_report(
+    report_config: Any,
+    workdir: str,
+    arrays: Mapping[str, np.ndarray],
+    predictions: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    objective_names: Sequence[str] = sequencing.DEFAULT_OBJECTIVES,
+) -> dict[str, Any]:
   """Decodes, scores, prints Table 1 and writes results.json and plots/map_vs_epsilon.png.
 
   Args:
@@ -248,9 +294,17 @@ def write_report(report_config: Any, workdir: str, arrays: Mapping[str, np.ndarr
   map_k = int(report_config.map_k)
   per_session = {
       row: sequencing.per_session_metrics(
-          seq, labels, valid, ndcg_ks=tuple(report_config.ndcg_ks), map_ks=(map_k,),
-          objective_names=objective_names, sat_index=sat_index, streamed_only=True)
-      for row, seq in sequences.items()}
+          seq,
+          labels,
+          valid,
+          ndcg_ks=tuple(report_config.ndcg_ks),
+          map_ks=(map_k,),
+          objective_names=objective_names,
+          sat_index=sat_index,
+          streamed_only=True,
+      )
+      for row, seq in sequences.items()
+  }
   results: dict[str, Any] = {'sessions/total': int(valid.any(axis=1).sum())}
   for row, values in per_session.items():
     means = sequencing.mean_metrics(values)
@@ -265,17 +319,23 @@ def write_report(report_config: Any, workdir: str, arrays: Mapping[str, np.ndarr
     for row in table_rows & set(per_session) - {base}:
       for metric, values in per_session[row].items():
         if metric.startswith('ndcg@'):
-          results[f'{row}/p_vs_{base}/{metric}'] = _paired_p_value(values,
-                                                                   per_session[base][metric])
+          results[f'{row}/p_vs_{base}/{metric}'] = _paired_p_value(
+              values, per_session[base][metric]
+          )
   missing = sorted(table_rows - set(per_session))
   if missing:
     logging.warning('Table 1 rows without inputs (not trained?): %s', missing)
   results.update(claim_check(results, report_config))
-  results.update({'meta/split': report_config.split,
-                  'meta/relevance_model': report_config.relevance_model,
-                  'meta/beam_size': int(report_config.beam_size),
-                  'meta/threshold': report_config.threshold, 'meta/gain': report_config.gain,
-                  'meta/decode_length': max(max(report_config.ndcg_ks), map_k)})
+  results.update(
+      {
+          'meta/split': report_config.split,
+          'meta/relevance_model': report_config.relevance_model,
+          'meta/beam_size': int(report_config.beam_size),
+          'meta/threshold': report_config.threshold,
+          'meta/gain': report_config.gain,
+          'meta/decode_length': max(max(report_config.ndcg_ks), map_k),
+      }
+  )
   table = format_table(results, report_config, objective_names)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
@@ -283,8 +343,12 @@ def write_report(report_config: Any, workdir: str, arrays: Mapping[str, np.ndarr
       json.dump(results, f, indent=1, sort_keys=True)
     with open(os.path.join(workdir, 'table1.txt'), 'w') as f:
       f.write(table + '\n')
-    plot_map_vs_epsilon(results, report_config, objective_names,
-                        os.path.join(workdir, 'plots', 'map_vs_epsilon.png'))
+    plot_map_vs_epsilon(
+        results,
+        report_config,
+        objective_names,
+        os.path.join(workdir, 'plots', 'map_vs_epsilon.png'),
+    )
   print(table)
   if 'claim/holds' in results:
     print(_claim_text(results, report_config))
@@ -296,7 +360,10 @@ def _claim_text(results: Mapping[str, Any], report_config: Any) -> str:
   mostra, wtsum = mostra_row(0.05), wtsum_row(0.5)
   deltas = ', '.join(
       f"{o} {100 * results[f'claim/{mostra}-{base}/ndcg@5/{o}']:+.2f}"
-      for o in ('SAT', 'BOOST', 'EXPOSURE', 'DISCOVERY'))
-  return (f'Claim check (NDCG@5 points vs {base}): {mostra}: {deltas}; {wtsum}: SAT '
-          f"{100 * results[f'claim/{wtsum}-{base}/ndcg@5/SAT']:+.2f} -> "
-          f"{'HOLDS' if results['claim/holds'] else 'DOES NOT HOLD'}")
+      for o in ('SAT', 'BOOST', 'EXPOSURE', 'DISCOVERY')
+  )
+  return (
+      f'Claim check (NDCG@5 points vs {base}): {mostra}: {deltas}; {wtsum}: SAT '
+      f"{100 * results[f'claim/{wtsum}-{base}/ndcg@5/SAT']:+.2f} -> "
+      f"{'HOLDS' if results['claim/holds'] else 'DOES NOT HOLD'}"
+  )

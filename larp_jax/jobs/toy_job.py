@@ -20,10 +20,14 @@ from larp_jax.training import step as step_lib
 
 def model_config(config: Any) -> toy_transformer.ToyTransformerConfig:
   return toy_transformer.ToyTransformerConfig(
-      vocab_size=config.data.vocab_size, max_len=config.data.seq_len,
-      num_layers=config.model.num_layers, embed_dim=config.model.embed_dim,
-      num_heads=config.model.num_heads, mlp_dim=config.model.mlp_dim,
-      dtype=jnp.dtype(config.model.dtype))
+      vocab_size=config.data.vocab_size,
+      max_len=config.data.seq_len,
+      num_layers=config.model.num_layers,
+      embed_dim=config.model.embed_dim,
+      num_heads=config.model.num_heads,
+      mlp_dim=config.model.mlp_dim,
+      dtype=jnp.dtype(config.model.dtype),
+  )
 
 
 def loss_and_metrics(logits: jax.Array, tokens: jax.Array) -> tuple[jax.Array, dict]:
@@ -52,10 +56,15 @@ def make_train_step(model: toy_transformer.ToyTransformer):
 
 def make_evaluate(model, config, mesh):
   """Held-out accuracy on a fixed set of sequences from a different seed."""
-  batch = toy_data.toy_dataset(seed=config.seed + 10_000, num_examples=config.batch_size,
-                               vocab_size=config.data.vocab_size, seq_len=config.data.seq_len,
-                               batch_size=mesh_lib.host_batch_size(config.batch_size),
-                               shuffle=False, repeat=False)[0]
+  batch = toy_data.toy_dataset(
+      seed=config.seed + 10_000,
+      num_examples=config.batch_size,
+      vocab_size=config.data.vocab_size,
+      seq_len=config.data.seq_len,
+      batch_size=mesh_lib.host_batch_size(config.batch_size),
+      shuffle=False,
+      repeat=False,
+  )[0]
 
   @jax.jit
   def eval_step(params, tokens):
@@ -79,9 +88,13 @@ def train_data(config: Any):
 
   def make(context: runs.RunContext):
     del context
-    data = toy_data.toy_dataset(seed=config.seed, num_examples=config.data.num_examples,
-                                vocab_size=config.data.vocab_size, seq_len=config.data.seq_len,
-                                batch_size=mesh_lib.host_batch_size(config.batch_size))
+    data = toy_data.toy_dataset(
+        seed=config.seed,
+        num_examples=config.data.num_examples,
+        vocab_size=config.data.vocab_size,
+        seq_len=config.data.seq_len,
+        batch_size=mesh_lib.host_batch_size(config.batch_size),
+    )
     return iter(data.to_iter_dataset())
 
   return make
@@ -91,14 +104,19 @@ def train_and_evaluate(config: Any, workdir: str, *, data=None) -> runs.TrainRes
   """Trains the toy model in ``workdir``; ``data`` replaces ``train_data(config)`` (tests)."""
   model = toy_transformer.ToyTransformer(model_config(config))
   result = runs.train_run(
-      config, workdir, init_fn=init_fn(model, config),
+      config,
+      workdir,
+      init_fn=init_fn(model, config),
       make_step=lambda context: make_train_step(model),
       train_data=data or train_data(config),
       evaluate=lambda context: make_evaluate(model, config, context.mesh),
       hparams={"batch_size": config.batch_size, "learning_rate": config.optimizer.learning_rate},
-      description="toy")
+      description="toy",
+  )
   final = result.history[-1] if result.history else {}
   step = int(result.state.step) if result.state is not None else final.get("step", 0)
-  print(f"toy: stopped ({result.stop_reason}) at step {step}; "
-        f"eval {', '.join(f'{k}={v:.4f}' for k, v in final.items() if k != 'step')}")
+  print(
+      f"toy: stopped ({result.stop_reason}) at step {step}; "
+      f"eval {', '.join(f'{k}={v:.4f}' for k, v in final.items() if k != 'step')}"
+  )
   return result

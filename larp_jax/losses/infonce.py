@@ -26,6 +26,7 @@ plays the role of BLIP retrieval's `idx_queue`, so a queued copy of a positive i
 Features are expected L2-normalised (cosine similarity); they are cast to float32 before any
 similarity is formed, and the matmuls run at HIGHEST precision.
 """
+
 from __future__ import annotations
 
 import jax
@@ -56,8 +57,9 @@ def as_groups(groups: Array, name: str) -> Array:
   """
   groups = jnp.asarray(groups)
   if not jnp.issubdtype(groups.dtype, jnp.integer):
-    raise ValueError(f'{name} must be an integer array of ids (-1 = padding), got dtype '
-                     f'{groups.dtype}.')
+    raise ValueError(
+        f'{name} must be an integer array of ids (-1 = padding), got dtype ' f'{groups.dtype}.'
+    )
   if groups.ndim == 1:
     groups = groups[:, None]
   if groups.ndim != 2:
@@ -114,8 +116,9 @@ def _keys_with_queue(keys: Array, queue: Array | None) -> Array:
   return jnp.concatenate([keys, jnp.asarray(queue, jnp.float32)], axis=0)
 
 
-def momentum_distillation_targets(query_m: Array, keys_m: Array, queue: Array | None,
-                                  temperature: float | Array) -> Array:
+def momentum_distillation_targets(
+    query_m: Array, keys_m: Array, queue: Array | None, temperature: float | Array
+) -> Array:
   """BLIP momentum-distillation soft targets: softmax(query_m @ [keys_m; queue]^T / temperature).
 
   Args:
@@ -178,8 +181,10 @@ def multi_positive_contrastive(
   query = jnp.asarray(query, jnp.float32)
   all_keys = _keys_with_queue(keys, queue)
   if query.ndim != 2 or all_keys.ndim != 2 or query.shape[1] != all_keys.shape[1]:
-    raise ValueError(f'query [B, D] and keys/queue [*, D] must agree in D; got query '
-                     f'{query.shape}, keys+queue {all_keys.shape}.')
+    raise ValueError(
+        f'query [B, D] and keys/queue [*, D] must agree in D; got query '
+        f'{query.shape}, keys+queue {all_keys.shape}.'
+    )
   b, n = query.shape[0], all_keys.shape[0]
   positives = jnp.asarray(positives)
   if positives.shape != (b, n):

@@ -37,6 +37,7 @@ Every loss returns `(loss, aux)`: `loss` a float32 scalar and `aux` a dict of fl
 (per-direction losses, logits, targets, row masks). Features are expected L2-normalised (cosine
 similarity, as in the paper); they are cast to float32 before any similarity is formed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -67,8 +68,10 @@ def _check_queue(queue_audio: Array | None, queue_text: Array | None, dim: int) 
   if queue_audio is None:
     return 0
   if queue_audio.ndim != 2 or queue_audio.shape[1] != dim or queue_text.shape != queue_audio.shape:
-    raise ValueError(f'queue_audio/queue_text must both be [Q, {dim}], got {queue_audio.shape} and '
-                     f'{queue_text.shape}.')
+    raise ValueError(
+        f'queue_audio/queue_text must both be [Q, {dim}], got {queue_audio.shape} and '
+        f'{queue_text.shape}.'
+    )
   return queue_audio.shape[0]
 
 
@@ -76,8 +79,19 @@ def _use_distillation(alpha: float | Array) -> bool:
   return not (isinstance(alpha, (int, float)) and float(alpha) == 0.0)
 
 
-def _audio_text_contrast(audio, text, audio_m, text_m, queue_audio, queue_text, temperature,
-                         partner, pos_a2t, pos_t2a, alpha):
+def _audio_text_contrast(
+    audio,
+    text,
+    audio_m,
+    text_m,
+    queue_audio,
+    queue_text,
+    temperature,
+    partner,
+    pos_a2t,
+    pos_t2a,
+    alpha,
+):
   """Shared body of WTC/TTC. Pair b is (audio[b], text[partner[b]]).
 
   a2t rows: query audio[b], keys [text_m ; queue_text], positives pos_a2t[b].
@@ -87,12 +101,15 @@ def _audio_text_contrast(audio, text, audio_m, text_m, queue_audio, queue_text, 
   soft_a2t = soft_t2a = None
   if _use_distillation(alpha):
     soft_a2t = infonce.momentum_distillation_targets(audio_m, text_m, queue_text, temperature)
-    soft_t2a = infonce.momentum_distillation_targets(jnp.take(text_m, partner, axis=0), audio_m,
-                                                     queue_audio, temperature)
-  loss_a2t, aux_a2t = infonce.multi_positive_contrastive(audio, text_m, queue_text, pos_a2t,
-                                                         temperature, soft_a2t, alpha)
-  loss_t2a, aux_t2a = infonce.multi_positive_contrastive(text_query, audio_m, queue_audio, pos_t2a,
-                                                         temperature, soft_t2a, alpha)
+    soft_t2a = infonce.momentum_distillation_targets(
+        jnp.take(text_m, partner, axis=0), audio_m, queue_audio, temperature
+    )
+  loss_a2t, aux_a2t = infonce.multi_positive_contrastive(
+      audio, text_m, queue_text, pos_a2t, temperature, soft_a2t, alpha
+  )
+  loss_t2a, aux_t2a = infonce.multi_positive_contrastive(
+      text_query, audio_m, queue_audio, pos_t2a, temperature, soft_t2a, alpha
+  )
   loss = 0.5 * (loss_a2t + loss_t2a)
   aux = {
       'loss_a2t': loss_a2t,
@@ -160,8 +177,9 @@ def wtc_loss(
     (loss float32 scalar, aux dict with 'loss_a2t', 'loss_t2a', logits/targets per direction and
     top-1 accuracies).
   """
-  audio, audio_m, text_m, b, q = _prepare_audio_text(audio, text, audio_m, text_m, queue_audio,
-                                                      queue_text, alpha)
+  audio, audio_m, text_m, b, q = _prepare_audio_text(
+      audio, text, audio_m, text_m, queue_audio, queue_text, alpha
+  )
 
   partner = jnp.arange(b, dtype=jnp.int32)
   positives = infonce.pair_positives(partner, b + q)
@@ -181,8 +199,19 @@ def wtc_loss(
     positives = positives | infonce.shared_group_positives(ids, key_ids)
   elif queue_ids is not None:
     raise ValueError('queue_ids needs ids (the batch track ids) too.')
-  return _audio_text_contrast(audio, text, audio_m, text_m, queue_audio, queue_text, temperature,
-                              partner, positives, positives, alpha)
+  return _audio_text_contrast(
+      audio,
+      text,
+      audio_m,
+      text_m,
+      queue_audio,
+      queue_text,
+      temperature,
+      partner,
+      positives,
+      positives,
+      alpha,
+  )
 
 
 def _pad_groups(groups: Array, width: int) -> Array:
@@ -246,12 +275,14 @@ def ttc_loss(
   """
   if positives not in _TTC_POSITIVES:
     raise ValueError(f'positives must be one of {_TTC_POSITIVES}, got {positives!r}.')
-  audio, audio_m, text_m, b, q = _prepare_audio_text(audio, text, audio_m, text_m, queue_audio,
-                                                      queue_text, alpha)
+  audio, audio_m, text_m, b, q = _prepare_audio_text(
+      audio, text, audio_m, text_m, queue_audio, queue_text, alpha
+  )
   partner = jnp.asarray(partner)
   if partner.shape != (b,) or not jnp.issubdtype(partner.dtype, jnp.integer):
-    raise ValueError(f'partner must be an int array of shape [{b}], got {partner.shape} '
-                     f'{partner.dtype}.')
+    raise ValueError(
+        f'partner must be an int array of shape [{b}], got {partner.shape} ' f'{partner.dtype}.'
+    )
   partner = partner.astype(jnp.int32)
 
   # a2t row b: keys are texts of tracks l (column l) -> positive at l == partner[b].
@@ -273,12 +304,25 @@ def ttc_loss(
         raise ValueError(f'queue_groups must have Q = {q} rows, got {queue_groups.shape}.')
       width = max(groups.shape[1], queue_groups.shape[1])
       key_groups = jnp.concatenate(
-          [_pad_groups(groups, width), _pad_groups(queue_groups, width)], 0)
+          [_pad_groups(groups, width), _pad_groups(queue_groups, width)], 0
+      )
     pos_a2t = pos_a2t | infonce.shared_group_positives(groups, key_groups)
-    pos_t2a = pos_t2a | infonce.shared_group_positives(jnp.take(groups, partner, axis=0),
-                                                       key_groups)
-  return _audio_text_contrast(audio, text, audio_m, text_m, queue_audio, queue_text, temperature,
-                              partner, pos_a2t, pos_t2a, alpha)
+    pos_t2a = pos_t2a | infonce.shared_group_positives(
+        jnp.take(groups, partner, axis=0), key_groups
+    )
+  return _audio_text_contrast(
+      audio,
+      text,
+      audio_m,
+      text_m,
+      queue_audio,
+      queue_text,
+      temperature,
+      partner,
+      pos_a2t,
+      pos_t2a,
+      alpha,
+  )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -356,8 +400,9 @@ def tpc_loss(
   q = _check_queue(queue_audio, queue_text, d)
   parent = jnp.asarray(parent)
   if parent.shape != (b,) or not jnp.issubdtype(parent.dtype, jnp.integer):
-    raise ValueError(f'parent must be an int array of shape [{b}], got {parent.shape} '
-                     f'{parent.dtype}.')
+    raise ValueError(
+        f'parent must be an int array of shape [{b}], got {parent.shape} ' f'{parent.dtype}.'
+    )
   parent = parent.astype(jnp.int32)
 
   # incidence[i, k] (track i, playlist k).
@@ -369,8 +414,10 @@ def tpc_loss(
     track_groups = infonce.as_groups(track_groups, 'track_groups')
     playlist_ids = infonce.as_groups(playlist_ids, 'playlist_ids')
     if track_groups.shape[0] != b or playlist_ids.shape[0] != p:
-      raise ValueError(f'track_groups needs {b} rows and playlist_ids {p}; got '
-                       f'{track_groups.shape}, {playlist_ids.shape}.')
+      raise ValueError(
+          f'track_groups needs {b} rows and playlist_ids {p}; got '
+          f'{track_groups.shape}, {playlist_ids.shape}.'
+      )
     incidence = incidence | infonce.shared_group_positives(track_groups, playlist_ids)
     if q and queue_groups is not None:
       queue_groups = infonce.as_groups(queue_groups, 'queue_groups')
@@ -386,20 +433,32 @@ def tpc_loss(
   aux = {}
   # Track -> playlist (the official directions).
   terms['s2p_audio'], a = infonce.multi_positive_contrastive(
-      track_audio, playlist_text, None, incidence, temperature,
-      mean_over_all_rows=mean_over_all_rows)
+      track_audio,
+      playlist_text,
+      None,
+      incidence,
+      temperature,
+      mean_over_all_rows=mean_over_all_rows,
+  )
   aux['logits_s2p_audio'], aux['targets_s2p_audio'] = a['logits'], a['targets']
   terms['s2p_text'], a = infonce.multi_positive_contrastive(
-      track_text, playlist_audio, None, incidence, temperature,
-      mean_over_all_rows=mean_over_all_rows)
+      track_text,
+      playlist_audio,
+      None,
+      incidence,
+      temperature,
+      mean_over_all_rows=mean_over_all_rows,
+  )
   aux['logits_s2p_text'], aux['targets_s2p_text'] = a['logits'], a['targets']
   if directions == 'both':
     pos_p2s = jnp.concatenate([incidence.T, queue_incidence], axis=1)
     terms['p2s_audio'], a = infonce.multi_positive_contrastive(
-        playlist_audio, track_text, queue_text, pos_p2s, temperature)
+        playlist_audio, track_text, queue_text, pos_p2s, temperature
+    )
     aux['logits_p2s_audio'], aux['targets_p2s_audio'] = a['logits'], a['targets']
     terms['p2s_text'], a = infonce.multi_positive_contrastive(
-        playlist_text, track_audio, queue_audio, pos_p2s, temperature)
+        playlist_text, track_audio, queue_audio, pos_p2s, temperature
+    )
     aux['logits_p2s_text'], aux['targets_p2s_text'] = a['logits'], a['targets']
   loss = sum(terms.values()) / len(terms)
   aux.update({f'loss_{k}': v for k, v in terms.items()})
@@ -413,8 +472,13 @@ def tpc_loss(
 STAGE_TERMS = {1: ('wtc',), 2: ('wtc', 'ttc'), 3: ('wtc', 'ttc', 'tpc')}
 
 
-def stage_loss(stage: int, losses: Mapping[str, Array], *, reduction: str = 'sum',
-               weights: Mapping[str, float] | None = None) -> tuple[Array, dict[str, Array]]:
+def stage_loss(
+    stage: int,
+    losses: Mapping[str, Array],
+    *,
+    reduction: str = 'sum',
+    weights: Mapping[str, float] | None = None,
+) -> tuple[Array, dict[str, Array]]:
   """Combines the per-loss scalars for a training stage (Eq. 7-9).
 
   Args:

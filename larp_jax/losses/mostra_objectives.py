@@ -9,6 +9,7 @@
 
 The scorers themselves (`ScorerSpec`, `SCORERS`, `build_model`) are in `larp_jax.models.mostra`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,8 +36,9 @@ def mo_ltr_labels(sat: Array, objectives: Array, weights: Array | None = None) -
     label exceeds 1) and sort its logits.
   """
   if objectives.ndim != 3 or objectives.shape[:2] != sat.shape:
-    raise ValueError(f'objectives must be [B, N, J] with [B, N] = {sat.shape}, '
-                     f'got {objectives.shape}')
+    raise ValueError(
+        f'objectives must be [B, N, J] with [B, N] = {sat.shape}, ' f'got {objectives.shape}'
+    )
   objectives = objectives.astype(jnp.float32)
   if weights is not None:
     weights = jnp.asarray(weights, jnp.float32)
@@ -72,12 +74,19 @@ def training_target(spec: mostra_models.ScorerSpec, labels: Array) -> Array:
   """
   sat = labels[..., mostra_models.SAT]
   if spec.multi_objective:
-    return mo_ltr_labels(sat, labels[..., mostra_models.SAT + 1:])
+    return mo_ltr_labels(sat, labels[..., mostra_models.SAT + 1 :])
   return sat.astype(jnp.float32)
 
 
-def scorer_loss(model: nn.Module, spec: mostra_models.ScorerSpec, params: Any, features: Array,
-                mask: Array, labels: Array, pointer_length: int) -> Array:
+def scorer_loss(
+    model: nn.Module,
+    spec: mostra_models.ScorerSpec,
+    params: Any,
+    features: Array,
+    mask: Array,
+    labels: Array,
+    pointer_length: int,
+) -> Array:
   """Training loss of one batch.
 
   Args:

@@ -16,6 +16,7 @@ is NOT used: for a list whose labels are all zero it returns a uniform distribut
 give no-positive lists a non-zero loss, unlike DLCM. Rax's default `reduce_fn=jnp.mean` averages
 only over lists with at least one valid item, so the reduction is done here instead.
 """
+
 from __future__ import annotations
 
 import jax
@@ -57,8 +58,12 @@ def attrank_loss(logits: Array, labels: Array, mask: Array) -> Array:
   _check_same_shape(logits=logits, labels=labels, mask=mask)
   mask = mask.astype(bool)
   per_list = rax.softmax_loss(
-      logits.astype(jnp.float32), labels.astype(jnp.float32), where=mask,
-      label_fn=lambda y, where: attrank_weights(y, where), reduce_fn=None)
+      logits.astype(jnp.float32),
+      labels.astype(jnp.float32),
+      where=mask,
+      label_fn=lambda y, where: attrank_weights(y, where),
+      reduce_fn=None,
+  )
   return jnp.mean(per_list)
 
 
@@ -75,8 +80,7 @@ def bce_loss(logits: Array, labels: Array, mask: Array) -> Array:
   logits = logits.astype(jnp.float32)
   labels = labels.astype(jnp.float32)
   # log(1 + exp(-|x|)) form: stable for large |logits|.
-  per_item = (jnp.maximum(logits, 0.0) - logits * labels
-              + jnp.log1p(jnp.exp(-jnp.abs(logits))))
+  per_item = jnp.maximum(logits, 0.0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
   return _masked_mean(per_item, mask)
 
 
@@ -115,16 +119,17 @@ def pointer_cross_entropy(step_logits: Array, targets: Array) -> Array:
     float32 scalar: mean over steps with a target (0 if none).
   """
   if step_logits.ndim != 3 or targets.shape != step_logits.shape[:2]:
-    raise ValueError(f'step_logits must be [B, L, N] and targets [B, L], got '
-                     f'{step_logits.shape} and {targets.shape}')
+    raise ValueError(
+        f'step_logits must be [B, L, N] and targets [B, L], got '
+        f'{step_logits.shape} and {targets.shape}'
+    )
   log_probs = jax.nn.log_softmax(step_logits.astype(jnp.float32), axis=-1)
   has_target = targets >= 0
   picked = jnp.take_along_axis(log_probs, jnp.maximum(targets, 0)[..., None], axis=-1)[..., 0]
   return _masked_mean(-picked, has_target)
 
 
-def stepwise_attrank_loss(step_logits: Array, targets: Array, labels: Array,
-                          mask: Array) -> Array:
+def stepwise_attrank_loss(step_logits: Array, targets: Array, labels: Array, mask: Array) -> Array:
   """AttRank applied at every decoding step over the items still available at that step.
 
   Step t's list is the valid items not among targets[:, :t]; its AttRank target puts exp(y)
@@ -141,14 +146,17 @@ def stepwise_attrank_loss(step_logits: Array, targets: Array, labels: Array,
     float32 scalar: mean over the B * L step-lists.
   """
   if step_logits.ndim != 3 or targets.shape != step_logits.shape[:2]:
-    raise ValueError(f'step_logits must be [B, L, N] and targets [B, L], got '
-                     f'{step_logits.shape} and {targets.shape}')
+    raise ValueError(
+        f'step_logits must be [B, L, N] and targets [B, L], got '
+        f'{step_logits.shape} and {targets.shape}'
+    )
   _check_same_shape(labels=labels, mask=mask)
   batch, length, num_items = step_logits.shape
   chosen = jax.nn.one_hot(targets, num_items, dtype=jnp.int32)  # -1 -> all zeros
   chosen_before = jnp.cumsum(chosen, axis=1) - chosen
   available = mask.astype(bool)[:, None, :] & (chosen_before == 0)
-  return attrank_loss(step_logits.reshape(batch * length, num_items),
-                      jnp.broadcast_to(labels[:, None, :], step_logits.shape).reshape(
-                          batch * length, num_items),
-                      available.reshape(batch * length, num_items))
+  return attrank_loss(
+      step_logits.reshape(batch * length, num_items),
+      jnp.broadcast_to(labels[:, None, :], step_logits.shape).reshape(batch * length, num_items),
+      available.reshape(batch * length, num_items),
+  )

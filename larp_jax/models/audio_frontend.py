@@ -12,6 +12,7 @@ same numbers come from gathering the frames and one matmul with a constant [n_ff
 matrix. The filterbank is Slaney-style (Slaney mel scale, area normalisation), the librosa default.
 All constants are built in numpy (float64, then cast to float32) once per config.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,6 +44,7 @@ class LogMelConfig:
     precision: jax.lax.Precision name for the STFT and mel matmuls ('highest' keeps float32 on
       accelerators that would otherwise use reduced-precision passes).
   """
+
   sample_rate: int = 48000
   n_fft: int = 1024
   hop_length: int = 480
@@ -132,8 +134,9 @@ def mel_to_hz_slaney(mels: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float,
-                          fmax: float) -> np.ndarray:
+def slaney_mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
+) -> np.ndarray:
   """Slaney-normalised triangular mel filterbank, float32 [n_fft//2+1, n_mels].
 
   Triangles have corners at n_mels+2 points equally spaced on the Slaney mel scale between fmin
@@ -206,7 +209,10 @@ def log_mel_spectrogram(waveform: jax.Array, config: LogMelConfig) -> jax.Array:
   """
   power = power_spectrogram(waveform, config)
   fmax = config.sample_rate / 2 if config.fmax is None else config.fmax
-  mel_basis = jnp.asarray(slaney_mel_filterbank(config.sample_rate, config.n_fft, config.n_mels,
-                                                float(config.fmin), float(fmax)))
+  mel_basis = jnp.asarray(
+      slaney_mel_filterbank(
+          config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), float(fmax)
+      )
+  )
   mel = jnp.matmul(power, mel_basis, precision=config.precision)
   return power_to_db(mel, config)

@@ -33,6 +33,7 @@ position table, so the outputs equal HF's `BertModel` with `token_type_ids = 0` 
 This module is model code only: checkpoint reading is `bert_convert`, tokenisation
 `data_pipelines.text` and batched text encoding `larp_jax.evaluation.text_embeddings`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,6 +61,7 @@ _ZEROS = nn.initializers.zeros_init()
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
   """Hyper-parameters of a BERT encoder (names as in HF `config.json`)."""
+
   vocab_size: int = 30522
   hidden_size: int = 768
   num_hidden_layers: int = 12
@@ -77,7 +79,8 @@ class BertConfig:
     if self.hidden_size % self.num_attention_heads:
       raise ValueError(
           f'hidden_size={self.hidden_size} is not divisible by '
-          f'num_attention_heads={self.num_attention_heads}')
+          f'num_attention_heads={self.num_attention_heads}'
+      )
 
   @property
   def head_dim(self) -> int:
@@ -97,49 +100,66 @@ class BertConfig:
       raise ValueError(f"config hidden_act={hidden_act!r} is not supported (only exact 'gelu')")
     position_type = d.get('position_embedding_type', 'absolute')
     if position_type != 'absolute':
-      raise ValueError(f'config position_embedding_type={position_type!r} is not supported '
-                       "(only 'absolute')")
+      raise ValueError(
+          f'config position_embedding_type={position_type!r} is not supported ' "(only 'absolute')"
+      )
     defaults = cls()
-    values = {f.name: d.get(f.name, getattr(defaults, f.name)) for f in dataclasses.fields(cls)
-              if f.name != 'use_token_type_embeddings'}
+    values = {
+        f.name: d.get(f.name, getattr(defaults, f.name))
+        for f in dataclasses.fields(cls)
+        if f.name != 'use_token_type_embeddings'
+    }
     values.update(overrides)
     return cls(**values)
 
 
 class BertEmbeddings(nn.Module):
   """Word + position (+ token type) embeddings, then LayerNorm and dropout."""
+
   config: BertConfig
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, input_ids: Array, token_type_ids: Array | None,
-               deterministic: bool) -> Array:
+  def __call__(self, input_ids: Array, token_type_ids: Array | None, deterministic: bool) -> Array:
     cfg = self.config
     seq_len = input_ids.shape[1]
     if seq_len > cfg.max_position_embeddings:
-      raise ValueError(f'sequence length {seq_len} exceeds max_position_embeddings='
-                       f'{cfg.max_position_embeddings}')
+      raise ValueError(
+          f'sequence length {seq_len} exceeds max_position_embeddings='
+          f'{cfg.max_position_embeddings}'
+      )
     embed = lambda n, names, name: nn.Embed(  # noqa: E731
-        n, cfg.hidden_size, dtype=self.dtype, param_dtype=self.param_dtype,
-        embedding_init=layers.logical_init(_WEIGHT_INIT, names), name=name)
+        n,
+        cfg.hidden_size,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        embedding_init=layers.logical_init(_WEIGHT_INIT, names),
+        name=name,
+    )
     x = embed(cfg.vocab_size, ('vocab', 'embed'), 'word_embeddings')(input_ids)
     x = x + embed(cfg.max_position_embeddings, (None, 'embed'), 'position_embeddings')(
-        jnp.arange(seq_len)[None, :])
+        jnp.arange(seq_len)[None, :]
+    )
     if cfg.use_token_type_embeddings:
       if token_type_ids is None:
         token_type_ids = jnp.zeros_like(input_ids)
-      x = x + embed(cfg.type_vocab_size, (None, 'embed'), 'token_type_embeddings')(
-          token_type_ids)
+      x = x + embed(cfg.type_vocab_size, (None, 'embed'), 'token_type_embeddings')(token_type_ids)
     elif token_type_ids is not None:
       raise ValueError('token_type_ids given, but the config has use_token_type_embeddings=False')
-    x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False, dtype=self.dtype,
-                     param_dtype=self.param_dtype, name='LayerNorm')(x)
+    x = nn.LayerNorm(
+        epsilon=cfg.layer_norm_eps,
+        use_fast_variance=False,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name='LayerNorm',
+    )(x)
     return nn.Dropout(rate=cfg.hidden_dropout_prob)(x, deterministic=deterministic)
 
 
 class BertSelfAttention(nn.Module):
   """Multi-head self-attention with an additive float32 mask bias; returns the output projection."""
+
   config: BertConfig
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
@@ -151,9 +171,14 @@ class BertSelfAttention(nn.Module):
 
     def project(name: str) -> Array:
       return nn.DenseGeneral(
-          features=(heads, head_dim), axis=-1, dtype=self.dtype, param_dtype=self.param_dtype,
+          features=(heads, head_dim),
+          axis=-1,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
           kernel_init=layers.logical_init(_WEIGHT_INIT, ('embed', 'heads', 'kv')),
-          bias_init=layers.logical_init(_ZEROS, ('heads', 'kv')), name=name)(x)
+          bias_init=layers.logical_init(_ZEROS, ('heads', 'kv')),
+          name=name,
+      )(x)
 
     # Heads-major [B, heads, T, kv] so that both attention matmuls batch over leading axes (about
     # 10% faster on CPU at T=128 than contracting the [B, T, heads, kv] layout directly).
@@ -168,13 +193,18 @@ class BertSelfAttention(nn.Module):
     weights = jnp.exp(scores - scores_max)
     denominator = jnp.sum(weights, axis=-1).transpose(0, 2, 1)[..., None]  # [B, T, heads, 1]
     weights = nn.Dropout(rate=cfg.attention_probs_dropout_prob)(
-        weights, deterministic=deterministic)
+        weights, deterministic=deterministic
+    )
     context = jnp.einsum('bhqk,bhkd->bqhd', weights.astype(self.dtype), value)
     context = (context.astype(jnp.float32) / denominator).astype(self.dtype)
     return nn.DenseGeneral(
-        features=cfg.hidden_size, axis=(-2, -1), dtype=self.dtype, param_dtype=self.param_dtype,
+        features=cfg.hidden_size,
+        axis=(-2, -1),
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
         kernel_init=layers.logical_init(_WEIGHT_INIT, ('heads', 'kv', 'embed')),
-        name='output')(context)
+        name='output',
+    )(context)
 
 
 class BertLayer(nn.Module):
@@ -183,6 +213,7 @@ class BertLayer(nn.Module):
   LayerNorms use the two-pass variance (`use_fast_variance=False`), as torch does; with eps 1e-12
   the one-pass E[x^2] - E[x]^2 form costs accuracy.
   """
+
   config: BertConfig
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
@@ -191,30 +222,53 @@ class BertLayer(nn.Module):
   def __call__(self, x: Array, attention_bias: Array, deterministic: bool) -> Array:
     cfg = self.config
     layer_norm = lambda name: nn.LayerNorm(  # noqa: E731
-        epsilon=cfg.layer_norm_eps, use_fast_variance=False, dtype=self.dtype,
-        param_dtype=self.param_dtype, name=name)
+        epsilon=cfg.layer_norm_eps,
+        use_fast_variance=False,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name=name,
+    )
     dropout = nn.Dropout(rate=cfg.hidden_dropout_prob)
     attended = BertSelfAttention(cfg, self.dtype, self.param_dtype, name='attention')(
-        x, attention_bias, deterministic)
+        x, attention_bias, deterministic
+    )
     x = layer_norm('attention_LayerNorm')(x + dropout(attended, deterministic=deterministic))
-    h = layers.dense(cfg.intermediate_size, ('embed', 'mlp'), dtype=self.dtype,
-                     param_dtype=self.param_dtype, kernel_init=_WEIGHT_INIT, bias_init=_ZEROS,
-                     name='intermediate')(x)
+    h = layers.dense(
+        cfg.intermediate_size,
+        ('embed', 'mlp'),
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernel_init=_WEIGHT_INIT,
+        bias_init=_ZEROS,
+        name='intermediate',
+    )(x)
     h = nn.gelu(h, approximate=False)
-    h = layers.dense(cfg.hidden_size, ('mlp', 'embed'), dtype=self.dtype,
-                     param_dtype=self.param_dtype, kernel_init=_WEIGHT_INIT, name='output')(h)
+    h = layers.dense(
+        cfg.hidden_size,
+        ('mlp', 'embed'),
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernel_init=_WEIGHT_INIT,
+        name='output',
+    )(h)
     return layer_norm('output_LayerNorm')(x + dropout(h, deterministic=deterministic))
 
 
 class BertEncoder(nn.Module):
   """BERT encoder returning the last hidden state (no pooler)."""
+
   config: BertConfig
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, input_ids: Array, attention_mask: Array,
-               token_type_ids: Array | None = None, deterministic: bool = True) -> Array:
+  def __call__(
+      self,
+      input_ids: Array,
+      attention_mask: Array,
+      token_type_ids: Array | None = None,
+      deterministic: bool = True,
+  ) -> Array:
     """Encodes token ids.
 
     Args:
@@ -228,15 +282,19 @@ class BertEncoder(nn.Module):
       float32 [B, T, H] last hidden state. Padded positions are computed too (as HF does).
     """
     if input_ids.ndim != 2 or attention_mask.shape != input_ids.shape:
-      raise ValueError(f'input_ids {input_ids.shape} and attention_mask {attention_mask.shape} '
-                       'must both be [B, T]')
+      raise ValueError(
+          f'input_ids {input_ids.shape} and attention_mask {attention_mask.shape} '
+          'must both be [B, T]'
+      )
     x = BertEmbeddings(self.config, self.dtype, self.param_dtype, name='embeddings')(
-        input_ids, token_type_ids, deterministic)
+        input_ids, token_type_ids, deterministic
+    )
     keep = attention_mask.astype(jnp.bool_)[:, None, None, :]
     attention_bias = jnp.where(keep, 0.0, _MASK_VALUE).astype(jnp.float32)  # [B, 1, 1, T]
     for i in range(self.config.num_hidden_layers):
       x = BertLayer(self.config, self.dtype, self.param_dtype, name=f'layer_{i}')(
-          x, attention_bias, deterministic)
+          x, attention_bias, deterministic
+      )
     return x.astype(jnp.float32)
 
 
@@ -260,8 +318,9 @@ def pool(hidden: Array, attention_mask: Array, method: str) -> Array:
 
 
 @functools.lru_cache(maxsize=8)
-def make_encode_fn(config: BertConfig, *, pooling: str, normalize: bool,
-                   dtype: Any = jnp.float32) -> Callable[[Params, Array, Array], Array]:
+def make_encode_fn(
+    config: BertConfig, *, pooling: str, normalize: bool, dtype: Any = jnp.float32
+) -> Callable[[Params, Array, Array], Array]:
   """Returns jitted `(params, input_ids [B,T], attention_mask [B,T]) -> float32 [B, H]`.
 
   `input_ids` are int32 token ids and `attention_mask` is 1 for real tokens, 0 for padding;

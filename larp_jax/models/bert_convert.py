@@ -14,6 +14,7 @@ tree is the one documented in `bert` (unboxed NumPy float32 arrays):
     encoder.layer.<i>.output.dense.*               layer_<i>/output/*
     encoder.layer.<i>.output.LayerNorm.*           layer_<i>/output_LayerNorm/{scale, bias}
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,13 @@ def _expected_shapes(config: bert.BertConfig) -> dict[str, tuple[int, ...]]:
     shapes['embeddings.token_type_embeddings.weight'] = (config.type_vocab_size, h)
   for n in range(config.num_hidden_layers):
     p = f'encoder.layer.{n}'
-    for name in ('attention.self.query', 'attention.self.key', 'attention.self.value',
-                 'attention.output.dense', 'output.dense'):
+    for name in (
+        'attention.self.query',
+        'attention.self.key',
+        'attention.self.value',
+        'attention.output.dense',
+        'output.dense',
+    ):
       shapes[f'{p}.{name}.weight'] = (h, h) if name != 'output.dense' else (h, i)
       shapes[f'{p}.{name}.bias'] = (h,)
     shapes[f'{p}.intermediate.dense.weight'] = (i, h)
@@ -65,20 +71,23 @@ def _canonical_keys(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
   """Strips a `bert.` prefix and renames old-style LayerNorm `gamma`/`beta` to `weight`/`bias`."""
   out: dict[str, np.ndarray] = {}
   for key, value in state_dict.items():
-    name = key[len('bert.'):] if key.startswith('bert.') else key
+    name = key[len('bert.') :] if key.startswith('bert.') else key
     if name.endswith('LayerNorm.gamma'):
-      name = name[:-len('gamma')] + 'weight'
+      name = name[: -len('gamma')] + 'weight'
     elif name.endswith('LayerNorm.beta'):
-      name = name[:-len('beta')] + 'bias'
+      name = name[: -len('beta')] + 'bias'
     if name in out:
-      raise ValueError(f'state dict has two entries for {name!r} (e.g. with and without the '
-                       f"'bert.' prefix); the second is {key!r}")
+      raise ValueError(
+          f'state dict has two entries for {name!r} (e.g. with and without the '
+          f"'bert.' prefix); the second is {key!r}"
+      )
     out[name] = np.asarray(value)
   return out
 
 
-def params_from_torch_state_dict(state_dict: Mapping[str, np.ndarray], config: bert.BertConfig,
-                                 dtype: Any = np.float32) -> bert.Params:
+def params_from_torch_state_dict(
+    state_dict: Mapping[str, np.ndarray], config: bert.BertConfig, dtype: Any = np.float32
+) -> bert.Params:
   """Maps an HF BERT state dict ({name: NumPy array}) to `bert.BertEncoder`'s params tree.
 
   Keys may carry a `bert.` prefix. `pooler.*`, `cls.*` (pre-training heads) and
@@ -102,8 +111,10 @@ def params_from_torch_state_dict(state_dict: Mapping[str, np.ndarray], config: b
   missing = sorted(k for k in expected if k not in state)
   unexpected = sorted(k for k in state if k not in expected)
   if missing or unexpected:
-    raise ValueError(f'state dict does not match BertConfig: missing keys {missing}; '
-                     f'unexpected keys {unexpected}')
+    raise ValueError(
+        f'state dict does not match BertConfig: missing keys {missing}; '
+        f'unexpected keys {unexpected}'
+    )
   wrong = [f'{k}: {state[k].shape} != {s}' for k, s in expected.items() if state[k].shape != s]
   if wrong:
     raise ValueError(f'state dict shapes do not match BertConfig: {wrong}')
@@ -120,7 +131,8 @@ def params_from_torch_state_dict(state_dict: Mapping[str, np.ndarray], config: b
   }
   if config.use_token_type_embeddings:
     embeddings['token_type_embeddings'] = {
-        'embedding': state.pop('embeddings.token_type_embeddings.weight')}
+        'embedding': state.pop('embeddings.token_type_embeddings.weight')
+    }
   params: bert.Params = {'embeddings': embeddings}
 
   def dense(prefix: str) -> bert.Params:
@@ -131,11 +143,12 @@ def params_from_torch_state_dict(state_dict: Mapping[str, np.ndarray], config: b
     attention: bert.Params = {}
     for name in ('query', 'key', 'value'):
       w = dense(f'{p}.attention.self.{name}')
-      attention[name] = {'kernel': w['kernel'].reshape(h, heads, head_dim),
-                         'bias': w['bias'].reshape(heads, head_dim)}
+      attention[name] = {
+          'kernel': w['kernel'].reshape(h, heads, head_dim),
+          'bias': w['bias'].reshape(heads, head_dim),
+      }
     out = dense(f'{p}.attention.output.dense')
-    attention['output'] = {'kernel': out['kernel'].reshape(heads, head_dim, h),
-                           'bias': out['bias']}
+    attention['output'] = {'kernel': out['kernel'].reshape(heads, head_dim, h), 'bias': out['bias']}
     params[f'layer_{n}'] = {
         'attention': attention,
         'attention_LayerNorm': _hf_layer_norm(state, f'{p}.attention.output.LayerNorm'),
@@ -154,6 +167,7 @@ def _read_state_dict(model_dir: str, trust_pickle: bool) -> dict[str, np.ndarray
   pickled = os.path.join(model_dir, 'pytorch_model.bin')
   if os.path.isfile(single) or os.path.isfile(index):
     from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+
     if os.path.isfile(single):
       return dict(load_file(single))
     with open(index) as f:
@@ -167,21 +181,26 @@ def _read_state_dict(model_dir: str, trust_pickle: bool) -> dict[str, np.ndarray
       raise ValueError(
           f'{model_dir} has only pytorch_model.bin, a pickle file; unpickling can run arbitrary '
           'code from the file. Convert it to model.safetensors, or pass trust_pickle=True if you '
-          'trust its source (it is then read with torch.load(weights_only=True)).')
+          'trust its source (it is then read with torch.load(weights_only=True)).'
+      )
     import torch  # pylint: disable=g-import-not-at-top
+
     loaded = torch.load(pickled, map_location='cpu', weights_only=True)
     not_tensors = [k for k, v in loaded.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
       raise ValueError(f'{pickled} is not a flat state dict; non-tensor entries {not_tensors}')
-    return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
-            for k, v in loaded.items()}
-  raise ValueError(f'{model_dir} has no model.safetensors, model.safetensors.index.json or '
-                   'pytorch_model.bin')
+    return {
+        k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
+        for k, v in loaded.items()
+    }
+  raise ValueError(
+      f'{model_dir} has no model.safetensors, model.safetensors.index.json or ' 'pytorch_model.bin'
+  )
 
 
-def load_pretrained(model_dir: str, *, trust_pickle: bool = False,
-                    use_token_type_embeddings: bool = True
-                    ) -> tuple[bert.BertConfig, bert.Params]:
+def load_pretrained(
+    model_dir: str, *, trust_pickle: bool = False, use_token_type_embeddings: bool = True
+) -> tuple[bert.BertConfig, bert.Params]:
   """Loads an HF BERT checkpoint directory (config.json + model.safetensors) without torch.
 
   Raises FileNotFoundError for a missing directory or config.json, ValueError for a directory
@@ -203,8 +222,7 @@ def load_pretrained(model_dir: str, *, trust_pickle: bool = False,
     raise FileNotFoundError(f'{config_path} not found (an HF BERT config.json is required)')
   with open(config_path) as f:
     config = bert.BertConfig.from_hf_config_dict(
-        json.load(f), use_token_type_embeddings=use_token_type_embeddings)
+        json.load(f), use_token_type_embeddings=use_token_type_embeddings
+    )
   state = _read_state_dict(model_dir, trust_pickle)
   return config, params_from_torch_state_dict(state, config)
-
-

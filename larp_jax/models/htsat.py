@@ -18,6 +18,7 @@ in PyTorch.
 Train mode needs `rngs={'dropout': key}` (drop-path and SpecAugment) and
 `mutable=['batch_stats']` (bn0 running statistics).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,6 +47,7 @@ class HTSATConfig:
   log-mel is folded into (`freq_ratio = spec_size // mel_bins` time chunks stacked along frequency),
   so at most `spec_size * freq_ratio` frames fit.
   """
+
   variant: str = 'tiny'
   # Audio input and log-mel frontend.
   sample_rate: int = 48000
@@ -84,25 +86,30 @@ class HTSATConfig:
     if self.freq_ratio < 1:
       raise ValueError(f'spec_size {self.spec_size} must be >= mel_bins {self.mel_bins}')
     if self.spec_size % self.freq_ratio:
-      raise ValueError(f'spec_size {self.spec_size} is not divisible by freq_ratio '
-                       f'{self.freq_ratio}')
+      raise ValueError(
+          f'spec_size {self.spec_size} is not divisible by freq_ratio ' f'{self.freq_ratio}'
+      )
     if self.patch_size < self.patch_stride:
       raise ValueError(f'patch_size {self.patch_size} < patch_stride {self.patch_stride}')
     grid = self.spec_size // self.patch_stride
     for stage, (dim_heads, res) in enumerate(zip(self.num_heads, self.stage_resolutions)):
       if self.stage_dim(stage) % dim_heads:
-        raise ValueError(f'stage {stage} width {self.stage_dim(stage)} not divisible by '
-                         f'{dim_heads} heads')
+        raise ValueError(
+            f'stage {stage} width {self.stage_dim(stage)} not divisible by ' f'{dim_heads} heads'
+        )
       if res > self.window_size and res % self.window_size:
-        raise ValueError(f'stage {stage} resolution {res} not divisible by window '
-                         f'{self.window_size}')
+        raise ValueError(
+            f'stage {stage} resolution {res} not divisible by window ' f'{self.window_size}'
+        )
     if grid % 2 ** (self.num_stages - 1):
       raise ValueError(f'patch grid {grid} cannot be halved {self.num_stages - 1} times')
     if self.stage_resolutions[-1] % self.freq_ratio:
       raise ValueError(f'final grid {self.stage_resolutions[-1]} not divisible by freq_ratio')
     if audio_frontend.num_frames(self.clip_samples, self.frontend) > self.target_frames:
-      raise ValueError(f'clip_samples {self.clip_samples} gives more frames than the '
-                       f'{self.target_frames} that fit in spec_size {self.spec_size}')
+      raise ValueError(
+          f'clip_samples {self.clip_samples} gives more frames than the '
+          f'{self.target_frames} that fit in spec_size {self.spec_size}'
+      )
 
   @property
   def num_stages(self) -> int:
@@ -124,10 +131,10 @@ class HTSATConfig:
   @property
   def stage_resolutions(self) -> tuple[int, ...]:
     grid = self.spec_size // self.patch_stride
-    return tuple(grid // 2 ** i for i in range(self.num_stages))
+    return tuple(grid // 2**i for i in range(self.num_stages))
 
   def stage_dim(self, stage: int) -> int:
-    return self.embed_dim * 2 ** stage
+    return self.embed_dim * 2**stage
 
   @property
   def num_features(self) -> int:
@@ -137,9 +144,19 @@ class HTSATConfig:
   @property
   def frontend(self) -> audio_frontend.LogMelConfig:
     return audio_frontend.LogMelConfig(
-        sample_rate=self.sample_rate, n_fft=self.n_fft, hop_length=self.hop_length,
-        win_length=self.n_fft, n_mels=self.mel_bins, fmin=self.fmin, fmax=self.fmax,
-        center=True, pad_mode='reflect', ref=1.0, amin=1e-10, top_db=None)
+        sample_rate=self.sample_rate,
+        n_fft=self.n_fft,
+        hop_length=self.hop_length,
+        win_length=self.n_fft,
+        n_mels=self.mel_bins,
+        fmin=self.fmin,
+        fmax=self.fmax,
+        center=True,
+        pad_mode='reflect',
+        ref=1.0,
+        amin=1e-10,
+        top_db=None,
+    )
 
 
 _VARIANTS: dict[str, dict[str, Any]] = {
@@ -148,9 +165,20 @@ _VARIANTS: dict[str, dict[str, Any]] = {
     # laion_clap model_configs/HTSAT-base.json (CLAP music checkpoints).
     'base': dict(embed_dim=128, depths=(2, 2, 12, 2), num_heads=(4, 8, 16, 32)),
     # CPU-friendly demo variant: 4 s at 16 kHz (401 frames of 10 ms) folded into a 128 x 128 image.
-    'small': dict(sample_rate=16000, clip_samples=64000, mel_bins=32, n_fft=512, hop_length=160,
-                  fmin=50.0, fmax=8000.0, spec_size=128, embed_dim=32, depths=(1, 1, 2, 1),
-                  num_heads=(1, 2, 4, 8), window_size=8),
+    'small': dict(
+        sample_rate=16000,
+        clip_samples=64000,
+        mel_bins=32,
+        n_fft=512,
+        hop_length=160,
+        fmin=50.0,
+        fmax=8000.0,
+        spec_size=128,
+        embed_dim=32,
+        depths=(1, 1, 2, 1),
+        num_heads=(1, 2, 4, 8),
+        window_size=8,
+    ),
 }
 
 
@@ -254,6 +282,7 @@ def drop_path(x: jax.Array, rate: float, deterministic: bool, module: nn.Module)
 
 class WindowAttention(nn.Module):
   """Multi-head self-attention inside windows with a learned relative position bias."""
+
   dim: int
   num_heads: int
   window: int
@@ -271,33 +300,49 @@ class WindowAttention(nn.Module):
     table = self.param(
         'relative_position_bias_table',
         layers.logical_init(_TRUNC_NORMAL, (None, 'heads')),
-        ((2 * self.window - 1) ** 2, self.num_heads), self.param_dtype)
-    qkv = layers.dense(3 * self.dim, ('embed', 'heads'), use_bias=self.qkv_bias,
-                       kernel_init=_TRUNC_NORMAL, dtype=self.dtype, param_dtype=self.param_dtype,
-                       name='qkv')(x)
+        ((2 * self.window - 1) ** 2, self.num_heads),
+        self.param_dtype,
+    )
+    qkv = layers.dense(
+        3 * self.dim,
+        ('embed', 'heads'),
+        use_bias=self.qkv_bias,
+        kernel_init=_TRUNC_NORMAL,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name='qkv',
+    )(x)
     qkv = qkv.reshape(batch_windows, tokens, 3, self.num_heads, head_dim)
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    query = query * head_dim ** -0.5
+    query = query * head_dim**-0.5
     logits = jnp.einsum('bqhd,bkhd->bhqk', query, key).astype(jnp.float32)
     bias = table[relative_position_index(self.window).reshape(-1)]
     bias = bias.reshape(tokens, tokens, self.num_heads).transpose(2, 0, 1)
     logits = logits + bias.astype(jnp.float32)[None]
     if mask is not None:
       num_windows = mask.shape[0]
-      logits = logits.reshape(batch_windows // num_windows, num_windows, self.num_heads, tokens,
-                              tokens)
+      logits = logits.reshape(
+          batch_windows // num_windows, num_windows, self.num_heads, tokens, tokens
+      )
       logits = logits + jnp.asarray(mask)[None, :, None]
       logits = logits.reshape(batch_windows, self.num_heads, tokens, tokens)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
     weights = nn.Dropout(self.attn_drop_rate)(weights, deterministic=deterministic)
     out = jnp.einsum('bhqk,bkhd->bqhd', weights, value).reshape(batch_windows, tokens, self.dim)
-    out = layers.dense(self.dim, ('heads', 'embed'), kernel_init=_TRUNC_NORMAL, dtype=self.dtype,
-                       param_dtype=self.param_dtype, name='proj')(out)
+    out = layers.dense(
+        self.dim,
+        ('heads', 'embed'),
+        kernel_init=_TRUNC_NORMAL,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name='proj',
+    )(out)
     return nn.Dropout(self.proj_drop_rate)(out, deterministic=deterministic)
 
 
 class Mlp(nn.Module):
   """fc1 -> exact GELU -> dropout -> fc2 -> dropout."""
+
   dim: int
   hidden_dim: int
   drop_rate: float = 0.0
@@ -306,22 +351,36 @@ class Mlp(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
-    x = layers.dense(self.hidden_dim, ('embed', 'mlp'), kernel_init=_TRUNC_NORMAL,
-                     dtype=self.dtype, param_dtype=self.param_dtype, name='fc1')(x)
+    x = layers.dense(
+        self.hidden_dim,
+        ('embed', 'mlp'),
+        kernel_init=_TRUNC_NORMAL,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name='fc1',
+    )(x)
     x = nn.gelu(x, approximate=False)
     x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
-    x = layers.dense(self.dim, ('mlp', 'embed'), kernel_init=_TRUNC_NORMAL, dtype=self.dtype,
-                     param_dtype=self.param_dtype, name='fc2')(x)
+    x = layers.dense(
+        self.dim,
+        ('mlp', 'embed'),
+        kernel_init=_TRUNC_NORMAL,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name='fc2',
+    )(x)
     return nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
 
 
 def _layer_norm(name: str, dtype: Dtype, param_dtype: Dtype) -> nn.LayerNorm:
-  return nn.LayerNorm(epsilon=LN_EPS, use_fast_variance=False, dtype=dtype,
-                      param_dtype=param_dtype, name=name)
+  return nn.LayerNorm(
+      epsilon=LN_EPS, use_fast_variance=False, dtype=dtype, param_dtype=param_dtype, name=name
+  )
 
 
 class SwinBlock(nn.Module):
   """Pre-norm Swin block: x + W-MSA/SW-MSA(LN(x)), then x + MLP(LN(x)), with drop-path."""
+
   dim: int
   resolution: tuple[int, int]
   num_heads: int
@@ -350,18 +409,33 @@ class SwinBlock(nn.Module):
     windows = x.reshape(batch, rows, window, cols, window, channels).transpose(0, 1, 3, 2, 4, 5)
     windows = windows.reshape(batch * rows * cols, window * window, channels)
     mask = shifted_window_mask(height, width, window, shift) if shift else None
-    windows = WindowAttention(self.dim, self.num_heads, window, self.qkv_bias, self.attn_drop_rate,
-                              self.drop_rate, self.dtype, self.param_dtype, name='attn')(
-                                  windows, mask, deterministic)
+    windows = WindowAttention(
+        self.dim,
+        self.num_heads,
+        window,
+        self.qkv_bias,
+        self.attn_drop_rate,
+        self.drop_rate,
+        self.dtype,
+        self.param_dtype,
+        name='attn',
+    )(windows, mask, deterministic)
     x = windows.reshape(batch, rows, cols, window, window, channels).transpose(0, 1, 3, 2, 4, 5)
     x = x.reshape(batch, height, width, channels)
     if shift:
       x = jnp.roll(x, (shift, shift), axis=(1, 2))
-    x = shortcut + drop_path(x.reshape(batch, height * width, channels), self.drop_path_rate,
-                             deterministic, self)
+    x = shortcut + drop_path(
+        x.reshape(batch, height * width, channels), self.drop_path_rate, deterministic, self
+    )
     y = _layer_norm('norm2', self.dtype, self.param_dtype)(x)
-    y = Mlp(self.dim, int(self.dim * self.mlp_ratio), self.drop_rate, self.dtype, self.param_dtype,
-            name='mlp')(y, deterministic)
+    y = Mlp(
+        self.dim,
+        int(self.dim * self.mlp_ratio),
+        self.drop_rate,
+        self.dtype,
+        self.param_dtype,
+        name='mlp',
+    )(y, deterministic)
     return x + drop_path(y, self.drop_path_rate, deterministic, self)
 
 
@@ -370,6 +444,7 @@ class PatchMerging(nn.Module):
 
   [B, H*W, C] -> [B, H*W/4, 2C].
   """
+
   resolution: tuple[int, int]
   dim: int
   dtype: Dtype = jnp.float32
@@ -380,16 +455,25 @@ class PatchMerging(nn.Module):
     height, width = self.resolution
     batch = x.shape[0]
     x = x.reshape(batch, height, width, self.dim)
-    x = jnp.concatenate([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]],
-                        axis=-1)
+    x = jnp.concatenate(
+        [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1
+    )
     x = x.reshape(batch, -1, 4 * self.dim)
     x = _layer_norm('norm', self.dtype, self.param_dtype)(x)
-    return layers.dense(2 * self.dim, ('mlp', 'embed'), use_bias=False, kernel_init=_TRUNC_NORMAL,
-                        dtype=self.dtype, param_dtype=self.param_dtype, name='reduction')(x)
+    return layers.dense(
+        2 * self.dim,
+        ('mlp', 'embed'),
+        use_bias=False,
+        kernel_init=_TRUNC_NORMAL,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name='reduction',
+    )(x)
 
 
 class SwinStage(nn.Module):
   """`depth` Swin blocks (odd ones shifted by window // 2), then optional patch merging."""
+
   dim: int
   resolution: tuple[int, int]
   depth: int
@@ -407,18 +491,31 @@ class SwinStage(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
     for i in range(self.depth):
-      x = SwinBlock(self.dim, self.resolution, self.num_heads, self.window,
-                    0 if i % 2 == 0 else self.window // 2, self.mlp_ratio, self.qkv_bias,
-                    self.drop_rate, self.attn_drop_rate, self.drop_path_rates[i], self.dtype,
-                    self.param_dtype, name=f'blocks_{i}')(x, deterministic)
+      x = SwinBlock(
+          self.dim,
+          self.resolution,
+          self.num_heads,
+          self.window,
+          0 if i % 2 == 0 else self.window // 2,
+          self.mlp_ratio,
+          self.qkv_bias,
+          self.drop_rate,
+          self.attn_drop_rate,
+          self.drop_path_rates[i],
+          self.dtype,
+          self.param_dtype,
+          name=f'blocks_{i}',
+      )(x, deterministic)
     if self.downsample:
-      x = PatchMerging(self.resolution, self.dim, self.dtype, self.param_dtype,
-                       name='downsample')(x)
+      x = PatchMerging(self.resolution, self.dim, self.dtype, self.param_dtype, name='downsample')(
+          x
+      )
     return x
 
 
 class PatchEmbed(nn.Module):
   """Conv2d(in 1 -> embed, kernel patch_size, stride patch_stride) + flatten + LN."""
+
   embed_dim: int
   patch_size: int
   patch_stride: int
@@ -429,11 +526,18 @@ class PatchEmbed(nn.Module):
   def __call__(self, image: jax.Array) -> jax.Array:
     """image: [B, H, W, 1] -> tokens [B, (H/stride) * (W/stride), embed_dim] (row-major)."""
     pad = (self.patch_size - self.patch_stride) // 2
-    x = nn.Conv(self.embed_dim, (self.patch_size, self.patch_size),
-                strides=(self.patch_stride, self.patch_stride), padding=((pad, pad), (pad, pad)),
-                kernel_init=layers.logical_init(nn.initializers.lecun_normal(),
-                                                (None, None, None, 'embed')),
-                dtype=self.dtype, param_dtype=self.param_dtype, name='proj')(image)
+    x = nn.Conv(
+        self.embed_dim,
+        (self.patch_size, self.patch_size),
+        strides=(self.patch_stride, self.patch_stride),
+        padding=((pad, pad), (pad, pad)),
+        kernel_init=layers.logical_init(
+            nn.initializers.lecun_normal(), (None, None, None, 'embed')
+        ),
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name='proj',
+    )(image)
     x = x.reshape(x.shape[0], -1, self.embed_dim)
     return _layer_norm('norm', self.dtype, self.param_dtype)(x)
 
@@ -449,7 +553,8 @@ def spec_augment(x: jax.Array, rng: jax.Array, config: HTSATConfig) -> jax.Array
     batch = x.shape[0]
     width = jax.random.randint(width_key, (batch, num), 0, drop_width)
     start = jnp.floor(jax.random.uniform(start_key, (batch, num)) * (total - width)).astype(
-        jnp.int32)
+        jnp.int32
+    )
     positions = jnp.arange(total)[None, None, :]
     hit = (positions >= start[..., None]) & (positions < (start + width)[..., None])
     return jnp.any(hit, axis=1)  # [B, total]
@@ -466,8 +571,10 @@ def mel_to_image(log_mel: jax.Array, config: HTSATConfig) -> jax.Array:
   target_mel_bins + mel, column = frame within the chunk."""
   batch, frames, mels = log_mel.shape
   if frames > config.target_frames or mels > config.target_mel_bins:
-    raise ValueError(f'log-mel of {frames} frames x {mels} bins does not fit the '
-                     f'{config.target_frames} x {config.target_mel_bins} HTS-AT input')
+    raise ValueError(
+        f'log-mel of {frames} frames x {mels} bins does not fit the '
+        f'{config.target_frames} x {config.target_mel_bins} HTS-AT input'
+    )
   x = log_mel
   if frames < config.target_frames:
     x = bicubic_resize(x, config.target_frames, axis=1)
@@ -489,6 +596,7 @@ class HTSAT(nn.Module):
   `framewise_output` [B, T_out, classes] (sigmoid), `fine_grained_embedding` [B, T_out, C], with
   C = `config.num_features` and T_out = `config.target_frames`.
   """
+
   config: HTSATConfig
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -500,25 +608,49 @@ class HTSAT(nn.Module):
       raise ValueError(f'waveform must be [batch, samples], got shape {waveform.shape}')
     deterministic = not train
     x = audio_frontend.log_mel_spectrogram(waveform.astype(jnp.float32), cfg.frontend)
-    x = nn.BatchNorm(use_running_average=not train, axis=-1, momentum=cfg.bn_momentum,
-                     epsilon=BN_EPS, use_fast_variance=False, dtype=jnp.float32,
-                     param_dtype=self.param_dtype, name='bn0')(x)
+    x = nn.BatchNorm(
+        use_running_average=not train,
+        axis=-1,
+        momentum=cfg.bn_momentum,
+        epsilon=BN_EPS,
+        use_fast_variance=False,
+        dtype=jnp.float32,
+        param_dtype=self.param_dtype,
+        name='bn0',
+    )(x)
     if train and cfg.spec_augment:
       x = spec_augment(x, self.make_rng('dropout'), cfg)
     image = mel_to_image(x, cfg).astype(self.dtype)
 
-    x = PatchEmbed(cfg.embed_dim, cfg.patch_size, cfg.patch_stride, self.dtype, self.param_dtype,
-                   name='patch_embed')(image)
+    x = PatchEmbed(
+        cfg.embed_dim,
+        cfg.patch_size,
+        cfg.patch_stride,
+        self.dtype,
+        self.param_dtype,
+        name='patch_embed',
+    )(image)
     x = nn.Dropout(cfg.drop_rate)(x, deterministic=deterministic)
     rates = np.linspace(0.0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
     for stage, depth in enumerate(cfg.depths):
       start = sum(cfg.depths[:stage])
       res = cfg.stage_resolutions[stage]
-      x = SwinStage(cfg.stage_dim(stage), (res, res), depth, cfg.num_heads[stage],
-                    cfg.window_size, tuple(rates[start:start + depth]),
-                    stage < cfg.num_stages - 1, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_rate,
-                    cfg.attn_drop_rate, self.dtype, self.param_dtype, name=f'layers_{stage}')(
-                        x, deterministic)
+      x = SwinStage(
+          cfg.stage_dim(stage),
+          (res, res),
+          depth,
+          cfg.num_heads[stage],
+          cfg.window_size,
+          tuple(rates[start : start + depth]),
+          stage < cfg.num_stages - 1,
+          cfg.mlp_ratio,
+          cfg.qkv_bias,
+          cfg.drop_rate,
+          cfg.attn_drop_rate,
+          self.dtype,
+          self.param_dtype,
+          name=f'layers_{stage}',
+      )(x, deterministic)
     x = _layer_norm('norm', self.dtype, self.param_dtype)(x)
     return self._token_semantic_head(x)
 
@@ -534,10 +666,17 @@ class HTSAT(nn.Module):
     upsample = cfg.target_frames // x.shape[2]
     embedding = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
     fine_grained = jnp.repeat(jnp.mean(x.astype(jnp.float32), axis=1), upsample, axis=1)
-    logits = nn.Conv(cfg.num_classes, (freq_bins, 3), padding=((0, 0), (1, 1)),
-                     kernel_init=layers.logical_init(nn.initializers.lecun_normal(),
-                                                     (None, None, 'embed', None)),
-                     dtype=self.dtype, param_dtype=self.param_dtype, name='tscam_conv')(x)
+    logits = nn.Conv(
+        cfg.num_classes,
+        (freq_bins, 3),
+        padding=((0, 0), (1, 1)),
+        kernel_init=layers.logical_init(
+            nn.initializers.lecun_normal(), (None, None, 'embed', None)
+        ),
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name='tscam_conv',
+    )(x)
     logits = logits[:, 0].astype(jnp.float32)  # [B, T', classes]
     return {
         'embedding': embedding,

@@ -11,6 +11,7 @@ are not loaded but checked against the config's frontend.
 `conversion_report` classifies every key without converting; `convert_torch_state_dict` converts
 (strict by default).
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,7 +41,7 @@ _IGNORED_PATTERNS = (
 
 def _strip_ddp(key: str) -> str:
   while key.startswith('module.'):
-    key = key[len('module.'):]
+    key = key[len('module.') :]
   return key
 
 
@@ -50,8 +51,10 @@ def _strip_ddp_keys(state_dict: Mapping[str, Any]) -> dict[str, str]:
   for original in state_dict:
     key = _strip_ddp(str(original))
     if key in stripped:
-      raise ValueError(f'state dict keys {stripped[key]!r} and {original!r} collide once the DDP '
-                       "'module.' prefix is stripped")
+      raise ValueError(
+          f'state dict keys {stripped[key]!r} and {original!r} collide once the DDP '
+          "'module.' prefix is stripped"
+      )
     stripped[key] = original
   return stripped
 
@@ -59,8 +62,10 @@ def _strip_ddp_keys(state_dict: Mapping[str, Any]) -> dict[str, str]:
 def _detect_prefix(keys: list[str]) -> str:
   found = [p for p in KNOWN_PREFIXES if p + _ANCHOR_KEY in keys]
   if not found:
-    raise ValueError(f'no HTS-AT weights found: no key named <prefix>{_ANCHOR_KEY} with prefix in '
-                     f'{KNOWN_PREFIXES}; first keys: {keys[:5]}')
+    raise ValueError(
+        f'no HTS-AT weights found: no key named <prefix>{_ANCHOR_KEY} with prefix in '
+        f'{KNOWN_PREFIXES}; first keys: {keys[:5]}'
+    )
   if len(found) > 1:
     raise ValueError(f'ambiguous HTS-AT prefix: {found} all hold weights; pass prefix=')
   return found[0]
@@ -98,17 +103,20 @@ def _abstract_variables(config: htsat.HTSATConfig) -> dict:
   """Shapes/dtypes of `htsat.HTSAT(config)`'s variables (unboxed ShapeDtypeStructs; read-only)."""
   model = htsat.HTSAT(config)
   waveform = jax.ShapeDtypeStruct((1, config.clip_samples), jnp.float32)
-  return nn.meta.unbox(jax.eval_shape(functools.partial(model.init, train=False),
-                                      jax.random.PRNGKey(0), waveform))
+  return nn.meta.unbox(
+      jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0), waveform)
+  )
 
 
-def _check_frontend_constant(bare_key: str, value: np.ndarray,
-                             config: htsat.HTSATConfig) -> str | None:
+def _check_frontend_constant(
+    bare_key: str, value: np.ndarray, config: htsat.HTSATConfig
+) -> str | None:
   """Returns a message if a frozen frontend tensor disagrees with `config`'s frontend."""
   fe = config.frontend
   if bare_key == 'logmel_extractor.melW':
-    expected = audio_frontend.slaney_mel_filterbank(fe.sample_rate, fe.n_fft, fe.n_mels,
-                                                    float(fe.fmin), float(fe.fmax))
+    expected = audio_frontend.slaney_mel_filterbank(
+        fe.sample_rate, fe.n_fft, fe.n_mels, float(fe.fmin), float(fe.fmax)
+    )
   elif bare_key.startswith('spectrogram_extractor.stft.conv_'):
     matrix = audio_frontend.stft_matrix(fe.n_fft, fe.n_fft)
     real, imag = np.split(matrix, 2, axis=1)
@@ -122,8 +130,9 @@ def _check_frontend_constant(bare_key: str, value: np.ndarray,
   return None
 
 
-def conversion_report(state_dict: Mapping[str, Any], config: htsat.HTSATConfig,
-                      prefix: str | None = None) -> dict[str, Any]:
+def conversion_report(
+    state_dict: Mapping[str, Any], config: htsat.HTSATConfig, prefix: str | None = None
+) -> dict[str, Any]:
   """Classifies every key of a PyTorch HTS-AT state dict without converting anything.
 
   Returns a dict with `prefix` (the layout found: 'sed_model.', 'audio_branch.', 'audio_encoder.'
@@ -137,14 +146,21 @@ def conversion_report(state_dict: Mapping[str, Any], config: htsat.HTSATConfig,
   if prefix is None:
     prefix = _detect_prefix(list(stripped))
   targets = flax.traverse_util.flatten_dict(_abstract_variables(config))
-  report: dict[str, Any] = {'prefix': prefix, 'matched': [], 'ignored': [], 'unmatched': [],
-                            'missing': [], 'foreign': [], 'mismatched': []}
+  report: dict[str, Any] = {
+      'prefix': prefix,
+      'matched': [],
+      'ignored': [],
+      'unmatched': [],
+      'missing': [],
+      'foreign': [],
+      'mismatched': [],
+  }
   filled = set()
   for key, original in stripped.items():
     if not key.startswith(prefix):
       report['foreign'].append(original)
       continue
-    bare = key[len(prefix):]
+    bare = key[len(prefix) :]
     if any(re.fullmatch(p, bare) for p in _IGNORED_PATTERNS):
       report['ignored'].append(original)
       problem = _check_frontend_constant(bare, np.asarray(state_dict[original]), config)
@@ -158,8 +174,10 @@ def conversion_report(state_dict: Mapping[str, Any], config: htsat.HTSATConfig,
     path, layout = match
     shape = _to_flax_layout(np.asarray(state_dict[original]), layout).shape
     if tuple(shape) != tuple(targets[path].shape):
-      report['mismatched'].append(f'{original}: shape {tuple(shape)} (as {layout}) != '
-                                  f'{tuple(targets[path].shape)} at {"/".join(path)}')
+      report['mismatched'].append(
+          f'{original}: shape {tuple(shape)} (as {layout}) != '
+          f'{tuple(targets[path].shape)} at {"/".join(path)}'
+      )
       continue
     report['matched'].append(original)
     filled.add(path)
@@ -167,9 +185,15 @@ def conversion_report(state_dict: Mapping[str, Any], config: htsat.HTSATConfig,
   return report
 
 
-def convert_torch_state_dict(state_dict: Mapping[str, Any], config: htsat.HTSATConfig, *,
-                             prefix: str | None = None, strict: bool = True,
-                             return_report: bool = False, init_rng: jax.Array | None = None):
+def convert_torch_state_dict(
+    state_dict: Mapping[str, Any],
+    config: htsat.HTSATConfig,
+    *,
+    prefix: str | None = None,
+    strict: bool = True,
+    return_report: bool = False,
+    init_rng: jax.Array | None = None,
+):
   """Converts a PyTorch HTS-AT state dict into flax variables for `htsat.HTSAT(config)`.
 
   Args:
@@ -191,20 +215,23 @@ def convert_torch_state_dict(state_dict: Mapping[str, Any], config: htsat.HTSATC
   if report['mismatched']:
     raise ValueError('HTS-AT weights do not fit the config: ' + '; '.join(report['mismatched']))
   if strict and (report['unmatched'] or report['missing']):
-    raise ValueError(f'HTS-AT conversion: unmatched keys {report["unmatched"]}, '
-                     f'missing variables {report["missing"]} (prefix {report["prefix"]!r})')
+    raise ValueError(
+        f'HTS-AT conversion: unmatched keys {report["unmatched"]}, '
+        f'missing variables {report["missing"]} (prefix {report["prefix"]!r})'
+    )
   targets = flax.traverse_util.flatten_dict(_abstract_variables(config))
   flat = {}
   for original in report['matched']:
-    bare = _strip_ddp(original)[len(report['prefix']):]
+    bare = _strip_ddp(original)[len(report['prefix']) :]
     path, layout = _flax_path(bare, targets)
     value = _to_flax_layout(np.asarray(state_dict[original], dtype=np.float32), layout)
     flat[path] = jnp.asarray(value, dtype=targets[path].dtype)
   if report['missing']:
     rng = jax.random.PRNGKey(0) if init_rng is None else init_rng
     init = jax.jit(functools.partial(htsat.HTSAT(config).init, train=False))
-    fresh = flax.traverse_util.flatten_dict(nn.meta.unbox(init(
-        rng, jnp.zeros((1, config.clip_samples), jnp.float32))))
+    fresh = flax.traverse_util.flatten_dict(
+        nn.meta.unbox(init(rng, jnp.zeros((1, config.clip_samples), jnp.float32)))
+    )
     for path in targets:
       flat.setdefault(path, fresh[path])
   variables = flax.traverse_util.unflatten_dict(flat)

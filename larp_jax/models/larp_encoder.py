@@ -39,6 +39,7 @@ class LARPConfig:
     fusion: True = self-attention fusion (LARP-TPC-fusion), False = masked mean (w/o fusion).
     dtype, param_dtype: compute / parameter dtypes (similarities and losses stay float32).
   """
+
   audio: htsat.HTSATConfig
   text: bert.BertConfig
   embed_dim: int = 256
@@ -53,6 +54,7 @@ class LARPConfig:
 
 class LARP(nn.Module):
   """Online LARP encoders. ``__call__`` initialises every submodule (used by ``init``)."""
+
   config: LARPConfig
 
   def setup(self):
@@ -60,21 +62,23 @@ class LARP(nn.Module):
     self.audio_encoder = htsat.HTSAT(cfg.audio, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
     self.text_encoder = bert.BertEncoder(cfg.text, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
     dense = lambda name: layers.dense(  # noqa: E731
-        cfg.embed_dim, ("mlp", "embed"), dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name)
+        cfg.embed_dim, ("mlp", "embed"), dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name
+    )
     self.audio_proj = dense("audio_proj")
     self.text_proj = dense("text_proj")
-    self.fusion = larp_fusion.FusionSelfAttention(features=cfg.embed_dim, dtype=cfg.dtype,
-                                                  param_dtype=cfg.param_dtype)
-    self.temp = self.param("temp", nn.initializers.constant(cfg.temperature_init), (),
-                           jnp.float32)
+    self.fusion = larp_fusion.FusionSelfAttention(
+        features=cfg.embed_dim, dtype=cfg.dtype, param_dtype=cfg.param_dtype
+    )
+    self.temp = self.param("temp", nn.initializers.constant(cfg.temperature_init), (), jnp.float32)
 
   def encode_audio(self, waveform: jax.Array, train: bool = False) -> jax.Array:
     """float32 [B, S] waveform -> L2-normalised float32 [B, embed_dim]."""
     out = self.audio_encoder(waveform, train=train)
     return layers.l2_normalize(self.audio_proj(out["embedding"]))
 
-  def encode_text(self, input_ids: jax.Array, attention_mask: jax.Array,
-                  train: bool = False) -> jax.Array:
+  def encode_text(
+      self, input_ids: jax.Array, attention_mask: jax.Array, train: bool = False
+  ) -> jax.Array:
     """int32 [B, L] token ids + mask -> L2-normalised float32 [B, embed_dim]."""
     hidden = self.text_encoder(input_ids, attention_mask, deterministic=not train)
     pooled = bert.pool(hidden, attention_mask, self.config.text_pooling)
@@ -90,7 +94,18 @@ class LARP(nn.Module):
     """float32 scalar: the learnable temperature clamped to [temperature_min, temperature_max]."""
     return jnp.clip(self.temp, self.config.temperature_min, self.config.temperature_max)
 
-  def __call__(self, waveform, input_ids, attention_mask, playlist_features, playlist_mask,
-               train: bool = False):
-    return (self.encode_audio(waveform, train), self.encode_text(input_ids, attention_mask, train),
-            self.fusion(playlist_features, playlist_mask), self.temperature())
+  def __call__(
+      self,
+      waveform,
+      input_ids,
+      attention_mask,
+      playlist_features,
+      playlist_mask,
+      train: bool = False,
+  ):
+    return (
+        self.encode_audio(waveform, train),
+        self.encode_text(input_ids, attention_mask, train),
+        self.fusion(playlist_features, playlist_mask),
+        self.temperature(),
+    )

@@ -15,6 +15,7 @@ replaced by track 0, so those rows attend over the valid keys and add to the sum
 the number of valid rows; `official_padded_rows=True` reproduces that (padding then changes the
 output). An all-padding set gives the zero vector.
 """
+
 from __future__ import annotations
 
 import jax
@@ -36,6 +37,7 @@ class FusionSelfAttention(nn.Module):
     official_padded_rows: reproduce the official quirk of summing the padded query rows too
       (requires the caller to fill padded slots like the official code does, e.g. with track 0).
   """
+
   features: int = 256
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
@@ -59,9 +61,15 @@ class FusionSelfAttention(nn.Module):
       raise ValueError(f'mask must be [B, J] = {x.shape[:2]}, got {mask.shape}.')
 
     def proj(name: str) -> nn.Dense:
-      return layers.dense(self.features, ('embed', 'kv'), use_bias=False, dtype=self.dtype,
-                          param_dtype=self.param_dtype, kernel_init=nn.initializers.xavier_normal(),
-                          name=name)
+      return layers.dense(
+          self.features,
+          ('embed', 'kv'),
+          use_bias=False,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          kernel_init=nn.initializers.xavier_normal(),
+          name=name,
+      )
 
     if self.official_padded_rows:
       inputs = x.astype(self.dtype)
@@ -70,12 +78,17 @@ class FusionSelfAttention(nn.Module):
     q = proj('w_q')(inputs)
     k = proj('w_k')(inputs)
     v = proj('w_v')(inputs)
-    logits = jnp.einsum('bqd,bkd->bqk', q.astype(jnp.float32), k.astype(jnp.float32),
-                        precision=jax.lax.Precision.HIGHEST) * (self.features ** -0.5)
+    logits = jnp.einsum(
+        'bqd,bkd->bqk',
+        q.astype(jnp.float32),
+        k.astype(jnp.float32),
+        precision=jax.lax.Precision.HIGHEST,
+    ) * (self.features**-0.5)
     logits = jnp.where(mask[:, None, :], logits, jnp.float32(-1e9))
     attn = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum('bqk,bkd->bqd', attn, v.astype(jnp.float32),
-                     precision=jax.lax.Precision.HIGHEST)
+    out = jnp.einsum(
+        'bqk,bkd->bqd', attn, v.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST
+    )
     count = jnp.sum(mask.astype(jnp.float32), axis=-1, keepdims=True)
     if self.official_padded_rows:
       pooled = jnp.sum(out, axis=1)

@@ -24,10 +24,18 @@ def logical_init(init: Initializer, axes: Sequence[str | None]) -> Initializer:
   return nn.with_logical_partitioning(init, tuple(axes))
 
 
-def dense(features: int, axes: Sequence[str | None], *, dtype: Dtype = jnp.float32,
-          param_dtype: Dtype = jnp.float32, name: str | None = None, use_bias: bool = True,
-          kernel_init: Initializer = nn.initializers.lecun_normal(),
-          bias_init: Initializer | None = None, precision: Any = None) -> nn.Dense:
+def dense(
+    features: int,
+    axes: Sequence[str | None],
+    *,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    name: str | None = None,
+    use_bias: bool = True,
+    kernel_init: Initializer = nn.initializers.lecun_normal(),
+    bias_init: Initializer | None = None,
+    precision: Any = None,
+) -> nn.Dense:
   """``nn.Dense`` whose kernel [in, out] is annotated with the two logical ``axes``.
 
   Args:
@@ -44,8 +52,16 @@ def dense(features: int, axes: Sequence[str | None], *, dtype: Dtype = jnp.float
   kwargs = {}
   if bias_init is not None:
     kwargs["bias_init"] = logical_init(bias_init, (axes[-1],))
-  return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, name=name,
-                  kernel_init=logical_init(kernel_init, axes), precision=precision, **kwargs)
+  return nn.Dense(
+      features,
+      use_bias=use_bias,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      name=name,
+      kernel_init=logical_init(kernel_init, axes),
+      precision=precision,
+      **kwargs,
+  )
 
 
 def l2_normalize(x: Array, axis: int = -1, eps: float = 1e-12) -> Array:
@@ -67,6 +83,7 @@ class MLP(nn.Module):
     kernel_init: kernel initializer.
     dtype, param_dtype: computation and parameter dtypes.
   """
+
   features: Sequence[int]
   axes: Sequence[Any] = ("embed", "mlp")
   activation: Callable[[Array], Array] = nn.relu
@@ -84,8 +101,14 @@ class MLP(nn.Module):
     if len(per_layer) != len(self.features):
       raise ValueError(f"MLP: {len(per_layer)} axis pairs for {len(self.features)} layers.")
     for i, (width, layer_axes) in enumerate(zip(self.features, per_layer)):
-      x = dense(width, layer_axes, dtype=self.dtype, param_dtype=self.param_dtype,
-                kernel_init=self.kernel_init, name=f"dense_{i}")(x)
+      x = dense(
+          width,
+          layer_axes,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          kernel_init=self.kernel_init,
+          name=f"dense_{i}",
+      )(x)
       last = i == len(self.features) - 1
       if not last or self.final_activation:
         x = self.activation(x)
@@ -99,6 +122,7 @@ class LearnedTemperature(nn.Module):
 
   The raw parameter is called ``name_in_params`` in the parent's parameter tree (LARP: 'temp').
   """
+
   init_value: float = 0.07
   minimum: float = 0.001
   maximum: float = 0.5

@@ -40,6 +40,7 @@ Parameter counts with F = 64 input features (paper, App. A, in brackets): SetTRM
 (`mab_row_ff=False` drops the MABs' rFF: 5.4M), DNNScorer 4.7M [4.8M], SetTRM2GRU 7.1M [7.3M],
 SetTRM2TRM 7.3M [6.8M]. Dropout is not used (the paper does not mention it).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,6 +72,7 @@ def _check_set_inputs(features: Array, mask: Array) -> None:
 @dataclasses.dataclass(frozen=True)
 class SetTRMConfig:
   """SetTRM encoder hyper-parameters (defaults: the paper's App. A encoder)."""
+
   num_layers: int = 6
   num_heads: int = 8
   num_inducing: int = 20
@@ -83,8 +85,10 @@ class SetTRMConfig:
 
   def __post_init__(self):
     if self.hidden_dim % self.num_heads:
-      raise ValueError(f'SetTRMConfig.hidden_dim={self.hidden_dim} is not divisible by '
-                       f'num_heads={self.num_heads}')
+      raise ValueError(
+          f'SetTRMConfig.hidden_dim={self.hidden_dim} is not divisible by '
+          f'num_heads={self.num_heads}'
+      )
     for name in ('num_layers', 'num_heads', 'num_inducing', 'hidden_dim', 'ff_dim'):
       if getattr(self, name) < 1:
         raise ValueError(f'SetTRMConfig.{name} must be >= 1, got {getattr(self, name)}')
@@ -92,6 +96,7 @@ class SetTRMConfig:
 
 class FeedForwardBlock(nn.Module):
   """FFB(M) = LN(M + relu(M W1) W2), Eq. 6; [..., D] -> [..., D]."""
+
   ff_dim: int
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -101,8 +106,9 @@ class FeedForwardBlock(nn.Module):
     dense = functools.partial(layers.dense, dtype=self.dtype, param_dtype=self.param_dtype)
     hidden = nn.relu(dense(self.ff_dim, ('embed', 'mlp'), name='wi')(x))
     out = x + dense(x.shape[-1], ('mlp', 'embed'), name='wo')(hidden)
-    return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, param_dtype=self.param_dtype,
-                        name='ln')(out)
+    return nn.LayerNorm(
+        epsilon=LAYER_NORM_EPS, dtype=self.dtype, param_dtype=self.param_dtype, name='ln'
+    )(out)
 
 
 class SetTRMEncoder(nn.Module):
@@ -110,6 +116,7 @@ class SetTRMEncoder(nn.Module):
 
   Permutation equivariant; padded items (mask False) never affect real items' outputs.
   """
+
   config: SetTRMConfig = SetTRMConfig()
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -120,8 +127,16 @@ class SetTRMEncoder(nn.Module):
     c = self.config
     x = features.astype(self.dtype)
     for i in range(c.num_layers):
-      x = ISAB(c.hidden_dim, c.num_heads, c.num_inducing, c.layer_norm, c.mab_row_ff,
-               self.dtype, self.param_dtype, name=f'isab_{i}')(x, mask)
+      x = ISAB(
+          c.hidden_dim,
+          c.num_heads,
+          c.num_inducing,
+          c.layer_norm,
+          c.mab_row_ff,
+          self.dtype,
+          self.param_dtype,
+          name=f'isab_{i}',
+      )(x, mask)
       x = FeedForwardBlock(c.ff_dim, self.dtype, self.param_dtype, name=f'ffb_{i}')(x)
     return x
 
@@ -137,6 +152,7 @@ class SetTRM(nn.Module):
   `head_hidden_dims` adds hidden ReLU layers to the row-wise head (default: one Linear d -> 1,
   the paper's "feed-forward layer").
   """
+
   config: SetTRMConfig = SetTRMConfig()
   head_hidden_dims: tuple[int, ...] = ()
   dtype: Dtype = jnp.float32
@@ -163,6 +179,7 @@ class DNNScorer(nn.Module):
 
   Items are scored independently; `mask` is accepted for interface parity and not used.
   """
+
   hidden_dims: tuple[int, ...] = (256, 1024, 2048, 1024, 256)
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -189,13 +206,19 @@ def cosine_relevance(user_embedding: Array, track_embeddings: Array) -> Array:
   Returns:
     float32 [B, N] in [-1, 1].
   """
-  if (user_embedding.ndim != 2 or track_embeddings.ndim != 3
+  if (
+      user_embedding.ndim != 2
+      or track_embeddings.ndim != 3
       or track_embeddings.shape[0] != user_embedding.shape[0]
-      or track_embeddings.shape[2] != user_embedding.shape[1]):
-    raise ValueError(f'user_embedding must be [B, D] and track_embeddings [B, N, D], got '
-                     f'{user_embedding.shape} and {track_embeddings.shape}')
-  return jnp.einsum('bd,bnd->bn', layers.l2_normalize(user_embedding),
-                    layers.l2_normalize(track_embeddings))
+      or track_embeddings.shape[2] != user_embedding.shape[1]
+  ):
+    raise ValueError(
+        f'user_embedding must be [B, D] and track_embeddings [B, N, D], got '
+        f'{user_embedding.shape} and {track_embeddings.shape}'
+    )
+  return jnp.einsum(
+      'bd,bnd->bn', layers.l2_normalize(user_embedding), layers.l2_normalize(track_embeddings)
+  )
 
 
 def _gather_items(items: Array, index: Array) -> Array:
@@ -219,8 +242,9 @@ _GREEDY = -2
 
 def _check_targets(targets: Array, features: Array) -> None:
   if targets.ndim != 2 or targets.shape[0] != features.shape[0]:
-    raise ValueError(f'targets must be int [B, L] with B = {features.shape[0]}, '
-                     f'got shape {targets.shape}')
+    raise ValueError(
+        f'targets must be int [B, L] with B = {features.shape[0]}, ' f'got shape {targets.shape}'
+    )
 
 
 class SetTRM2GRU(nn.Module):
@@ -232,6 +256,7 @@ class SetTRM2GRU(nn.Module):
   c_t over the valid items; q_t = tanh(W [h_t; c_t]) of width `decoder_size`; pointer logits
   u_ti = v^T tanh(W_e e_i + W_q q_t) over the items neither chosen nor padded.
   """
+
   encoder: SetTRMConfig = SetTRMConfig()
   decoder_hidden: int = 256
   decoder_size: int = 512
@@ -241,11 +266,15 @@ class SetTRM2GRU(nn.Module):
 
   def setup(self):
     d = lambda n, axes, name, bias=True: layers.dense(
-        n, axes, dtype=self.dtype, param_dtype=self.param_dtype, name=name, use_bias=bias)
+        n, axes, dtype=self.dtype, param_dtype=self.param_dtype, name=name, use_bias=bias
+    )
     self.set_encoder = SetTRMEncoder(self.encoder, self.dtype, self.param_dtype)
     self.start_input = self.param(
-        'start_input', nn.with_logical_partitioning(nn.initializers.normal(0.02), ('embed',)),
-        (self.encoder.hidden_dim,), self.param_dtype)
+        'start_input',
+        nn.with_logical_partitioning(nn.initializers.normal(0.02), ('embed',)),
+        (self.encoder.hidden_dim,),
+        self.param_dtype,
+    )
     self.initial_state = d(self.decoder_hidden, ('embed', 'mlp'), 'initial_state')
     self.cell = nn.GRUCell(self.decoder_hidden, dtype=self.dtype, param_dtype=self.param_dtype)
     self.glimpse_items = d(self.attention_size, ('embed', 'mlp'), 'glimpse_items', False)
@@ -261,8 +290,7 @@ class SetTRM2GRU(nn.Module):
     state, _ = self.cell(state, inputs)
     glimpse = self.glimpse_out(jnp.tanh(glimpse_keys + self.glimpse_query(state)[:, None]))
     glimpse = jnp.where(mask, glimpse[..., 0].astype(jnp.float32), POINTER_MASK_VALUE)
-    context = jnp.einsum('bn,bnd->bd', jax.nn.softmax(glimpse, axis=-1).astype(self.dtype),
-                         encoded)
+    context = jnp.einsum('bn,bnd->bd', jax.nn.softmax(glimpse, axis=-1).astype(self.dtype), encoded)
     query = jnp.tanh(self.query(jnp.concatenate([state, context], axis=-1)))
     logits = self.pointer_out(jnp.tanh(pointer_keys + self.pointer_query(query)[:, None]))
     available = mask & ~chosen
@@ -278,15 +306,21 @@ class SetTRM2GRU(nn.Module):
     weights = mask[..., None].astype(encoded.dtype)
     pooled = jnp.sum(encoded * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
     batch = features.shape[0]
-    carry = (jnp.tanh(self.initial_state(pooled)), jnp.zeros(mask.shape, bool),
-             jnp.broadcast_to(jnp.asarray(self.start_input, encoded.dtype),
-                              (batch, encoded.shape[-1])))
-    scan = nn.scan(lambda module, c, f, *rest: module._step(c, f, *rest),
-                   variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=(1, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
-                   out_axes=1)
-    _, (logits, choices) = scan(self, carry, forced, encoded, mask,
-                                self.glimpse_items(encoded), self.pointer_items(encoded))
+    carry = (
+        jnp.tanh(self.initial_state(pooled)),
+        jnp.zeros(mask.shape, bool),
+        jnp.broadcast_to(jnp.asarray(self.start_input, encoded.dtype), (batch, encoded.shape[-1])),
+    )
+    scan = nn.scan(
+        lambda module, c, f, *rest: module._step(c, f, *rest),
+        variable_broadcast='params',
+        split_rngs={'params': False},
+        in_axes=(1, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+        out_axes=1,
+    )
+    _, (logits, choices) = scan(
+        self, carry, forced, encoded, mask, self.glimpse_items(encoded), self.pointer_items(encoded)
+    )
     return logits, choices
 
   def __call__(self, features: Array, mask: Array, targets: Array) -> Array:
@@ -309,7 +343,7 @@ def _sinusoidal_positions(length: int, dim: int) -> Array:
   rates = np.exp(-np.log(10000.0) * (np.arange(0, dim, 2) / dim))
   table = np.zeros((length, dim), np.float32)
   table[:, 0::2] = np.sin(position * rates)
-  table[:, 1::2] = np.cos(position * rates)[:, :dim // 2]
+  table[:, 1::2] = np.cos(position * rates)[:, : dim // 2]
   return jnp.asarray(table)
 
 
@@ -324,6 +358,7 @@ class SetTRM2TRM(nn.Module):
   padded. The App. A "20 induced points" of this decoder have no counterpart in a causal decoder
   and are not used.
   """
+
   encoder: SetTRMConfig = SetTRMConfig()
   decoder_heads: int = 8
   decoder_ff_dim: int = 1024
@@ -334,17 +369,29 @@ class SetTRM2TRM(nn.Module):
     dim = self.encoder.hidden_dim
     self.set_encoder = SetTRMEncoder(self.encoder, self.dtype, self.param_dtype)
     self.start_input = self.param(
-        'start_input', nn.with_logical_partitioning(nn.initializers.normal(0.02), ('embed',)),
-        (dim,), self.param_dtype)
-    mab = lambda name: MAB(dim, self.decoder_heads, layer_norm=True, row_ff=False,
-                           dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+        'start_input',
+        nn.with_logical_partitioning(nn.initializers.normal(0.02), ('embed',)),
+        (dim,),
+        self.param_dtype,
+    )
+    mab = lambda name: MAB(
+        dim,
+        self.decoder_heads,
+        layer_norm=True,
+        row_ff=False,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name=name,
+    )
     self.self_attention = mab('self_attention')
     self.cross_attention = mab('cross_attention')
     self.ffb = FeedForwardBlock(self.decoder_ff_dim, self.dtype, self.param_dtype)
-    self.pointer_query = layers.dense(dim, ('embed', 'mlp'), dtype=self.dtype,
-                                      param_dtype=self.param_dtype, name='pointer_query')
-    self.pointer_key = layers.dense(dim, ('embed', 'mlp'), dtype=self.dtype,
-                                    param_dtype=self.param_dtype, name='pointer_key')
+    self.pointer_query = layers.dense(
+        dim, ('embed', 'mlp'), dtype=self.dtype, param_dtype=self.param_dtype, name='pointer_query'
+    )
+    self.pointer_key = layers.dense(
+        dim, ('embed', 'mlp'), dtype=self.dtype, param_dtype=self.param_dtype, name='pointer_key'
+    )
 
   def _decoder_states(self, inputs: Array, encoded: Array, mask: Array) -> Array:
     """Causal decoder over inputs [B, L, d] -> states [B, L, d]."""
@@ -358,16 +405,18 @@ class SetTRM2TRM(nn.Module):
   def _pointer_logits(self, states: Array, pointer_keys: Array, available: Array) -> Array:
     """states [B, ..., d], pointer_keys [B, N, d], available [B, ..., N] -> float32 logits."""
     queries = self.pointer_query(states)
-    logits = jnp.einsum('b...d,bnd->b...n', queries, pointer_keys,
-                        preferred_element_type=jnp.float32) / np.sqrt(states.shape[-1])
+    logits = jnp.einsum(
+        'b...d,bnd->b...n', queries, pointer_keys, preferred_element_type=jnp.float32
+    ) / np.sqrt(states.shape[-1])
     return jnp.where(available, logits, POINTER_MASK_VALUE)
 
   def _encode(self, features: Array, mask: Array) -> tuple[Array, Array, Array]:
     _check_set_inputs(features, mask)
     mask = mask.astype(bool)
     encoded = self.set_encoder(features, mask)
-    start = jnp.broadcast_to(jnp.asarray(self.start_input, encoded.dtype),
-                             (features.shape[0], 1, encoded.shape[-1]))
+    start = jnp.broadcast_to(
+        jnp.asarray(self.start_input, encoded.dtype), (features.shape[0], 1, encoded.shape[-1])
+    )
     return mask, encoded, start
 
   def __call__(self, features: Array, mask: Array, targets: Array) -> Array:
@@ -405,14 +454,15 @@ class SetTRM2TRM(nn.Module):
       chosen = chosen | jax.nn.one_hot(choice, mask.shape[-1], dtype=bool)
       next_input = _gather_items(encoded, choice)[:, None]
       inputs = jax.lax.dynamic_update_slice_in_dim(
-          inputs, next_input, jnp.minimum(t + 1, length - 1), axis=1)
+          inputs, next_input, jnp.minimum(t + 1, length - 1), axis=1
+      )
       # At t = length - 1 the write lands on the last slot, which is never read again.
       return (inputs, chosen), choice
 
-    scan = nn.scan(step, variable_broadcast='params', split_rngs={'params': False},
-                   out_axes=1)
-    _, choices = scan(self, (inputs, jnp.zeros(mask.shape, bool)),
-                      jnp.arange(length, dtype=jnp.int32))
+    scan = nn.scan(step, variable_broadcast='params', split_rngs={'params': False}, out_axes=1)
+    _, choices = scan(
+        self, (inputs, jnp.zeros(mask.shape, bool)), jnp.arange(length, dtype=jnp.int32)
+    )
     return choices
 
 
@@ -434,6 +484,7 @@ class ScorerSpec:
     loss: one of LOSSES (pointer decoders: 'attrank' only).
     multi_objective: MO-LTR: objective labels as inputs, composite training target.
   """
+
   architecture: str
   loss: str
   multi_objective: bool = False
@@ -502,12 +553,19 @@ def model_inputs(spec: ScorerSpec, features: Array, mask: Array, labels: Array) 
   """
   if not spec.multi_objective:
     return features
-  objectives = jnp.where(mask[..., None], labels[..., SAT + 1:], 0.0).astype(features.dtype)
+  objectives = jnp.where(mask[..., None], labels[..., SAT + 1 :], 0.0).astype(features.dtype)
   return jnp.concatenate([features, objectives], axis=-1)
 
 
-def predict(model: nn.Module, spec: ScorerSpec, params: Any, features: Array, mask: Array,
-            labels: Array, length: int) -> dict[str, Array]:
+def predict(
+    model: nn.Module,
+    spec: ScorerSpec,
+    params: Any,
+    features: Array,
+    mask: Array,
+    labels: Array,
+    length: int,
+) -> dict[str, Array]:
   """Inference outputs of one scorer on a batch.
 
   Args:
@@ -522,14 +580,22 @@ def predict(model: nn.Module, spec: ScorerSpec, params: Any, features: Array, ma
   mask = mask.astype(bool)
   inputs = model_inputs(spec, features, mask, labels)
   if spec.is_pointer:
-    return {'sequences': model.apply({'params': params}, inputs, mask, length=length,
-                                     method='decode')}
+    return {
+        'sequences': model.apply({'params': params}, inputs, mask, length=length, method='decode')
+    }
   out = model.apply({'params': params}, inputs, mask)
   return {'logits': out['logits'], 'relevance': out['relevance']}
 
 
-def init_params(model: nn.Module, spec: ScorerSpec, rng: Array, features: Array, mask: Array,
-                labels: Array, pointer_length: int) -> Any:
+def init_params(
+    model: nn.Module,
+    spec: ScorerSpec,
+    rng: Array,
+    features: Array,
+    mask: Array,
+    labels: Array,
+    pointer_length: int,
+) -> Any:
   """Boxed parameters (nn.Partitioned leaves) of a fresh model.
 
   Args:

@@ -23,6 +23,7 @@ the caller. Attention logits and softmax run in float32.
 
 Shapes: sets are `[B, N, D]`; outputs of every block are `[B, N_query, dim]`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,19 +43,27 @@ MASK_VALUE = float(np.finfo(np.float32).min)
 # torch.nn.LayerNorm's default epsilon (the official code's LayerNorms), not flax's 1e-6.
 LAYER_NORM_EPS = 1e-5
 
-def attention_mask_from(mask: Array | None, batch: int, num_queries: int,
-                        num_keys: int) -> Array | None:
+
+def attention_mask_from(
+    mask: Array | None, batch: int, num_queries: int, num_keys: int
+) -> Array | None:
   """Checks a key-padding mask [B, Nk] or a full mask [B, Nq, Nk]; returns bool [B, 1|Nq, Nk]."""
   if mask is None:
     return None
   mask = jnp.asarray(mask).astype(bool)
   if mask.ndim == 2 and mask.shape == (batch, num_keys):
     return mask[:, None, :]
-  if mask.ndim == 3 and mask.shape[0] in (1, batch) and mask.shape[1] in (1, num_queries) and (
-      mask.shape[2] == num_keys):
+  if (
+      mask.ndim == 3
+      and mask.shape[0] in (1, batch)
+      and mask.shape[1] in (1, num_queries)
+      and (mask.shape[2] == num_keys)
+  ):
     return mask
-  raise ValueError(f'mask must be [B, Nk] = {(batch, num_keys)} or [B, Nq, Nk] = '
-                   f'{(batch, num_queries, num_keys)}, got shape {mask.shape}')
+  raise ValueError(
+      f'mask must be [B, Nk] = {(batch, num_keys)} or [B, Nq, Nk] = '
+      f'{(batch, num_queries, num_keys)}, got shape {mask.shape}'
+  )
 
 
 class MAB(nn.Module):
@@ -66,6 +75,7 @@ class MAB(nn.Module):
     layer_norm: post-LN after each residual (`ln=True` in the official code).
     row_ff: keep the residual Linear+ReLU "rFF" (official code: always on).
   """
+
   dim: int
   num_heads: int
   layer_norm: bool = False
@@ -74,8 +84,9 @@ class MAB(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   def _layer_norm(self, name: str) -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, param_dtype=self.param_dtype,
-                        name=name)
+    return nn.LayerNorm(
+        epsilon=LAYER_NORM_EPS, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+    )
 
   @nn.compact
   def __call__(self, queries: Array, keys: Array, mask: Array | None = None) -> Array:
@@ -87,24 +98,29 @@ class MAB(nn.Module):
     if self.dim % self.num_heads:
       raise ValueError(f'MAB dim={self.dim} is not divisible by num_heads={self.num_heads}')
     if queries.ndim != 3 or keys.ndim != 3 or queries.shape[0] != keys.shape[0]:
-      raise ValueError(f'queries and keys must be [B, N, D] with the same B, got '
-                       f'{queries.shape} and {keys.shape}')
+      raise ValueError(
+          f'queries and keys must be [B, N, D] with the same B, got '
+          f'{queries.shape} and {keys.shape}'
+      )
     batch, num_queries, _ = queries.shape
     head_dim = self.dim // self.num_heads
     dense = lambda name: layers.dense(  # noqa: E731
-        self.dim, ('embed', 'mlp'), dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+        self.dim, ('embed', 'mlp'), dtype=self.dtype, param_dtype=self.param_dtype, name=name
+    )
     q = dense('query')(queries)
     k = dense('key')(keys)
     v = dense('value')(keys)
     split = lambda x: x.reshape(x.shape[:2] + (self.num_heads, head_dim))
-    logits = jnp.einsum('bqhd,bkhd->bhqk', split(q), split(k),
-                        preferred_element_type=jnp.float32) / np.sqrt(self.dim)
+    logits = jnp.einsum(
+        'bqhd,bkhd->bhqk', split(q), split(k), preferred_element_type=jnp.float32
+    ) / np.sqrt(self.dim)
     attention_mask = attention_mask_from(mask, batch, num_queries, keys.shape[1])
     if attention_mask is not None:
       logits = jnp.where(attention_mask[:, None, :, :], logits, MASK_VALUE)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
     attended = jnp.einsum('bhqk,bkhd->bqhd', weights, split(v)).reshape(
-        batch, num_queries, self.dim)
+        batch, num_queries, self.dim
+    )
     out = q + attended
     if self.layer_norm:
       out = self._layer_norm('ln0')(out)
@@ -117,6 +133,7 @@ class MAB(nn.Module):
 
 class SAB(nn.Module):
   """Set attention block SAB(X) = MAB(X, X) (permutation equivariant)."""
+
   dim: int
   num_heads: int
   layer_norm: bool = False
@@ -127,8 +144,15 @@ class SAB(nn.Module):
   @nn.compact
   def __call__(self, x: Array, mask: Array | None = None) -> Array:
     """Args: x [B, N, D], mask [B, N] (True = real item). Returns [B, N, dim]."""
-    return MAB(self.dim, self.num_heads, self.layer_norm, self.row_ff, self.dtype,
-               self.param_dtype, name='mab')(x, x, mask)
+    return MAB(
+        self.dim,
+        self.num_heads,
+        self.layer_norm,
+        self.row_ff,
+        self.dtype,
+        self.param_dtype,
+        name='mab',
+    )(x, x, mask)
 
 
 class ISAB(nn.Module):
@@ -137,6 +161,7 @@ class ISAB(nn.Module):
   The `num_inducing` inducing points I are a learned [num_inducing, dim] parameter (Xavier
   uniform). Padded items are excluded from H, so they cannot affect real items' outputs.
   """
+
   dim: int
   num_heads: int
   num_inducing: int
@@ -151,19 +176,30 @@ class ISAB(nn.Module):
     inducing = self.param(
         'inducing_points',
         layers.logical_init(nn.initializers.xavier_uniform(), (None, 'embed')),
-        (self.num_inducing, self.dim), self.param_dtype)
-    inducing = jnp.broadcast_to(jnp.asarray(inducing, self.dtype),
-                                (x.shape[0], self.num_inducing, self.dim))
+        (self.num_inducing, self.dim),
+        self.param_dtype,
+    )
+    inducing = jnp.broadcast_to(
+        jnp.asarray(inducing, self.dtype), (x.shape[0], self.num_inducing, self.dim)
+    )
     if mask is not None and jnp.ndim(mask) != 2:
       raise ValueError(f'ISAB mask must be a key-padding mask [B, N], got shape {mask.shape}')
-    mab = lambda name: MAB(self.dim, self.num_heads, self.layer_norm, self.row_ff, self.dtype,
-                           self.param_dtype, name=name)
+    mab = lambda name: MAB(
+        self.dim,
+        self.num_heads,
+        self.layer_norm,
+        self.row_ff,
+        self.dtype,
+        self.param_dtype,
+        name=name,
+    )
     summary = mab('mab0')(inducing, x, mask)
     return mab('mab1')(x, summary)
 
 
 class PMA(nn.Module):
   """Pooling by multihead attention: MAB(S, X) with `num_seeds` learned seed vectors S."""
+
   dim: int
   num_heads: int
   num_seeds: int
@@ -178,11 +214,19 @@ class PMA(nn.Module):
     seeds = self.param(
         'seeds',
         layers.logical_init(nn.initializers.xavier_uniform(), (None, 'embed')),
-        (self.num_seeds, self.dim), self.param_dtype)
-    seeds = jnp.broadcast_to(jnp.asarray(seeds, self.dtype),
-                             (x.shape[0], self.num_seeds, self.dim))
-    return MAB(self.dim, self.num_heads, self.layer_norm, self.row_ff, self.dtype,
-               self.param_dtype, name='mab')(seeds, x, mask)
+        (self.num_seeds, self.dim),
+        self.param_dtype,
+    )
+    seeds = jnp.broadcast_to(jnp.asarray(seeds, self.dtype), (x.shape[0], self.num_seeds, self.dim))
+    return MAB(
+        self.dim,
+        self.num_heads,
+        self.layer_norm,
+        self.row_ff,
+        self.dtype,
+        self.param_dtype,
+        name='mab',
+    )(seeds, x, mask)
 
 
 class SetTransformerEncoder(nn.Module):
@@ -190,6 +234,7 @@ class SetTransformerEncoder(nn.Module):
 
   The first block maps the input width D to `dim`; no separate input projection.
   """
+
   dim: int = 128
   num_heads: int = 4
   num_inducing: int = 32
@@ -207,9 +252,24 @@ class SetTransformerEncoder(nn.Module):
       raise ValueError(f"block must be 'isab' or 'sab', got {self.block!r}")
     for i in range(self.num_layers):
       if self.block == 'isab':
-        x = ISAB(self.dim, self.num_heads, self.num_inducing, self.layer_norm, self.row_ff,
-                 self.dtype, self.param_dtype, name=f'isab_{i}')(x, mask)
+        x = ISAB(
+            self.dim,
+            self.num_heads,
+            self.num_inducing,
+            self.layer_norm,
+            self.row_ff,
+            self.dtype,
+            self.param_dtype,
+            name=f'isab_{i}',
+        )(x, mask)
       else:
-        x = SAB(self.dim, self.num_heads, self.layer_norm, self.row_ff, self.dtype,
-                self.param_dtype, name=f'sab_{i}')(x, mask)
+        x = SAB(
+            self.dim,
+            self.num_heads,
+            self.layer_norm,
+            self.row_ff,
+            self.dtype,
+            self.param_dtype,
+            name=f'sab_{i}',
+        )(x, mask)
     return x

@@ -20,6 +20,7 @@ replacement, ~39% distinct); here each row is replaced independently with probab
 (the paper's "probability of replacement 0.5"). Its evaluation reports the best test-set epoch;
 `fit` runs a fixed number of epochs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,6 +56,7 @@ class CLCRecConfig:
     num_sample: probability of replacing a track id embedding by its content encoding.
     lr, epochs, batch_size: Adam training.
   """
+
   dim_e: int = 64
   hidden_dim: int = 256
   lr_lambda: float = 0.5
@@ -74,6 +76,7 @@ class CLCRecConfig:
 
 class ContentEncoder(nn.Module):
   """L2-normalised content [B, C] -> Dense(hidden) -> leaky ReLU -> Dense(dim_e), float32 [B, E]."""
+
   hidden_dim: int = 256
   dim_e: int = 64
   dtype: Any = jnp.float32
@@ -91,6 +94,7 @@ class ContentEncoder(nn.Module):
 @dataclasses.dataclass(frozen=True)
 class CLCRecModel:
   """Fitted CLCRec: config, encoder params and the trained id embeddings (unused for cold items)."""
+
   config: CLCRecConfig
   encoder_params: Any
   playlist_embeddings: np.ndarray  # float32 [M, dim_e]
@@ -120,8 +124,15 @@ def info_nce(a: Array, b: Array, temperature: float) -> Array:
   return loss
 
 
-def clcrec_loss(params: Any, encoder: ContentEncoder, content: Array, playlists: Array,
-                tracks: Array, replace: Array, config: CLCRecConfig) -> Array:
+def clcrec_loss(
+    params: Any,
+    encoder: ContentEncoder,
+    content: Array,
+    playlists: Array,
+    tracks: Array,
+    replace: Array,
+    config: CLCRecConfig,
+) -> Array:
   """CLCRec batch loss.
 
   Args:
@@ -145,8 +156,9 @@ def clcrec_loss(params: Any, encoder: ContentEncoder, content: Array, playlists:
   return config.lr_lambda * l_item + (1.0 - config.lr_lambda) * l_user + config.reg_weight * reg
 
 
-def fit(train_interactions, content_features, config: CLCRecConfig | None = None, seed: int = 0
-        ) -> CLCRecModel:
+def fit(
+    train_interactions, content_features, config: CLCRecConfig | None = None, seed: int = 0
+) -> CLCRecModel:
   """Trains CLCRec on the training playlist-track pairs.
 
   Args:
@@ -183,8 +195,9 @@ def fit(train_interactions, content_features, config: CLCRecConfig | None = None
   @jax.jit
   def step(params, opt_state, content_table, playlists, tracks, rng):
     replace = jax.random.bernoulli(rng, config.num_sample, tracks.shape)
-    loss, grads = jax.value_and_grad(clcrec_loss)(params, encoder, content_table[tracks], playlists,
-                                                  tracks, replace, config)
+    loss, grads = jax.value_and_grad(clcrec_loss)(
+        params, encoder, content_table[tracks], playlists, tracks, replace, config
+    )
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
@@ -193,14 +206,18 @@ def fit(train_interactions, content_features, config: CLCRecConfig | None = None
   for _ in range(config.epochs):
     order = rng.permutation(pairs.shape[0])
     for start in range(0, pairs.shape[0] - batch_size + 1, batch_size):
-      idx = order[start:start + batch_size]
+      idx = order[start : start + batch_size]
       step_key, sub = jax.random.split(step_key)
-      params, opt_state, _ = step(params, opt_state, content_table, pairs[idx, 0], pairs[idx, 1],
-                                  sub)
+      params, opt_state, _ = step(
+          params, opt_state, content_table, pairs[idx, 0], pairs[idx, 1], sub
+      )
 
-  return CLCRecModel(config=config, encoder_params=params['encoder'],
-                     playlist_embeddings=np.asarray(params['playlist']),
-                     track_embeddings=np.asarray(params['track']))
+  return CLCRecModel(
+      config=config,
+      encoder_params=params['encoder'],
+      playlist_embeddings=np.asarray(params['playlist']),
+      track_embeddings=np.asarray(params['track']),
+  )
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -225,5 +242,10 @@ def score(model: CLCRecModel, seeds, content_features, seed_mask=None) -> Array:
   """
   mask = itemknn.seed_mask_from(seeds, seed_mask)
   dims = (model.config.hidden_dim, model.config.dim_e)
-  return _scores(dims, model.encoder_params, jnp.asarray(seeds, jnp.int32), mask,
-                 jnp.asarray(content_features, jnp.float32))
+  return _scores(
+      dims,
+      model.encoder_params,
+      jnp.asarray(seeds, jnp.int32),
+      mask,
+      jnp.asarray(content_features, jnp.float32),
+  )

@@ -20,6 +20,7 @@ real. Its cold vectors swap U and V means (`cold_item = U.mean`); here items get
 reports the best epoch on the test split; `fit` runs a fixed number of epochs. The paper's
 "L2 regularisation 0.1" is not in the official DropoutNet code; `weight_decay` (default 0) adds it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,6 +59,7 @@ class DropoutNetConfig:
     bn_momentum: flax BatchNorm momentum (= 1 - torch momentum 0.01).
     bn_epsilon: BatchNorm epsilon.
   """
+
   mf_dim: int = 64
   mf_epochs: int = 10
   mf_lr: float = 0.005
@@ -87,6 +89,7 @@ class DropoutNetConfig:
 
 class DropoutNetTower(nn.Module):
   """[preference || content] -> (Dense + BatchNorm + tanh) per hidden width -> Dense(out_dim)."""
+
   hidden_dims: tuple[int, ...]
   out_dim: int
   init_std: float = 0.01
@@ -102,8 +105,13 @@ class DropoutNetTower(nn.Module):
     x = jnp.concatenate([preference, content], axis=-1).astype(self.dtype)
     for width in self.hidden_dims:
       x = nn.Dense(width, kernel_init=init, dtype=self.dtype, param_dtype=self.param_dtype)(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                       epsilon=self.bn_epsilon, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+      x = nn.BatchNorm(
+          use_running_average=not train,
+          momentum=self.bn_momentum,
+          epsilon=self.bn_epsilon,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+      )(x)
       x = jnp.tanh(x)
     x = nn.Dense(self.out_dim, kernel_init=init, dtype=self.dtype, param_dtype=self.param_dtype)(x)
     return x.astype(jnp.float32)
@@ -112,6 +120,7 @@ class DropoutNetTower(nn.Module):
 @dataclasses.dataclass(frozen=True)
 class DropoutNetModel:
   """Fitted DropoutNet: tower variables, cold preference vectors and the config."""
+
   config: DropoutNetConfig
   playlist_variables: Any
   track_variables: Any
@@ -120,12 +129,18 @@ class DropoutNetModel:
 
 
 def _tower(config: DropoutNetConfig) -> DropoutNetTower:
-  return DropoutNetTower(config.hidden_dims, config.out_dim, config.init_std, config.bn_momentum,
-                         config.bn_epsilon)
+  return DropoutNetTower(
+      config.hidden_dims, config.out_dim, config.init_std, config.bn_momentum, config.bn_epsilon
+  )
 
 
-def sample_negatives(rng: np.random.Generator, playlists: np.ndarray, num_tracks: int,
-                     observed_keys: np.ndarray, rounds: int = 10) -> np.ndarray:
+def sample_negatives(
+    rng: np.random.Generator,
+    playlists: np.ndarray,
+    num_tracks: int,
+    observed_keys: np.ndarray,
+    rounds: int = 10,
+) -> np.ndarray:
   """One unobserved track per playlist (rejection sampling against sorted `playlist * N + track` keys).
 
   After `rounds` retries a remaining collision is kept (only possible for nearly full playlists).
@@ -147,25 +162,30 @@ def _epoch_batches(rng: np.random.Generator, num_pairs: int, batch_size: int):
   batch_size = min(batch_size, num_pairs)
   order = rng.permutation(num_pairs)
   for start in range(0, num_pairs - batch_size + 1, batch_size):
-    yield order[start:start + batch_size]
+    yield order[start : start + batch_size]
 
 
-def train_preference_factors(pairs: np.ndarray, num_playlists: int, num_tracks: int,
-                             config: DropoutNetConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def train_preference_factors(
+    pairs: np.ndarray, num_playlists: int, num_tracks: int, config: DropoutNetConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Stage 1: MF factors (U float32 [M, mf_dim], V float32 [N, mf_dim]) from (playlist, track) pairs."""
   key_u, key_v = jax.random.split(jax.random.PRNGKey(seed))
   init = nn.initializers.xavier_uniform()
-  params = {'U': init(key_u, (num_playlists, config.mf_dim), jnp.float32),
-            'V': init(key_v, (num_tracks, config.mf_dim), jnp.float32)}
+  params = {
+      'U': init(key_u, (num_playlists, config.mf_dim), jnp.float32),
+      'V': init(key_v, (num_tracks, config.mf_dim), jnp.float32),
+  }
   tx = optax.sgd(config.mf_lr, momentum=config.mf_momentum)
   opt_state = tx.init(params)
 
   @jax.jit
   def step(params, opt_state, users, items, targets):
     def loss_fn(p):
-      pred = jnp.sum(layers.l2_normalize(p['U'][users]) * layers.l2_normalize(p['V'][items]),
-                     axis=-1)
+      pred = jnp.sum(
+          layers.l2_normalize(p['U'][users]) * layers.l2_normalize(p['V'][items]), axis=-1
+      )
       return jnp.mean((pred - targets) ** 2)
+
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
@@ -177,8 +197,9 @@ def train_preference_factors(pairs: np.ndarray, num_playlists: int, num_tracks: 
       users, pos = pairs[idx, 0], pairs[idx, 1]
       neg = sample_negatives(rng, users, num_tracks, observed)
       targets = np.concatenate([np.ones_like(pos), np.zeros_like(neg)]).astype(np.float32)
-      params, opt_state, _ = step(params, opt_state, np.concatenate([users, users]),
-                                  np.concatenate([pos, neg]), targets)
+      params, opt_state, _ = step(
+          params, opt_state, np.concatenate([users, users]), np.concatenate([pos, neg]), targets
+      )
   return np.asarray(params['U']), np.asarray(params['V'])
 
 
@@ -190,8 +211,9 @@ def _playlist_content(pairs: np.ndarray, num_playlists: int, content: np.ndarray
   return (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
 
 
-def fit(train_interactions, content_features, config: DropoutNetConfig | None = None, seed: int = 0
-        ) -> DropoutNetModel:
+def fit(
+    train_interactions, content_features, config: DropoutNetConfig | None = None, seed: int = 0
+) -> DropoutNetModel:
   """Trains MF factors and the two DropoutNet towers on the training split.
 
   Args:
@@ -230,13 +252,18 @@ def fit(train_interactions, content_features, config: DropoutNetConfig | None = 
   stats = {'playlist': p_vars['batch_stats'], 'track': t_vars['batch_stats']}
 
   steps_per_epoch = max(pairs.shape[0] // min(config.batch_size, pairs.shape[0]), 1)
-  schedule = optax.exponential_decay(config.lr, config.lr_decay_every_epochs * steps_per_epoch,
-                                     config.lr_decay, staircase=True)
-  tx = optax.chain(optax.add_decayed_weights(config.weight_decay) if config.weight_decay else
-                   optax.identity(), optax.sgd(schedule, momentum=config.momentum))
+  schedule = optax.exponential_decay(
+      config.lr, config.lr_decay_every_epochs * steps_per_epoch, config.lr_decay, staircase=True
+  )
+  tx = optax.chain(
+      optax.add_decayed_weights(config.weight_decay) if config.weight_decay else optax.identity(),
+      optax.sgd(schedule, momentum=config.momentum),
+  )
   opt_state = tx.init(params)
-  tables = {k: jnp.asarray(v) for k, v in dict(u_pref=u_pref, v_pref=v_pref, p_content=p_content,
-                                                t_content=content).items()}
+  tables = {
+      k: jnp.asarray(v)
+      for k, v in dict(u_pref=u_pref, v_pref=v_pref, p_content=p_content, t_content=content).items()
+  }
   cold = {'u': jnp.asarray(cold_u), 'v': jnp.asarray(cold_v)}
 
   @jax.jit
@@ -249,10 +276,20 @@ def fit(train_interactions, content_features, config: DropoutNetConfig | None = 
     v_in = jnp.where(drop_v, cold['v'][None, :], v_in)
 
     def loss_fn(p):
-      fu, new_pu = tower.apply({'params': p['playlist'], 'batch_stats': stats['playlist']}, u_in,
-                               tables['p_content'][users], train=True, mutable=['batch_stats'])
-      fv, new_tv = tower.apply({'params': p['track'], 'batch_stats': stats['track']}, v_in,
-                               tables['t_content'][items], train=True, mutable=['batch_stats'])
+      fu, new_pu = tower.apply(
+          {'params': p['playlist'], 'batch_stats': stats['playlist']},
+          u_in,
+          tables['p_content'][users],
+          train=True,
+          mutable=['batch_stats'],
+      )
+      fv, new_tv = tower.apply(
+          {'params': p['track'], 'batch_stats': stats['track']},
+          v_in,
+          tables['t_content'][items],
+          train=True,
+          mutable=['batch_stats'],
+      )
       loss = jnp.mean((jnp.sum(fu * fv, axis=-1) - targets) ** 2)
       return loss, {'playlist': new_pu['batch_stats'], 'track': new_tv['batch_stats']}
 
@@ -269,16 +306,27 @@ def fit(train_interactions, content_features, config: DropoutNetConfig | None = 
       neg = sample_negatives(rng, users, num_tracks, observed)
       targets = np.concatenate([np.ones_like(pos), np.zeros_like(neg)]).astype(np.float32)
       step_key, sub = jax.random.split(step_key)
-      params, stats, opt_state, _ = step(params, stats, opt_state, tables, cold,
-                                         np.concatenate([users, users]),
-                                         np.concatenate([pos, neg]), targets, sub)
+      params, stats, opt_state, _ = step(
+          params,
+          stats,
+          opt_state,
+          tables,
+          cold,
+          np.concatenate([users, users]),
+          np.concatenate([pos, neg]),
+          targets,
+          sub,
+      )
 
   return DropoutNetModel(
       config=config,
-      playlist_variables=flax.core.freeze({'params': params['playlist'], 'batch_stats': stats['playlist']}),
+      playlist_variables=flax.core.freeze(
+          {'params': params['playlist'], 'batch_stats': stats['playlist']}
+      ),
       track_variables=flax.core.freeze({'params': params['track'], 'batch_stats': stats['track']}),
       cold_playlist_preference=np.asarray(cold_u, np.float32),
-      cold_track_preference=np.asarray(cold_v, np.float32))
+      cold_track_preference=np.asarray(cold_v, np.float32),
+  )
 
 
 def score(model: DropoutNetModel, seeds, content_features, seed_mask=None) -> Array:
@@ -295,18 +343,33 @@ def score(model: DropoutNetModel, seeds, content_features, seed_mask=None) -> Ar
   """
   mask = itemknn.seed_mask_from(seeds, seed_mask)
   config = model.config
-  tower_cfg = (config.hidden_dims, config.out_dim, config.init_std, config.bn_momentum, config.bn_epsilon)
-  return _scores(tower_cfg, model.playlist_variables, model.track_variables,
-                 jnp.asarray(model.cold_playlist_preference), jnp.asarray(model.cold_track_preference),
-                 jnp.asarray(seeds, jnp.int32), mask, jnp.asarray(content_features, jnp.float32))
+  tower_cfg = (
+      config.hidden_dims,
+      config.out_dim,
+      config.init_std,
+      config.bn_momentum,
+      config.bn_epsilon,
+  )
+  return _scores(
+      tower_cfg,
+      model.playlist_variables,
+      model.track_variables,
+      jnp.asarray(model.cold_playlist_preference),
+      jnp.asarray(model.cold_track_preference),
+      jnp.asarray(seeds, jnp.int32),
+      mask,
+      jnp.asarray(content_features, jnp.float32),
+  )
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _scores(tower_cfg, p_vars, t_vars, cold_u, cold_v, seeds, mask, content):
   tower = DropoutNetTower(*tower_cfg)
   seed_content = itemknn.pool_seeds(content, seeds, mask, 'mean')
-  fu = tower.apply(p_vars, jnp.broadcast_to(cold_u, (seeds.shape[0], cold_u.shape[0])), seed_content,
-                   train=False)
-  fv = tower.apply(t_vars, jnp.broadcast_to(cold_v, (content.shape[0], cold_v.shape[0])), content,
-                   train=False)
+  fu = tower.apply(
+      p_vars, jnp.broadcast_to(cold_u, (seeds.shape[0], cold_u.shape[0])), seed_content, train=False
+  )
+  fv = tower.apply(
+      t_vars, jnp.broadcast_to(cold_v, (content.shape[0], cold_v.shape[0])), content, train=False
+  )
   return jnp.matmul(fu, fv.T, precision=jax.lax.Precision.HIGHEST)

@@ -14,6 +14,7 @@ Shared recommender contract (also DropoutNet, CLCRec, popularity):
   score(model, seeds int [B, S] (-1 = padding) into the TEST tracks, content_features float [N_test, D],
         seed_mask=None) -> float32 [B, N_test]
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,6 +33,7 @@ class ItemKNNConfig:
   Attributes:
     pooling: 'sum' (official) or 'mean' (Eq. 12) of the seed embeddings; same ranking.
   """
+
   pooling: str = 'sum'
 
   def __post_init__(self):
@@ -44,8 +46,9 @@ class ItemKNNModel:
   config: ItemKNNConfig
 
 
-def fit(train_interactions, content_features, config: ItemKNNConfig | None = None, seed: int = 0
-        ) -> ItemKNNModel:
+def fit(
+    train_interactions, content_features, config: ItemKNNConfig | None = None, seed: int = 0
+) -> ItemKNNModel:
   """Parameter-free: returns the model holding `config` (inputs are accepted for the shared contract)."""
   del train_interactions, content_features, seed
   return ItemKNNModel(config or ItemKNNConfig())
@@ -55,18 +58,24 @@ def seed_mask_from(seeds: Array, seed_mask: Array | None) -> Array:
   """bool [B, S]: explicit mask, or seeds >= 0."""
   seeds = jnp.asarray(seeds)
   if seeds.ndim != 2 or not jnp.issubdtype(seeds.dtype, jnp.integer):
-    raise ValueError(f'seeds must be an int array [B, S] (-1 = padding), got {seeds.dtype} {seeds.shape}.')
+    raise ValueError(
+        f'seeds must be an int array [B, S] (-1 = padding), got {seeds.dtype} {seeds.shape}.'
+    )
   if seed_mask is None:
     return seeds >= 0
   seed_mask = jnp.asarray(seed_mask, bool)
   if seed_mask.shape != seeds.shape:
-    raise ValueError(f'seed_mask must have the shape of seeds {seeds.shape}, got {seed_mask.shape}.')
+    raise ValueError(
+        f'seed_mask must have the shape of seeds {seeds.shape}, got {seed_mask.shape}.'
+    )
   return seed_mask & (seeds >= 0)
 
 
 def pool_seeds(features: Array, seeds: Array, seed_mask: Array, pooling: str = 'sum') -> Array:
   """float32 [B, D]: sum (or mean) of features[seeds] over the masked-in seeds (zero if none)."""
-  gathered = jnp.take(jnp.asarray(features, jnp.float32), jnp.clip(seeds, 0, features.shape[0] - 1), axis=0)
+  gathered = jnp.take(
+      jnp.asarray(features, jnp.float32), jnp.clip(seeds, 0, features.shape[0] - 1), axis=0
+  )
   total = jnp.sum(jnp.where(seed_mask[..., None], gathered, 0.0), axis=1)
   if pooling == 'mean':
     total = total / jnp.maximum(jnp.sum(seed_mask, axis=1, keepdims=True), 1).astype(jnp.float32)
@@ -77,7 +86,9 @@ def pool_seeds(features: Array, seeds: Array, seed_mask: Array, pooling: str = '
 def _scores(features: Array, seeds: Array, seed_mask: Array, mean: Array) -> Array:
   features = jnp.asarray(features, jnp.float32)
   playlist = pool_seeds(features, seeds, seed_mask, 'sum')
-  playlist = jnp.where(mean, playlist / jnp.maximum(jnp.sum(seed_mask, axis=1, keepdims=True), 1), playlist)
+  playlist = jnp.where(
+      mean, playlist / jnp.maximum(jnp.sum(seed_mask, axis=1, keepdims=True), 1), playlist
+  )
   return jnp.matmul(playlist, features.T, precision=jax.lax.Precision.HIGHEST)
 
 
@@ -96,12 +107,17 @@ def score(model: ItemKNNModel, seeds, content_features, seed_mask=None) -> Array
   mask = seed_mask_from(seeds, seed_mask)
   if jnp.ndim(content_features) != 2:
     raise ValueError(f'content_features must be [N, D], got {jnp.shape(content_features)}.')
-  return _scores(jnp.asarray(content_features), jnp.asarray(seeds, jnp.int32), mask,
-                 jnp.asarray(model.config.pooling == 'mean'))
+  return _scores(
+      jnp.asarray(content_features),
+      jnp.asarray(seeds, jnp.int32),
+      mask,
+      jnp.asarray(model.config.pooling == 'mean'),
+  )
 
 
-def faiss_top_k(model: ItemKNNModel, seeds, content_features, k: int, seed_mask=None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def faiss_top_k(
+    model: ItemKNNModel, seeds, content_features, k: int, seed_mask=None
+) -> tuple[np.ndarray, np.ndarray]:
   """Exact top-k inner-product search with faiss, excluding each playlist's own seeds.
 
   Args:
@@ -117,7 +133,9 @@ def faiss_top_k(model: ItemKNNModel, seeds, content_features, k: int, seed_mask=
   features = np.ascontiguousarray(np.asarray(content_features, np.float32))
   mask = np.asarray(seed_mask_from(seeds, seed_mask))
   seeds = np.asarray(seeds)
-  queries = np.ascontiguousarray(np.asarray(pool_seeds(features, seeds, mask, model.config.pooling)))
+  queries = np.ascontiguousarray(
+      np.asarray(pool_seeds(features, seeds, mask, model.config.pooling))
+  )
   index = faiss.IndexFlatIP(features.shape[1])
   index.add(features)
   depth = min(k + seeds.shape[1], features.shape[0])

@@ -12,6 +12,7 @@ list, so the same playlist always gets the same ranking regardless of chunking.
 Same contract as `itemknn` (`fit(train_interactions, content_features, config, seed)`,
 `score(model, seeds, content_features, seed_mask=None) -> [B, N]`); the content is only used for N.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,10 +40,14 @@ def check_interactions(train_interactions, num_tracks: int) -> np.ndarray:
   """Validates and returns `train_interactions` as int64 numpy [E, 2] of (playlist, track)."""
   pairs = np.asarray(train_interactions)
   if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
-    raise ValueError(f'train_interactions must be an int array [E, 2] of (playlist, track), got '
-                     f'{pairs.dtype} {pairs.shape}.')
+    raise ValueError(
+        f'train_interactions must be an int array [E, 2] of (playlist, track), got '
+        f'{pairs.dtype} {pairs.shape}.'
+    )
   if pairs.size and (pairs.min() < 0 or pairs[:, 1].max() >= num_tracks):
-    raise ValueError(f'train_interactions has negative ids or track ids >= num_tracks = {num_tracks}.')
+    raise ValueError(
+        f'train_interactions has negative ids or track ids >= num_tracks = {num_tracks}.'
+    )
   return pairs.astype(np.int64)
 
 
@@ -79,7 +84,9 @@ def score(model: PopularityModel, seeds, content_features, seed_mask=None) -> Ar
   seeds = jnp.asarray(seeds)
   n = int(np.shape(content_features)[0])
   if model.counts.shape[0] != n:
-    raise ValueError(f'model was fit on {model.counts.shape[0]} tracks but content_features has {n}.')
+    raise ValueError(
+        f'model was fit on {model.counts.shape[0]} tracks but content_features has {n}.'
+    )
   return jnp.broadcast_to(jnp.asarray(model.counts)[None, :], (seeds.shape[0], n))
 
 
@@ -102,5 +109,9 @@ def score_random(model: RandomModel, seeds, content_features, seed_mask=None) ->
   """float32 [B, N] uniform scores, deterministic per (fit seed, playlist seed set)."""
   mask = itemknn.seed_mask_from(seeds, seed_mask)
   n = int(np.shape(content_features)[0])
-  return _random_scores(jax.random.PRNGKey(model.seed), jnp.asarray(seeds, jnp.int32), mask,
-                        jnp.zeros((n,), jnp.float32))
+  return _random_scores(
+      jax.random.PRNGKey(model.seed),
+      jnp.asarray(seeds, jnp.int32),
+      mask,
+      jnp.zeros((n,), jnp.float32),
+  )

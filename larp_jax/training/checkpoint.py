@@ -22,15 +22,25 @@ from etils import epath
 class Checkpointer:
   """Keep-N, save-every-K checkpoints of (state, data iterator, loop bookkeeping)."""
 
-  def __init__(self, directory: str | epath.Path, *, max_to_keep: int = 3,
-               save_every_steps: int = 1000, async_save: bool = True):
+  def __init__(
+      self,
+      directory: str | epath.Path,
+      *,
+      max_to_keep: int = 3,
+      save_every_steps: int = 1000,
+      async_save: bool = True,
+  ):
     self.directory = epath.Path(os.path.abspath(directory))  # orbax needs absolute paths
     self.save_every_steps = int(save_every_steps)
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, save_interval_steps=1, create=True,
-        enable_async_checkpointing=async_save)
+        max_to_keep=max_to_keep,
+        save_interval_steps=1,
+        create=True,
+        enable_async_checkpointing=async_save,
+    )
     self._manager = ocp.CheckpointManager(
-        self.directory, item_names=("state", "data_iter", "loop"), options=options)
+        self.directory, item_names=("state", "data_iter", "loop"), options=options
+    )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -41,8 +51,9 @@ class Checkpointer:
   def should_save(self, step: int) -> bool:
     return self.save_every_steps > 0 and step % self.save_every_steps == 0
 
-  def save(self, step: int, state: Any, data_iter: Any | None, loop_state: dict,
-           *, force: bool = False) -> bool:
+  def save(
+      self, step: int, state: Any, data_iter: Any | None, loop_state: dict, *, force: bool = False
+  ) -> bool:
     """Saves unless a checkpoint for ``step`` exists already. Returns True if saved."""
     if step in self._manager.all_steps():
       return False
@@ -54,8 +65,9 @@ class Checkpointer:
       logging.info("Saved checkpoint for step %d in %s", step, self.directory)
     return saved
 
-  def restore(self, abstract_state: Any, data_iter: Any | None,
-              step: int | None = None) -> tuple[Any, dict] | None:
+  def restore(
+      self, abstract_state: Any, data_iter: Any | None, step: int | None = None
+  ) -> tuple[Any, dict] | None:
     """Restores onto ``abstract_state``'s shardings; sets ``data_iter``'s position.
 
     Returns:
@@ -124,7 +136,10 @@ def load_params(path: str | epath.Path, abstract_tree: Any | None = None) -> Any
     raise FileNotFoundError(f"No checkpoint at {path}")
   checkpointer = ocp.StandardCheckpointer()
   try:
-    return checkpointer.restore(path, abstract_tree) if abstract_tree is not None \
+    return (
+        checkpointer.restore(path, abstract_tree)
+        if abstract_tree is not None
         else checkpointer.restore(path)
+    )
   finally:
     checkpointer.close()

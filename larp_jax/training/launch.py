@@ -28,9 +28,12 @@ FLAGS = flags.FLAGS
 
 
 def define_flags(default_config: str) -> None:
-  config_flags.DEFINE_config_file("config", default_config,
-                                  "Config file and variant, e.g. configs/larp.py:demo.",
-                                  lock_config=True)
+  config_flags.DEFINE_config_file(
+      "config",
+      default_config,
+      "Config file and variant, e.g. configs/larp.py:demo.",
+      lock_config=True,
+  )
   flags.DEFINE_string("workdir", None, "Output directory; re-running with it resumes.")
   flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
   flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
@@ -57,10 +60,15 @@ def main_for(train_and_evaluate: Callable[[Any, str], Any]) -> Callable[[list[st
     quiet_library_logs()
     if len(argv) > 1:
       raise ValueError(f"Unexpected positional arguments: {argv[1:]}")
-    mesh_lib.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                    FLAGS.process_id)
-    logging.info("JAX: %d processes, %d devices (%s)", jax.process_count(), jax.device_count(),
-                 jax.devices()[0].platform)
+    mesh_lib.initialize_distributed(
+        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+    )
+    logging.info(
+        "JAX: %d processes, %d devices (%s)",
+        jax.process_count(),
+        jax.device_count(),
+        jax.devices()[0].platform,
+    )
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
   return main

@@ -48,7 +48,8 @@ class NonFiniteMetricError(FloatingPointError):
     super().__init__(
         f"Metric {metric!r} is {value} at step {step}. Training stopped; the state at "
         f"that step was saved to {saved_to} for inspection (regular checkpoints are "
-        "untouched, so re-running resumes from the last finite one).")
+        "untouched, so re-running resumes from the last finite one)."
+    )
     self.metric, self.step, self.value = metric, step, value
 
 
@@ -66,6 +67,7 @@ class TrainResult:
     train_metrics: the last computed training metrics.
     step: the step the run stopped at.
   """
+
   state: state_lib.TrainState
   stop_reason: str
   history: list[dict[str, float]]
@@ -82,7 +84,8 @@ def _field_name(metric: str) -> str:
 
 def _collection_for(names: list[str]) -> type[clu_metrics.Collection]:
   return clu_metrics.Collection.create(
-      **{_field_name(name): clu_metrics.Average.from_output(_field_name(name)) for name in names})
+      **{_field_name(name): clu_metrics.Average.from_output(_field_name(name)) for name in names}
+  )
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -98,14 +101,21 @@ def _first_non_finite(values: Mapping[str, float]) -> tuple[str, float] | None:
   return None
 
 
-def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.TrainState,
-               state_shardings: state_lib.TrainState, mesh: Mesh, train_step: StepFn,
-               train_iter: Iterator[Mapping[str, np.ndarray]],
-               evaluate: EvalFn | None = None,
-               input_specs: Any = None,
-               preemption: preemption_lib.Preemption | None = None,
-               hparams: Mapping[str, Any] | None = None,
-               description: str = "train") -> TrainResult:
+def train_loop(
+    *,
+    config: Any,
+    workdir: str | epath.Path,
+    state: state_lib.TrainState,
+    state_shardings: state_lib.TrainState,
+    mesh: Mesh,
+    train_step: StepFn,
+    train_iter: Iterator[Mapping[str, np.ndarray]],
+    evaluate: EvalFn | None = None,
+    input_specs: Any = None,
+    preemption: preemption_lib.Preemption | None = None,
+    hparams: Mapping[str, Any] | None = None,
+    description: str = "train",
+) -> TrainResult:
   """Runs (or resumes) training until ``num_train_steps``, early stop or SIGTERM.
 
   Args:
@@ -143,14 +153,21 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
     raise ValueError(f"config.early_stopping_metric={es_metric!r} needs an evaluate function.")
 
   ckpt = checkpoint_lib.Checkpointer(
-      workdir / "checkpoints", max_to_keep=int(config.get("keep_checkpoints", 3)),
-      save_every_steps=int(config.checkpoint_every_steps))
+      workdir / "checkpoints",
+      max_to_keep=int(config.get("keep_checkpoints", 3)),
+      save_every_steps=int(config.checkpoint_every_steps),
+  )
   best_path = workdir / "best" if es_metric else None
   own_flag = preemption is None
   preemption = preemption or preemption_lib.Preemption()
 
-  loop_state: dict[str, Any] = {"history": [], "best": {}, "evals_since_best": 0,
-                                "done": False, "stop_reason": ""}
+  loop_state: dict[str, Any] = {
+      "history": [],
+      "best": {},
+      "evals_since_best": 0,
+      "done": False,
+      "stop_reason": "",
+  }
   restored = ckpt.restore(state_lib.abstract_like(state, state_shardings), train_iter)
   if restored is not None:
     state, loop_state = restored
@@ -159,16 +176,24 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
     ckpt.close()
     if own_flag:
       preemption.restore()
-    return TrainResult(state, loop_state["stop_reason"], loop_state["history"],
-                       loop_state["best"], str(best_path) if best_path else None, {},
-                       int(state.step))
+    return TrainResult(
+        state,
+        loop_state["stop_reason"],
+        loop_state["history"],
+        loop_state["best"],
+        str(best_path) if best_path else None,
+        {},
+        int(state.step),
+    )
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief,
-                                                asynchronous=False)
+  writer = metric_writers.create_default_writer(
+      workdir, just_logging=not is_chief, asynchronous=False
+  )
   if hparams and int(state.step) == 0:
     writer.write_hparams(dict(hparams))
-  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
-                                           every_steps=log_every, every_secs=None)
+  report = periodic_actions.ReportProgress(
+      num_train_steps=num_steps, writer=writer, every_steps=log_every, every_secs=None
+  )
   jitted = step_lib.jit_train_step(train_step, state_shardings, mesh, input_specs)
   step_fn = None
 
@@ -185,19 +210,26 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
     writer.write_scalars(step, {f"eval/{k}": v for k, v in values.items()})
     record = {"step": step, **values}
     loop_state["history"].append(record)
-    logging.info("[%s] eval at step %d: %s", description, step,
-                 ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
+    logging.info(
+        "[%s] eval at step %d: %s",
+        description,
+        step,
+        ", ".join(f"{k}={v:.4f}" for k, v in values.items()),
+    )
     if not es_metric:
       return False
     if es_metric not in values:
-      raise ValueError(f"config.early_stopping_metric={es_metric!r} is not among the "
-                       f"evaluation metrics {sorted(values)}.")
+      raise ValueError(
+          f"config.early_stopping_metric={es_metric!r} is not among the "
+          f"evaluation metrics {sorted(values)}."
+      )
     best_value = loop_state["best"].get(es_metric)
     if _is_better(values[es_metric], best_value, es_mode):
       loop_state["best"] = record
       loop_state["evals_since_best"] = 0
-      checkpoint_lib.save_params(best_path, {"params": state.params,
-                                             "model_state": state.model_state})
+      checkpoint_lib.save_params(
+          best_path, {"params": state.params, "model_state": state.model_state}
+      )
     else:
       loop_state["evals_since_best"] += 1
     return es_patience > 0 and loop_state["evals_since_best"] >= es_patience
@@ -207,9 +239,15 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
   train_metrics: dict[str, float] = {}
   stop_reason = "completed"
   step = int(state.step)
-  progress = tqdm.tqdm(total=num_steps, initial=step, desc=description, unit="step",
-                       disable=not (is_chief and config.get("progress", True)),
-                       mininterval=2.0, dynamic_ncols=True)
+  progress = tqdm.tqdm(
+      total=num_steps,
+      initial=step,
+      desc=description,
+      unit="step",
+      disable=not (is_chief and config.get("progress", True)),
+      mininterval=2.0,
+      dynamic_ncols=True,
+  )
   try:
     while step < num_steps:
       if preemption.should_stop(step):
@@ -225,7 +263,8 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
         collection_cls = _collection_for(sorted(step_metrics))
         metric_names = {_field_name(k): k for k in step_metrics}
       update = collection_cls.single_from_model_output(
-          **{_field_name(k): v for k, v in step_metrics.items()})
+          **{_field_name(k): v for k, v in step_metrics.items()}
+      )
       accumulated = update if accumulated is None else accumulated.merge(update)
       report(step)
       progress.update(1)
@@ -251,8 +290,9 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
         save(step)
 
     if stop_reason != "preempted":
-      if evaluate is not None and (not loop_state["history"]
-                                   or loop_state["history"][-1]["step"] != step):
+      if evaluate is not None and (
+          not loop_state["history"] or loop_state["history"][-1]["step"] != step
+      ):
         if run_eval(step) and stop_reason == "completed":
           stop_reason = "early_stopped"
       loop_state["done"] = True
@@ -268,5 +308,12 @@ def train_loop(*, config: Any, workdir: str | epath.Path, state: state_lib.Train
   if is_chief:
     (workdir / "eval_history.json").write_text(json.dumps(loop_state["history"], indent=1))
   logging.info("[%s] stopped at step %d: %s", description, step, stop_reason)
-  return TrainResult(state, stop_reason, loop_state["history"], loop_state["best"],
-                     str(best_path) if best_path else None, train_metrics, step)
+  return TrainResult(
+      state,
+      stop_reason,
+      loop_state["history"],
+      loop_state["best"],
+      str(best_path) if best_path else None,
+      train_metrics,
+      step,
+  )

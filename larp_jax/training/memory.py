@@ -11,6 +11,7 @@ they are the pure, non-differentiable updates of the model state a contrastive t
 
 Every function returns new arrays (no in-place state) with gradients stopped.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +30,9 @@ PyTree = Any
 # --------------------------------------------------------------------------------------------------
 
 
-def init_queues(rng: Array, queue_size: int, dim: int, *, group_width: int = 0
-                ) -> tuple[dict[str, Array], Array]:
+def init_queues(
+    rng: Array, queue_size: int, dim: int, *, group_width: int = 0
+) -> tuple[dict[str, Array], Array]:
   """Initial LARP/BLIP queues: random unit feature rows, unknown ids.
 
   Args:
@@ -83,17 +85,22 @@ def enqueue(queue: PyTree, ptr: Array, items: PyTree) -> tuple[PyTree, Array]:
     raise ValueError(f'cannot enqueue {batch} rows into a queue of {size}.')
   for ql, il in zip(q_leaves, i_leaves):
     if ql.shape[0] != size or il.shape[0] != batch or ql.shape[1:] != il.shape[1:]:
-      raise ValueError(f'queue leaf {ql.shape} and item leaf {il.shape} disagree (need [Q, ...] '
-                       f'and [B, ...] with Q = {size}, B = {batch}).')
+      raise ValueError(
+          f'queue leaf {ql.shape} and item leaf {il.shape} disagree (need [Q, ...] '
+          f'and [B, ...] with Q = {size}, B = {batch}).'
+      )
   ptr = jnp.asarray(ptr, jnp.int32)
   rows = (ptr + jnp.arange(batch, dtype=jnp.int32)) % size
-  new = [jnp.asarray(ql).at[rows].set(jax.lax.stop_gradient(jnp.asarray(il)).astype(ql.dtype))
-         for ql, il in zip(q_leaves, i_leaves)]
+  new = [
+      jnp.asarray(ql).at[rows].set(jax.lax.stop_gradient(jnp.asarray(il)).astype(ql.dtype))
+      for ql, il in zip(q_leaves, i_leaves)
+  ]
   return jax.tree.unflatten(q_def, new), (ptr + batch) % size
 
 
-def update_lookup_table(table: Array, ids: Array, features: Array,
-                        valid: Array | None = None) -> Array:
+def update_lookup_table(
+    table: Array, ids: Array, features: Array, valid: Array | None = None
+) -> Array:
   """Writes the latest features of the batch tracks into an [N, D] lookup table (no gradient).
 
   If an id occurs several times in the batch, its last valid occurrence wins (deterministic). Ids
@@ -112,13 +119,18 @@ def update_lookup_table(table: Array, ids: Array, features: Array,
   ids = jnp.asarray(ids)
   b = ids.shape[0]
   if ids.ndim != 1 or features.shape != (b, table.shape[1]):
-    raise ValueError(f'ids must be [B] and features [B, {table.shape[1]}]; got {ids.shape}, '
-                     f'{features.shape}.')
+    raise ValueError(
+        f'ids must be [B] and features [B, {table.shape[1]}]; got {ids.shape}, '
+        f'{features.shape}.'
+    )
   keep = (ids >= 0) & (ids < table.shape[0])
   if valid is not None:
     keep = keep & jnp.asarray(valid, bool)
-  later_same = (ids[:, None] == ids[None, :]) & keep[None, :] & (
-      jnp.arange(b)[None, :] > jnp.arange(b)[:, None])
+  later_same = (
+      (ids[:, None] == ids[None, :])
+      & keep[None, :]
+      & (jnp.arange(b)[None, :] > jnp.arange(b)[:, None])
+  )
   keep = keep & ~jnp.any(later_same, axis=1)
   target_rows = jnp.where(keep, ids, table.shape[0])  # out of bounds -> dropped
   return table.at[target_rows].set(jax.lax.stop_gradient(features).astype(table.dtype), mode='drop')
@@ -159,9 +171,11 @@ def ema_update(params_m: PyTree, params: PyTree, momentum: float | Array) -> PyT
     The new momentum parameters, leaves in the dtypes of `params_m` (computed in float32;
     gradients stopped).
   """
+
   def update(pm, p):
-    new = (momentum * pm.astype(jnp.float32)
-           + (1.0 - momentum) * jax.lax.stop_gradient(p).astype(jnp.float32))
+    new = momentum * pm.astype(jnp.float32) + (1.0 - momentum) * jax.lax.stop_gradient(p).astype(
+        jnp.float32
+    )
     return new.astype(pm.dtype)
 
   return jax.tree.map(update, params_m, params)

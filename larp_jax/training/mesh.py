@@ -43,18 +43,21 @@ def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...
     if num_devices % known:
       raise ValueError(
           f"config.mesh.shape={shape} does not fit {num_devices} devices: "
-          f"{num_devices} is not divisible by {known}.")
+          f"{num_devices} is not divisible by {known}."
+      )
     shape = tuple(num_devices // known if s == -1 else s for s in shape)
   if int(np.prod(shape)) != num_devices:
     raise ValueError(
         f"config.mesh.shape={shape} needs {int(np.prod(shape))} devices, but "
         f"{num_devices} are available (jax.devices()). Use -1 for one axis to "
-        "take the remaining devices.")
+        "take the remaining devices."
+    )
   return shape
 
 
-def make_mesh(mesh_config: Mapping[str, Any] | Any,
-              devices: Sequence[jax.Device] | None = None) -> Mesh:
+def make_mesh(
+    mesh_config: Mapping[str, Any] | Any, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
   """Builds a ``('data', 'model')`` mesh with ``AxisType.Auto`` axes.
 
   Args:
@@ -64,28 +67,31 @@ def make_mesh(mesh_config: Mapping[str, Any] | Any,
   devices = list(jax.devices() if devices is None else devices)
   shape = resolve_mesh_shape(mesh_config["shape"], len(devices))
   # Auto axes keep classic GSPMD propagation; jax 0.10's default is Explicit.
-  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(shape),
-                       devices=devices)
+  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(shape), devices=devices)
 
 
 def logical_axis_rules(mesh_config: Mapping[str, Any] | Any) -> tuple[tuple[str, str | None], ...]:
   """The (logical name, mesh axis) rules from ``mesh_config.logical_axis_rules``."""
   rules = mesh_config.get("logical_axis_rules", None) if hasattr(mesh_config, "get") else None
   if rules is None:
-    raise ValueError("config.mesh.logical_axis_rules is missing: build the mesh section with "
-                     "configs.common.mesh(), which holds the project's one copy of the rules.")
+    raise ValueError(
+        "config.mesh.logical_axis_rules is missing: build the mesh section with "
+        "configs.common.mesh(), which holds the project's one copy of the rules."
+    )
   out = []
   for rule in rules:
     if len(rule) != 2 or (rule[1] is not None and rule[1] not in MESH_AXES):
       raise ValueError(
           f"config.mesh.logical_axis_rules has a bad rule {rule!r}: expected "
-          f"(logical_name, one of {MESH_AXES} or None).")
+          f"(logical_name, one of {MESH_AXES} or None)."
+      )
     out.append((rule[0], rule[1]))
   return tuple(out)
 
 
-def logical_to_shardings(boxed_tree: Any, mesh: Mesh,
-                         rules: Sequence[tuple[str, str | None]]) -> Any:
+def logical_to_shardings(
+    boxed_tree: Any, mesh: Mesh, rules: Sequence[tuple[str, str | None]]
+) -> Any:
   """NamedShardings for a (possibly abstract) tree of ``nn.Partitioned`` boxes.
 
   Leaves without logical annotations are replicated. The result is unboxed, so
@@ -106,11 +112,12 @@ def check_batch_size(batch_size: int, mesh: Mesh, key: str = "config.batch_size"
   if batch_size <= 0 or batch_size % dp:
     raise ValueError(
         f"{key}={batch_size} is not divisible by the data-parallel size {dp} "
-        f"(mesh {dict(mesh.shape)}).")
+        f"(mesh {dict(mesh.shape)})."
+    )
   if batch_size % jax.process_count():
     raise ValueError(
-        f"{key}={batch_size} is not divisible by the number of processes "
-        f"{jax.process_count()}.")
+        f"{key}={batch_size} is not divisible by the number of processes " f"{jax.process_count()}."
+    )
 
 
 def host_batch_size(global_batch_size: int) -> int:
@@ -118,10 +125,12 @@ def host_batch_size(global_batch_size: int) -> int:
   return global_batch_size // jax.process_count()
 
 
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None,
-                           process_id: int | None = None,
-                           initialization_timeout: int = 300) -> bool:
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    initialization_timeout: int = 300,
+) -> bool:
   """Starts ``jax.distributed`` for multi-host runs; a no-op on one host.
 
   Values come from the arguments, else from ``JAX_COORDINATOR_ADDRESS``,
@@ -144,11 +153,19 @@ def initialize_distributed(coordinator_address: str | None = None,
     if num_processes is None or process_id is None:
       raise ValueError(
           "--coordinator_address needs --num_processes and --process_id "
-          "(or JAX_NUM_PROCESSES / JAX_PROCESS_ID).")
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id,
-                               initialization_timeout=initialization_timeout)
-  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
-               jax.device_count())
+          "(or JAX_NUM_PROCESSES / JAX_PROCESS_ID)."
+      )
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+        initialization_timeout=initialization_timeout,
+    )
+  logging.info(
+      "jax.distributed: process %d of %d, %d local / %d global devices",
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )
   return True

@@ -22,19 +22,28 @@ import optax
 FROZEN = "frozen"
 
 
-def warmup_cosine(learning_rate: float, warmup_steps: int, total_steps: int,
-                  end_value: float = 0.0) -> optax.Schedule:
+def warmup_cosine(
+    learning_rate: float, warmup_steps: int, total_steps: int, end_value: float = 0.0
+) -> optax.Schedule:
   """Linear warm-up from 0 to ``learning_rate``, then cosine decay to ``end_value``."""
   warmup_steps = max(0, min(int(warmup_steps), int(total_steps) - 1))
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=learning_rate, warmup_steps=warmup_steps,
-      decay_steps=max(int(total_steps), warmup_steps + 1), end_value=end_value)
+      init_value=0.0,
+      peak_value=learning_rate,
+      warmup_steps=warmup_steps,
+      decay_steps=max(int(total_steps), warmup_steps + 1),
+      end_value=end_value,
+  )
 
 
 def make_schedule(config: Any, total_steps: int) -> optax.Schedule:
   """The learning-rate schedule of ``config`` (warm-up + cosine) over ``total_steps``."""
-  return warmup_cosine(config.learning_rate, config.get("warmup_steps", 0), total_steps,
-                       config.get("end_learning_rate", 0.0))
+  return warmup_cosine(
+      config.learning_rate,
+      config.get("warmup_steps", 0),
+      total_steps,
+      config.get("end_learning_rate", 0.0),
+  )
 
 
 def _base_transform(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
@@ -54,8 +63,10 @@ def parse_rules(rules: Sequence[Any] | None) -> tuple[tuple[str, float | str], .
   out = []
   for i, rule in enumerate(rules or ()):
     if len(rule) != 2:
-      raise ValueError(f"config.optimizer.rules[{i}]={rule!r}: expected (regex, multiplier) "
-                       f"or (regex, {FROZEN!r}).")
+      raise ValueError(
+          f"config.optimizer.rules[{i}]={rule!r}: expected (regex, multiplier) "
+          f"or (regex, {FROZEN!r})."
+      )
     pattern, action = rule
     try:
       re.compile(pattern)
@@ -63,8 +74,10 @@ def parse_rules(rules: Sequence[Any] | None) -> tuple[tuple[str, float | str], .
       raise ValueError(f"config.optimizer.rules[{i}]: bad regex {pattern!r}: {e}") from e
     if action != FROZEN:
       if isinstance(action, str) or not float(action) > 0:
-        raise ValueError(f"config.optimizer.rules[{i}]={rule!r}: the action must be a positive "
-                         f"multiplier or {FROZEN!r}.")
+        raise ValueError(
+            f"config.optimizer.rules[{i}]={rule!r}: the action must be a positive "
+            f"multiplier or {FROZEN!r}."
+        )
       action = float(action)
     out.append((str(pattern), action))
   return tuple(out)
@@ -130,5 +143,6 @@ def make_optimizer(config: Any, total_steps: int) -> optax.GradientTransformatio
   grouped = optax.multi_transform(transforms, labels)
   if not clip:
     return grouped
-  return optax.chain(optax.multi_transform(zero_frozen, labels), optax.clip_by_global_norm(clip),
-                     grouped)
+  return optax.chain(
+      optax.multi_transform(zero_frozen, labels), optax.clip_by_global_norm(clip), grouped
+  )

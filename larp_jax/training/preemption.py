@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 
 def _sync_manager_running() -> bool:
   from jax._src import distributed  # pylint: disable=g-import-not-at-top
+
   return getattr(distributed.global_state, "preemption_sync_manager", None) is not None
 
 
@@ -37,8 +38,10 @@ class Preemption:
     self._previous = {}
     self._synced = jax.process_count() > 1 and _sync_manager_running()
     if jax.process_count() > 1 and not self._synced:
-      logging.warning("jax.distributed has no preemption sync manager: a SIGTERM is seen per "
-                      "process, so hosts may stop at different steps.")
+      logging.warning(
+          "jax.distributed has no preemption sync manager: a SIGTERM is seen per "
+          "process, so hosts may stop at different steps."
+      )
     if not self._synced and threading.current_thread() is threading.main_thread():
       for sig in signals:
         self._previous[sig] = signal.signal(sig, self._handle)

@@ -63,6 +63,7 @@ class RunContext:
     num_train_steps: the run's length (optimizer schedule and loop).
     run_dir: the run's directory.
   """
+
   mesh: Mesh
   rules: tuple[tuple[str, str | None], ...]
   num_train_steps: int
@@ -82,10 +83,15 @@ def finished_result(run_dir: str | os.PathLike) -> TrainResult:
   if not record or not record.get("done"):
     raise ValueError(f"{run_dir} holds no finished run.")
   best_path = run_dir / "best"
-  return TrainResult(state=None, stop_reason=record["stop_reason"], history=record["history"],
-                     best=record["best"], best_path=str(best_path) if best_path.exists() else None,
-                     train_metrics={},
-                     step=checkpoint_lib.latest_step(run_dir / "checkpoints") or 0)
+  return TrainResult(
+      state=None,
+      stop_reason=record["stop_reason"],
+      history=record["history"],
+      best=record["best"],
+      best_path=str(best_path) if best_path.exists() else None,
+      train_metrics={},
+      step=checkpoint_lib.latest_step(run_dir / "checkpoints") or 0,
+  )
 
 
 def run_config(config: ml_collections.ConfigDict, **overrides: Any) -> ml_collections.ConfigDict:
@@ -108,16 +114,19 @@ def _flatten(tree: Any) -> dict[str, Any]:
   return {optimizers.path_name(path): leaf for path, leaf in leaves}
 
 
-def _load_source(path: str, run_dir: epath.Path,
-                 init_sources: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
+def _load_source(
+    path: str, run_dir: epath.Path, init_sources: Mapping[str, Callable[[], Any]]
+) -> dict[str, Any]:
   """Flat '/'-path -> array dict of one ``init_from`` source."""
   if path in init_sources:
     return _flatten(init_sources[path]())
   if path.startswith("run:"):
-    best = run_dir.parent / path[len("run:"):] / "best"
+    best = run_dir.parent / path[len("run:") :] / "best"
     if not best.exists():
-      raise ValueError(f"init_from path {path!r}: {best} does not exist (train run "
-                       f"{path[4:]!r} of this job first).")
+      raise ValueError(
+          f"init_from path {path!r}: {best} does not exist (train run "
+          f"{path[4:]!r} of this job first)."
+      )
     return _flatten(checkpoint_lib.load_params(best))
   source = epath.Path(os.path.abspath(os.path.expanduser(path)))
   if not source.exists():
@@ -147,9 +156,12 @@ def _put(value: Any, like: jax.Array) -> jax.Array:
   return jax.make_array_from_callback(like.shape, like.sharding, lambda index: value[index])
 
 
-def apply_init_from(state: state_lib.TrainState, init_from: Any, run_dir: str | os.PathLike,
-                    init_sources: Mapping[str, Callable[[], Any]] | None = None
-                    ) -> state_lib.TrainState:
+def apply_init_from(
+    state: state_lib.TrainState,
+    init_from: Any,
+    run_dir: str | os.PathLike,
+    init_sources: Mapping[str, Callable[[], Any]] | None = None,
+) -> state_lib.TrainState:
   """Returns ``state`` with the leaves ``init_from`` selects loaded (see the module docstring).
 
   Raises:
@@ -163,41 +175,61 @@ def apply_init_from(state: state_lib.TrainState, init_from: Any, run_dir: str | 
     include = [re.compile(p) for p in (entry.get("include", None) or ())]
     exclude = [re.compile(p) for p in (entry.get("exclude", None) or ())]
     source = _load_source(path, run_dir, dict(init_sources or {}))
-    selected = [k for k in target
-                if (not into or k == into or k.startswith(into + "/"))
-                and (not include or any(p.search(k) for p in include))
-                and not any(p.search(k) for p in exclude)]
+    selected = [
+        k
+        for k in target
+        if (not into or k == into or k.startswith(into + "/"))
+        and (not include or any(p.search(k) for p in include))
+        and not any(p.search(k) for p in exclude)
+    ]
     if not selected:
-      raise ValueError(f"config.init_from[{i}] ({path!r}) selects no parameter of this run "
-                       f"(into={into!r}, include={entry.get('include')}, "
-                       f"exclude={entry.get('exclude')}).")
-    source_key = lambda k: k[len(into) + 1:] if into else k  # noqa: E731
+      raise ValueError(
+          f"config.init_from[{i}] ({path!r}) selects no parameter of this run "
+          f"(into={into!r}, include={entry.get('include')}, "
+          f"exclude={entry.get('exclude')})."
+      )
+    source_key = lambda k: k[len(into) + 1 :] if into else k  # noqa: E731
     missing = [k for k in selected if source_key(k) not in source]
     if missing:
-      raise ValueError(f"config.init_from[{i}] ({path!r}) lacks {len(missing)} of the "
-                       f"{len(selected)} selected keys, e.g. {missing[:8]}.")
-    wrong = [(k, tuple(np.shape(source[source_key(k)])), tuple(target[k].shape))
-             for k in selected if tuple(np.shape(source[source_key(k)])) != tuple(target[k].shape)]
+      raise ValueError(
+          f"config.init_from[{i}] ({path!r}) lacks {len(missing)} of the "
+          f"{len(selected)} selected keys, e.g. {missing[:8]}."
+      )
+    wrong = [
+        (k, tuple(np.shape(source[source_key(k)])), tuple(target[k].shape))
+        for k in selected
+        if tuple(np.shape(source[source_key(k)])) != tuple(target[k].shape)
+    ]
     if wrong:
-      raise ValueError(f"config.init_from[{i}] ({path!r}): shapes differ (key, source, target): "
-                       f"{wrong[:8]}")
+      raise ValueError(
+          f"config.init_from[{i}] ({path!r}): shapes differ (key, source, target): " f"{wrong[:8]}"
+      )
     for k in selected:
       target[k] = _put(source[source_key(k)], target[k])
-    logging.info("init_from %r: loaded %d arrays%s", path, len(selected),
-                 f" into {into}" if into else "")
+    logging.info(
+        "init_from %r: loaded %d arrays%s", path, len(selected), f" into {into}" if into else ""
+    )
   tree = {"params": state.params, "model_state": state.model_state}
   paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
-  loaded = jax.tree_util.tree_unflatten(treedef, [target[optimizers.path_name(p)] for p, _ in paths])
+  loaded = jax.tree_util.tree_unflatten(
+      treedef, [target[optimizers.path_name(p)] for p, _ in paths]
+  )
   return state.replace(params=loaded["params"], model_state=loaded["model_state"])
 
 
 # ------------------------------------------------------------------------------------ runs
 
 
-def create_state(config: ml_collections.ConfigDict, mesh: Mesh, init_fn: InitFn,
-                 num_train_steps: int, *, run_dir: str | os.PathLike = ".",
-                 init_sources: Mapping[str, Callable[[], Any]] | None = None,
-                 warm_start: bool = True) -> tuple[state_lib.TrainState, state_lib.TrainState]:
+def create_state(
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    init_fn: InitFn,
+    num_train_steps: int,
+    *,
+    run_dir: str | os.PathLike = ".",
+    init_sources: Mapping[str, Callable[[], Any]] | None = None,
+    warm_start: bool = True,
+) -> tuple[state_lib.TrainState, state_lib.TrainState]:
   """The sharded TrainState a run starts from (what ``train_run`` builds; tests and benchmarks
   use it to step exactly the state the loop steps).
 
@@ -215,24 +247,32 @@ def create_state(config: ml_collections.ConfigDict, mesh: Mesh, init_fn: InitFn,
   """
   tx = optimizers.make_optimizer(config.optimizer, num_train_steps)
   state, shardings = state_lib.create_train_state(
-      init_fn, tx, mesh, mesh_lib.logical_axis_rules(config.mesh),
+      init_fn,
+      tx,
+      mesh,
+      mesh_lib.logical_axis_rules(config.mesh),
       jax.random.PRNGKey(int(config.seed)),
-      learning_rate_fn=optimizers.make_schedule(config.optimizer, num_train_steps))
+      learning_rate_fn=optimizers.make_schedule(config.optimizer, num_train_steps),
+  )
   if warm_start:
     state = apply_init_from(state, config.get("init_from", None), run_dir, init_sources)
   return state, shardings
 
 
-def train_run(config: ml_collections.ConfigDict, run_dir: str | os.PathLike, *,
-              init_fn: InitFn,
-              make_step: Callable[[RunContext], step_lib.StepFn],
-              train_data: Callable[[RunContext], Iterator[Mapping[str, np.ndarray]]],
-              evaluate: Callable[[RunContext], loop_lib.EvalFn] | None = None,
-              init_sources: Mapping[str, Callable[[], Any]] | None = None,
-              input_specs: Any = None,
-              extra_inputs: Callable[[RunContext], Mapping[str, Any]] | None = None,
-              hparams: Mapping[str, Any] | None = None,
-              description: str | None = None) -> TrainResult:
+def train_run(
+    config: ml_collections.ConfigDict,
+    run_dir: str | os.PathLike,
+    *,
+    init_fn: InitFn,
+    make_step: Callable[[RunContext], step_lib.StepFn],
+    train_data: Callable[[RunContext], Iterator[Mapping[str, np.ndarray]]],
+    evaluate: Callable[[RunContext], loop_lib.EvalFn] | None = None,
+    init_sources: Mapping[str, Callable[[], Any]] | None = None,
+    input_specs: Any = None,
+    extra_inputs: Callable[[RunContext], Mapping[str, Any]] | None = None,
+    hparams: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> TrainResult:
   """Sets up, warm-starts and trains (or resumes, or skips if finished) one run.
 
   Args:
@@ -267,26 +307,46 @@ def train_run(config: ml_collections.ConfigDict, run_dir: str | os.PathLike, *,
     raise ValueError(f"config.loop.num_train_steps={num_steps} must be >= 1.")
   mesh = mesh_lib.make_mesh(config.mesh)
   mesh_lib.check_batch_size(int(config.batch_size), mesh)
-  context = RunContext(mesh=mesh, rules=mesh_lib.logical_axis_rules(config.mesh),
-                       num_train_steps=num_steps, run_dir=run_dir)
+  context = RunContext(
+      mesh=mesh,
+      rules=mesh_lib.logical_axis_rules(config.mesh),
+      num_train_steps=num_steps,
+      run_dir=run_dir,
+  )
   fresh = checkpoint_lib.latest_loop_state(run_dir / "checkpoints") is None
-  state, shardings = create_state(config, mesh, init_fn, num_steps, run_dir=run_dir,
-                                  init_sources=init_sources, warm_start=fresh)
-  logging.info("[%s] %d parameters, mesh %s", description, state_lib.count_params(state.params),
-               dict(mesh.shape))
+  state, shardings = create_state(
+      config, mesh, init_fn, num_steps, run_dir=run_dir, init_sources=init_sources, warm_start=fresh
+  )
+  logging.info(
+      "[%s] %d parameters, mesh %s",
+      description,
+      state_lib.count_params(state.params),
+      dict(mesh.shape),
+  )
   step = make_step(context)
   if extra_inputs is not None:
     extra_specs = input_specs.get("extra") if isinstance(input_specs, Mapping) else None
-    placed = step_lib.place_inputs({"extra": dict(extra_inputs(context))}, mesh,
-                                   {"extra": extra_specs} if extra_specs is not None else None)
+    placed = step_lib.place_inputs(
+        {"extra": dict(extra_inputs(context))},
+        mesh,
+        {"extra": extra_specs} if extra_specs is not None else None,
+    )
     iterator = _WithExtras(train_data(context), placed["extra"])
   else:
     iterator = train_data(context)
   return loop_lib.train_loop(
-      config=config.loop, workdir=run_dir, state=state, state_shardings=shardings, mesh=mesh,
-      train_step=step, train_iter=iterator,
+      config=config.loop,
+      workdir=run_dir,
+      state=state,
+      state_shardings=shardings,
+      mesh=mesh,
+      train_step=step,
+      train_iter=iterator,
       evaluate=evaluate(context) if evaluate is not None else None,
-      input_specs=input_specs, hparams=hparams, description=description)
+      input_specs=input_specs,
+      hparams=hparams,
+      description=description,
+  )
 
 
 class _WithExtras(grain.DatasetIterator):

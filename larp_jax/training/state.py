@@ -30,14 +30,16 @@ class TrainState:
     learning_rate_fn: ``step -> learning rate`` of ``tx``'s schedule (static; None if unknown),
       reported by ``step.gradient_step``.
   """
+
   step: jax.Array
   params: Any
   opt_state: Any
   model_state: Any
   rng: jax.Array
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
-  learning_rate_fn: Callable[[jax.Array], jax.Array] | None = struct.field(pytree_node=False,
-                                                                            default=None)
+  learning_rate_fn: Callable[[jax.Array], jax.Array] | None = struct.field(
+      pytree_node=False, default=None
+  )
 
   def apply_gradients(self, grads: Any, **changes: Any) -> "TrainState":
     """One optimizer update; ``changes`` replace other fields (e.g. model_state)."""
@@ -53,10 +55,15 @@ class TrainState:
 InitFn = Callable[[jax.Array], tuple[Any, Any]]
 
 
-def create_train_state(init_fn: InitFn, tx: optax.GradientTransformation, mesh: Mesh,
-                       rules: Sequence[tuple[str, str | None]], rng: jax.Array, *,
-                       learning_rate_fn: Callable[[jax.Array], jax.Array] | None = None
-                       ) -> tuple[TrainState, TrainState]:
+def create_train_state(
+    init_fn: InitFn,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: Sequence[tuple[str, str | None]],
+    rng: jax.Array,
+    *,
+    learning_rate_fn: Callable[[jax.Array], jax.Array] | None = None,
+) -> tuple[TrainState, TrainState]:
   """Initialises a TrainState directly in its sharded layout.
 
   ``jax.eval_shape`` gives the (boxed) shapes, the logical annotations give
@@ -80,17 +87,24 @@ def create_train_state(init_fn: InitFn, tx: optax.GradientTransformation, mesh: 
 
   def boxed_init(key):
     params, model_state = init_fn(key)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=tx.init(params), model_state=model_state,
-                      rng=train_rng, tx=tx, learning_rate_fn=learning_rate_fn)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        model_state=model_state,
+        rng=train_rng,
+        tx=tx,
+        learning_rate_fn=learning_rate_fn,
+    )
 
   abstract = jax.eval_shape(boxed_init, init_rng)
   shardings = mesh_lib.logical_to_shardings(abstract, mesh, rules)
   # Frozen subtrees hold optax.MaskedNode (no moments): an empty node in the state, so its
   # sharding must be one too, or the state and its shardings differ in structure.
   is_masked = lambda x: isinstance(x, optax.MaskedNode)  # noqa: E731
-  shardings = jax.tree.map(lambda a, s: a if is_masked(a) else s, nn.meta.unbox(abstract),
-                           shardings, is_leaf=is_masked)
+  shardings = jax.tree.map(
+      lambda a, s: a if is_masked(a) else s, nn.meta.unbox(abstract), shardings, is_leaf=is_masked
+  )
 
   def unboxed_init(key):
     return nn.meta.unbox(boxed_init(key))
@@ -102,7 +116,8 @@ def create_train_state(init_fn: InitFn, tx: optax.GradientTransformation, mesh: 
 def abstract_like(state: TrainState, shardings: TrainState) -> TrainState:
   """ShapeDtypeStructs (with shardings) for restoring a checkpoint of ``state``."""
   return jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings
+  )
 
 
 def count_params(params: Any) -> int:

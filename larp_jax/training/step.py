@@ -21,8 +21,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from larp_jax.training import state as state_lib
 
-StepFn = Callable[[state_lib.TrainState, Mapping[str, Any]],
-                  tuple[state_lib.TrainState, Mapping[str, jax.Array]]]
+StepFn = Callable[
+    [state_lib.TrainState, Mapping[str, Any]], tuple[state_lib.TrainState, Mapping[str, jax.Array]]
+]
 LossFn = Callable[[Any], tuple[jax.Array, tuple[dict[str, jax.Array], Any]]]
 
 BATCH_SPEC = P("data")
@@ -47,13 +48,17 @@ def input_shardings(mesh: Mesh, input_specs: Any, example: Mapping[str, Any]) ->
   else:
     unknown = sorted(set(input_specs) - set(example))
     if unknown:
-      raise ValueError(f"input_specs name inputs the step does not get: {unknown}; inputs: "
-                       f"{sorted(example)}.")
+      raise ValueError(
+          f"input_specs name inputs the step does not get: {unknown}; inputs: "
+          f"{sorted(example)}."
+      )
     specs = {key: input_specs.get(key, BATCH_SPEC) for key in example}
-  return {key: jax.tree.map(lambda _, s=spec: NamedSharding(mesh, s), value)
-          if is_spec(spec) else
-          jax.tree.map(lambda s, _: NamedSharding(mesh, s), spec, value, is_leaf=is_spec)
-          for key, (spec, value) in ((k, (specs[k], example[k])) for k in example)}
+  return {
+      key: jax.tree.map(lambda _, s=spec: NamedSharding(mesh, s), value)
+      if is_spec(spec)
+      else jax.tree.map(lambda s, _: NamedSharding(mesh, s), spec, value, is_leaf=is_spec)
+      for key, (spec, value) in ((k, (specs[k], example[k])) for k in example)
+  }
 
 
 class ShardedStep:
@@ -73,9 +78,11 @@ class ShardedStep:
     if key not in self._jitted:
       shardings = input_shardings(self._mesh, self._input_specs, dict(inputs))
       self._jitted[key] = jax.jit(
-          self._step, in_shardings=(self._state_shardings, shardings),
+          self._step,
+          in_shardings=(self._state_shardings, shardings),
           out_shardings=(self._state_shardings, NamedSharding(self._mesh, P())),
-          donate_argnums=(0,))
+          donate_argnums=(0,),
+      )
     return self._jitted[key]
 
   def __call__(self, state: state_lib.TrainState, inputs: Mapping[str, Any]):
@@ -85,8 +92,9 @@ class ShardedStep:
     return self.jitted_for(inputs).lower(state, dict(inputs))
 
 
-def jit_train_step(step: StepFn, state_shardings: state_lib.TrainState, mesh: Mesh,
-                   input_specs: Any = None) -> ShardedStep:
+def jit_train_step(
+    step: StepFn, state_shardings: state_lib.TrainState, mesh: Mesh, input_specs: Any = None
+) -> ShardedStep:
   """The house jit of a pure ``(state, inputs) -> (state, metrics)`` step.
 
   Args:
@@ -123,8 +131,9 @@ def place_inputs(host_inputs: Mapping[str, Any], mesh: Mesh, input_specs: Any = 
   return jax.tree.map(put, shardings, dict(host_inputs))
 
 
-def gradient_step(state: state_lib.TrainState, loss_fn: LossFn
-                  ) -> tuple[state_lib.TrainState, dict[str, jax.Array], Any]:
+def gradient_step(
+    state: state_lib.TrainState, loss_fn: LossFn
+) -> tuple[state_lib.TrainState, dict[str, jax.Array], Any]:
   """One optimizer update from ``loss_fn(params) -> (loss, (metrics, aux))``.
 
   Args:
@@ -161,8 +170,13 @@ def compile_step(jitted: Callable, *args: Any, name: str = "train step") -> Call
     logging.info("%s: memory analysis unavailable (%s)", name, e)
   if stats is not None:
     mib = lambda b: f"{b / 2**20:.1f} MiB"  # noqa: E731
-    logging.info("%s memory per device: arguments %s, outputs %s, temporaries %s, code %s, "
-                 "aliased %s", name, mib(stats.argument_size_in_bytes),
-                 mib(stats.output_size_in_bytes), mib(stats.temp_size_in_bytes),
-                 mib(stats.generated_code_size_in_bytes), mib(stats.alias_size_in_bytes))
+    logging.info(
+        "%s memory per device: arguments %s, outputs %s, temporaries %s, code %s, " "aliased %s",
+        name,
+        mib(stats.argument_size_in_bytes),
+        mib(stats.output_size_in_bytes),
+        mib(stats.temp_size_in_bytes),
+        mib(stats.generated_code_size_in_bytes),
+        mib(stats.alias_size_in_bytes),
+    )
   return compiled
