@@ -20,7 +20,7 @@ import ml_collections
 
 from configs import common
 
-# Every scorer Table 1 needs (names as in SCORERS of larp_jax/models/mostra.py).
+# Every scorer Table 1 needs (names as in SCORERS of larp_jax/models/mostra_scorers.py).
 TABLE1_SCORERS = (
     'DNN_AttRank',
     'DNN_BCE',

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import reference_htsat
-from larp_jax.models import htsat, htsat_convert
+from larp_jax.models import htsat, htsat_convert, swin
 
 RTOL = 1e-4
 OUTPUT_KEYS = ('embedding', 'clipwise_output', 'framewise_output', 'fine_grained_embedding')
@@ -74,12 +74,12 @@ def test_constants_match_torch_buffers():
     for block in layer.blocks:
       window = block.window_size
       np.testing.assert_array_equal(
-          htsat.relative_position_index(window), block.attn.relative_position_index.numpy()
+          swin.relative_position_index(window), block.attn.relative_position_index.numpy()
       )
       if block.shift_size:
         res = block.input_resolution
         np.testing.assert_array_equal(
-            htsat.shifted_window_mask(res[0], res[1], window, block.shift_size),
+            swin.shifted_window_mask(res[0], res[1], window, block.shift_size),
             block.attn_mask.numpy(),
         )
       else:

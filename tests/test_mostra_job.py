@@ -299,7 +299,7 @@ def test_rerun_resumes_without_retraining(trained):
 def test_config_errors_name_the_offending_key(tmp_path):
   from configs import mostra as mostra_config
   from larp_jax.jobs import mostra_job
-  from larp_jax.models import mostra as mostra_models
+  from larp_jax.models import mostra_scorers
 
   with pytest.raises(ValueError, match='Unknown variant'):
     mostra_config.get_config('nope')
@@ -311,7 +311,7 @@ def test_config_errors_name_the_offending_key(tmp_path):
   config.data.dir = str(tmp_path / 'missing')
   with pytest.raises(ValueError, match='config.data.dir'):
     mostra_job.prepare_data(config, str(tmp_path))
-  assert set(mostra_config.TABLE1_SCORERS) == set(mostra_models.SCORERS)
+  assert set(mostra_config.TABLE1_SCORERS) == set(mostra_scorers.SCORERS)
 
 
 # ----------------------------------------------------------------------- batched prediction
@@ -354,17 +354,17 @@ def test_batched_prediction_matches_zero_padded_chunks():
   from configs import mostra as mostra_config
   from data_pipelines import sessions as sessions_lib
   from larp_jax.jobs import mostra_job
-  from larp_jax.models import mostra as mostra_models
+  from larp_jax.models import mostra_scorers
 
-  assert sessions_lib.OBJECTIVES.index('SAT') == mostra_models.SAT
+  assert sessions_lib.OBJECTIVES.index('SAT') == mostra_scorers.SAT
   config = mostra_config.get_config('test')
   n, f = config.data.max_set_size, 5
   arrays = _random_split(37, n, f)  # 37 = 2 x 16 + 5: a padded last batch
   for name in ('DNN_BCE', 'MO-LTR_RMSE', 'SetTRM2GRU_AttRank', 'SetTRM2TRM_AttRank'):
-    spec = mostra_models.scorer_spec(name)
-    model = mostra_models.build_model(config.model, spec)
+    spec = mostra_scorers.scorer_spec(name)
+    model = mostra_scorers.build_model(config.model, spec)
     params = nn.meta.unbox(
-        mostra_models.init_params(
+        mostra_scorers.init_params(
             model,
             spec,
             jax.random.PRNGKey(0),

@@ -12,7 +12,8 @@ Latent model (one seeded numpy Generator for metadata and playlists; per-track g
   * artists = one style + one mood, attributes near the style's (noise); albums near their artist;
     tracks near their album, with their own key (0-11) and mode, and a theme: with probability
     `theme_title_probability` the track title contains the theme word (e.g. "Love"), independent of
-    style. Names come from word lists; titles never contain theme words otherwise.
+    style. Names come from word lists (`catalogue_names.py`); titles never contain theme words
+    otherwise.
   * playlist kinds (weights `kind_weights`), each plus `noise_fraction` random tracks:
       style_mood   tracks of one style, favouring one mood  -> revealed by AUDIO
       artist       tracks of 1-6 artists of any style       -> revealed by TEXT (artist/album names)
@@ -27,11 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from data_pipelines.demo import catalogue_names
 
 STYLE_NAMES = (
     'jazz',
@@ -74,214 +76,6 @@ THEME_WORDS = (
     'Winter',
     'Angel',
 )
-_ADJECTIVES = (
-    'Blue',
-    'Golden',
-    'Broken',
-    'Silent',
-    'Electric',
-    'Velvet',
-    'Crimson',
-    'Lonely',
-    'Hidden',
-    'Bright',
-    'Wild',
-    'Frozen',
-    'Burning',
-    'Gentle',
-    'Hollow',
-    'Endless',
-    'Neon',
-    'Quiet',
-    'Restless',
-    'Sweet',
-    'Bitter',
-    'Faded',
-    'Cosmic',
-    'Lucky',
-    'Secret',
-    'Paper',
-    'Iron',
-    'Crystal',
-    'Distant',
-    'Little',
-    'Strange',
-    'Sacred',
-    'Rusty',
-    'Purple',
-    'Modern',
-    'Ancient',
-    'Careless',
-    'Glass',
-    'Northern',
-    'Tender',
-)
-_NOUNS = (
-    'Mirror',
-    'Garden',
-    'Window',
-    'Machine',
-    'Letter',
-    'Desert',
-    'Mountain',
-    'Engine',
-    'Island',
-    'Forest',
-    'Bridge',
-    'Echo',
-    'Signal',
-    'Circle',
-    'Harbor',
-    'Lantern',
-    'Canyon',
-    'Feather',
-    'Thunder',
-    'Horizon',
-    'Station',
-    'Voice',
-    'Memory',
-    'Silence',
-    'Highway',
-    'Valley',
-    'Castle',
-    'Orchard',
-    'Compass',
-    'Ribbon',
-    'Meadow',
-    'Anchor',
-    'Temple',
-    'Arrow',
-    'Carnival',
-    'Satellite',
-    'Diamond',
-    'Tower',
-    'Window Seat',
-    'Pocket',
-)
-_PLURALS = (
-    'Wolves',
-    'Lions',
-    'Pilots',
-    'Sailors',
-    'Strangers',
-    'Kings',
-    'Echoes',
-    'Machines',
-    'Monkeys',
-    'Rebels',
-    'Owls',
-    'Foxes',
-    'Comets',
-    'Saints',
-    'Robots',
-    'Tigers',
-    'Drifters',
-    'Giants',
-    'Ravens',
-    'Bandits',
-    'Twins',
-    'Sparrows',
-    'Poets',
-    'Dancers',
-)
-_FIRST = (
-    'Ada',
-    'Ben',
-    'Clara',
-    'Dan',
-    'Eva',
-    'Felix',
-    'Grace',
-    'Hugo',
-    'Iris',
-    'Jonas',
-    'Kira',
-    'Leo',
-    'Maya',
-    'Nils',
-    'Olga',
-    'Paul',
-    'Rosa',
-    'Sami',
-    'Tara',
-    'Umar',
-    'Vera',
-    'Walt',
-    'Yara',
-    'Zeno',
-    'Mila',
-    'Otto',
-    'Lena',
-    'Ravi',
-    'Nora',
-    'Igor',
-)
-_LAST = (
-    'Moreau',
-    'Okafor',
-    'Lindqvist',
-    'Tanaka',
-    'Silva',
-    'Novak',
-    'Brennan',
-    'Haddad',
-    'Kowalski',
-    'Ferreira',
-    'Ivanova',
-    'Mendez',
-    'Larsen',
-    'Dubois',
-    'Costa',
-    'Nakamura',
-    'Quinn',
-    'Rossi',
-    'Schmidt',
-    'Varga',
-    'Weber',
-    'Young',
-    'Zhou',
-    'Abara',
-    'Petrov',
-    'Castillo',
-    'Hale',
-    'Moss',
-    'Reyes',
-    'Stone',
-)
-_TITLE_WITH_THEME = (
-    '{t}',
-    '{a} {t}',
-    '{t} {n}',
-    '{n} of {t}',
-    'My {t}',
-    '{t} Again',
-    'Lost in the {t}',
-    '{a} {t} {n}',
-    'No More {t}',
-    '{t} Tonight',
-)
-_TITLE_PLAIN = (
-    '{a} {n}',
-    '{n}',
-    'The {n}',
-    '{n} {n2}',
-    '{a} {n} Song',
-    'Under the {n}',
-    '{a} and {a2}',
-    'Back to the {n}',
-)
-_ALBUM_PATTERNS = (
-    '{a} {n}',
-    '{n}',
-    'The {a} {n}',
-    '{n} {n2}',
-    '{a} {n}s',
-    'Songs from the {n}',
-    '{n} Sessions',
-    '{a} Days',
-)
-_ARTIST_PATTERNS = ('{f} {l}', 'The {a} {p}', '{a} {p}', '{f} and the {p}', '{l}', '{n} {p}')
-_BASE62 = string.digits + string.ascii_letters
 NUM_HARMONICS = 8
 RHYTHM_STEPS = 16
 _KINDS = ('style_mood', 'artist', 'theme')
@@ -400,72 +194,6 @@ class Catalogue:
     return items
 
 
-class _Draws:
-  """Uniform draws served one at a time from blocks (fast scalar picks, still fully seeded)."""
-
-  def __init__(self, rng: np.random.Generator, block: int = 8192):
-    self._rng, self._block = rng, block
-    self._buffer, self._next = rng.random(block), 0
-
-  def uniform(self) -> float:
-    if self._next == self._block:
-      self._buffer, self._next = self._rng.random(self._block), 0
-    self._next += 1
-    return float(self._buffer[self._next - 1])
-
-  def pick(self, words: Sequence[str]) -> str:
-    return words[int(self.uniform() * len(words))]
-
-
-def _spotify_ids(rng: np.random.Generator, count: int) -> list[str]:
-  """count distinct 22-character base62 ids (the shape of Spotify ids)."""
-  alphabet = np.frombuffer(_BASE62.encode('ascii'), dtype='S1')
-  ids: list[str] = []
-  seen: set[str] = set()
-  while len(ids) < count:
-    block = alphabet[rng.integers(0, 62, (count - len(ids), 22))].view('S22').ravel()
-    for raw in block.tolist():
-      tid = raw.decode('ascii')
-      if tid not in seen:
-        seen.add(tid)
-        ids.append(tid)
-  return ids
-
-
-@functools.lru_cache(maxsize=None)
-def _fields(pattern: str) -> tuple[str, ...]:
-  return tuple(name for _, name, _, _ in string.Formatter().parse(pattern) if name)
-
-
-_WORD_LISTS = {
-    'a': _ADJECTIVES,
-    'a2': _ADJECTIVES,
-    'n': _NOUNS,
-    'n2': _NOUNS,
-    'p': _PLURALS,
-    'f': _FIRST,
-    'l': _LAST,
-}
-
-
-def _fill(draws: _Draws, pattern: str, theme: str = '') -> str:
-  values = {
-      name: theme if name == 't' else draws.pick(_WORD_LISTS[name]) for name in _fields(pattern)
-  }
-  return pattern.format(**values)
-
-
-def _unique_name(draws: _Draws, patterns: Sequence[str], taken: set[str]) -> str:
-  for _ in range(8):
-    name = _fill(draws, draws.pick(patterns))
-    if name not in taken:
-      break
-  else:
-    name = f'{name} {len(taken)}'
-  taken.add(name)
-  return name
-
-
 def _make_styles(rng: np.random.Generator, num_styles: int) -> list[dict[str, Any]]:
   styles = []
   registers = np.array([36, 43, 48, 55, 60, 67])
@@ -507,7 +235,7 @@ def _make_moods(rng: np.random.Generator, num_moods: int) -> list[dict[str, Any]
 def build_catalogue(config: CatalogueConfig) -> Catalogue:
   """Draws styles, moods, artists, albums and tracks (metadata + latent audio attributes)."""
   rng = np.random.default_rng([config.seed, 0])
-  draws = _Draws(np.random.default_rng([config.seed, 4]))
+  draws = catalogue_names.Draws(np.random.default_rng([config.seed, 4]))
   styles = _make_styles(rng, config.num_styles)
   moods = _make_moods(rng, config.num_moods)
   n = config.num_tracks
@@ -521,7 +249,7 @@ def build_catalogue(config: CatalogueConfig) -> Catalogue:
     rhythm[0] = True
     artist = {
         'index': len(artists),
-        'name': _unique_name(draws, _ARTIST_PATTERNS, names_taken),
+        'name': catalogue_names.artist_name(draws, names_taken),
         'style': style,
         'mood': mood,
         'tempo': st['tempo'] * md['tempo_factor'] * float(np.exp(rng.normal(0, 0.05))),
@@ -545,7 +273,7 @@ def build_catalogue(config: CatalogueConfig) -> Catalogue:
       size = min(size, num_artist_tracks - made, n - len(track_artist))
       album = {
           'index': len(albums),
-          'name': _unique_name(draws, _ALBUM_PATTERNS, album_names),
+          'name': catalogue_names.album_name(draws, album_names),
           'artist': artist['index'],
           'tempo_factor': float(np.exp(rng.normal(0, 0.03))),
           'key': int(rng.integers(12)),
@@ -555,7 +283,9 @@ def build_catalogue(config: CatalogueConfig) -> Catalogue:
       track_artist += [artist['index']] * size
       track_album += [album['index']] * size
       made += size
-  for entity, uri_id in zip(artists + albums, _spotify_ids(rng, len(artists) + len(albums))):
+  for entity, uri_id in zip(
+      artists + albums, catalogue_names.spotify_ids(rng, len(artists) + len(albums))
+  ):
     entity['uri'] = f'spotify:{"album" if "artist" in entity else "artist"}:{uri_id}'
 
   # Track attributes: their album's / artist's values plus per-track noise (vectorised).
@@ -580,13 +310,10 @@ def build_catalogue(config: CatalogueConfig) -> Catalogue:
     attrs[key] = attrs[key].astype(np.float32)
   for key in ('style', 'mood', 'artist', 'album', 'theme', 'key', 'register'):
     attrs[key] = attrs[key].astype(np.int32)
-  track_ids = _spotify_ids(rng, n)
+  track_ids = catalogue_names.spotify_ids(rng, n)
   track_names = []
   for theme, has_word in zip(attrs['theme'].tolist(), attrs['has_theme_word'].tolist()):
-    if has_word:
-      track_names.append(_fill(draws, draws.pick(_TITLE_WITH_THEME), THEME_WORDS[theme]))
-    else:
-      track_names.append(_fill(draws, draws.pick(_TITLE_PLAIN)))
+    track_names.append(catalogue_names.track_title(draws, THEME_WORDS[theme] if has_word else None))
   return Catalogue(config, styles, moods, artists, albums, track_ids, track_names, attrs)
 
 

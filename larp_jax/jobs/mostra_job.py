@@ -4,7 +4,7 @@
   1. data: `config.data.dir`, or (if empty) the demo generator's MSSD-style CSVs written to
      `workdir/demo_raw` and built into `workdir/data` by `data_pipelines.sessions`
      (`{train,valid,test}.npz`, features [S, N, F], labels [S, N, 4] in OBJECTIVES order).
-  2. every scorer in `config.scorers` (names in `larp_jax.models.mostra.SCORERS`, objective
+  2. every scorer in `config.scorers` (names in `larp_jax.models.mostra_scorers.SCORERS`, objective
      `larp_jax.losses.mostra_objectives.scorer_loss`) is trained by the generic loop in its
      own sub-workdir `workdir/models/<name>` (re-running resumes; a finished model is not
      retrained). Adam 5e-4 with decay (config.optimizer), batches of `config.batch_size`
@@ -17,7 +17,7 @@
      Table 1 report (larp_jax/jobs/mostra_report.py): `results.json`, a printed table and
      `plots/map_vs_epsilon.png`.
 
-The scorers (App. A) are defined with `SCORERS` in larp_jax/models/mostra.py, their training
+The scorers (App. A) are defined with `SCORERS` in larp_jax/models/mostra_scorers.py, their training
 objectives in larp_jax/losses/mostra_objectives.py; this module only orchestrates.
 
 MOSTRA and MOSTRA-WtSUM decode the relevance r = sigmoid(logits) of one trained scorer,
@@ -52,7 +52,7 @@ from data_pipelines.demo import sessions as demo_sessions
 from larp_jax.evaluation import batched, sequencing
 from larp_jax.jobs import mostra_report
 from larp_jax.losses import mostra_objectives
-from larp_jax.models import mostra as mostra_models
+from larp_jax.models import mostra_scorers
 from larp_jax.training import checkpoint, mesh as mesh_lib, runs
 from larp_jax.training import state as state_lib
 from larp_jax.training import step as step_lib
@@ -106,7 +106,7 @@ def _dummy_batch(config: Any, num_features: int):
 # --------------------------------------------------------------------------------- training
 
 
-def make_train_step(model: nn.Module, spec: mostra_models.ScorerSpec, pointer_length: int):
+def make_train_step(model: nn.Module, spec: mostra_scorers.ScorerSpec, pointer_length: int):
   """Pure `(state, batch) -> (state, metrics)`."""
 
   def train_step(state: state_lib.TrainState, batch):
@@ -131,10 +131,10 @@ def make_predict_fn(config: Any, name: str) -> PredictFn:
   Evaluation during training and the report share one such function per scorer, so each
   compiles once per chunk shape.
   """
-  spec = mostra_models.scorer_spec(name)
-  model = mostra_models.build_model(config.model, spec)
+  spec = mostra_scorers.scorer_spec(name)
+  model = mostra_scorers.build_model(config.model, spec)
   length = max(config.report.ndcg_ks)
-  return jax.jit(functools.partial(mostra_models.predict, model, spec, length=length))
+  return jax.jit(functools.partial(mostra_scorers.predict, model, spec, length=length))
 
 
 def _predict_split(
@@ -192,7 +192,7 @@ def make_evaluate(predict_fn: PredictFn, arrays: Mapping[str, np.ndarray], confi
   return evaluate
 
 
-def _selection_metric(config: Any, spec: mostra_models.ScorerSpec) -> str:
+def _selection_metric(config: Any, spec: mostra_scorers.ScorerSpec) -> str:
   metric = (
       config.mo_ltr_selection_metric if spec.multi_objective else config.loop.early_stopping_metric
   )
@@ -217,14 +217,14 @@ def train_scorer(
   A finished run (``runs.is_finished``) is not touched again: its summary comes back with
   `steps_trained_now = 0`. An interrupted run resumes from its last checkpoint.
   """
-  spec = mostra_models.scorer_spec(name)
-  model = mostra_models.build_model(config.model, spec)
+  spec = mostra_scorers.scorer_spec(name)
+  model = mostra_scorers.build_model(config.model, spec)
   selection = _selection_metric(config, spec)
   pointer_length = int(config.model.pointer_train_length)
   dummy = _dummy_batch(config, num_features)
 
   def init_fn(rng):
-    return mostra_models.init_params(model, spec, rng, *dummy, pointer_length), {}
+    return mostra_scorers.init_params(model, spec, rng, *dummy, pointer_length), {}
 
   def train_data(context):
     del context
@@ -278,18 +278,18 @@ def train_scorer(
 
 def load_best_params(config: Any, name: str, run_dir: str, num_features: int) -> Any:
   """The model-selected parameters of one scorer (on the default device)."""
-  spec = mostra_models.scorer_spec(name)
+  spec = mostra_scorers.scorer_spec(name)
   path = os.path.join(run_dir, 'best')
   if not os.path.exists(path):
     raise ValueError(
         f'{path} does not exist: train {name!r} first (experiments/train_mostra.py '
         'with the same --workdir and config)'
     )
-  model = mostra_models.build_model(config.model, spec)
+  model = mostra_scorers.build_model(config.model, spec)
   dummy = _dummy_batch(config, num_features)
   pointer_length = int(config.model.pointer_train_length)
   boxed = jax.eval_shape(
-      lambda rng: mostra_models.init_params(model, spec, rng, *dummy, pointer_length),
+      lambda rng: mostra_scorers.init_params(model, spec, rng, *dummy, pointer_length),
       jax.random.PRNGKey(0),
   )
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -328,7 +328,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   """Builds the data if needed, trains (or resumes) every scorer, then writes the report."""
   start = time.perf_counter()
   for name in config.scorers:
-    mostra_models.scorer_spec(name)
+    mostra_scorers.scorer_spec(name)
   os.makedirs(workdir, exist_ok=True)
   data_dir = prepare_data(config, workdir)
   metadata = sessions_lib.load_metadata(data_dir)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from larp_jax.decoding.beam_search import sort_decode
 from larp_jax.losses import ranking
-from larp_jax.models import mostra as mostra_models
+from larp_jax.models import mostra_scorers
 
 Array = jax.Array
 
@@ -63,24 +63,24 @@ def teacher_forcing_targets(labels: Array, mask: Array, length: int) -> Array:
   return sort_decode(labels, mask, length=length)
 
 
-def training_target(spec: mostra_models.ScorerSpec, labels: Array) -> Array:
+def training_target(spec: mostra_scorers.ScorerSpec, labels: Array) -> Array:
   """A scorer's training target.
 
   Args:
-    spec: which scorer; labels: float [B, N, 4] (SAT first, `mostra_models.SAT`).
+    spec: which scorer; labels: float [B, N, 4] (SAT first, `mostra_scorers.SAT`).
 
   Returns:
     float32 [B, N]: SAT, or MO-LTR's SAT + SAT * sum_j E_j.
   """
-  sat = labels[..., mostra_models.SAT]
+  sat = labels[..., mostra_scorers.SAT]
   if spec.multi_objective:
-    return mo_ltr_labels(sat, labels[..., mostra_models.SAT + 1 :])
+    return mo_ltr_labels(sat, labels[..., mostra_scorers.SAT + 1 :])
   return sat.astype(jnp.float32)
 
 
 def scorer_loss(
     model: nn.Module,
-    spec: mostra_models.ScorerSpec,
+    spec: mostra_scorers.ScorerSpec,
     params: Any,
     features: Array,
     mask: Array,
@@ -90,7 +90,7 @@ def scorer_loss(
   """Training loss of one batch.
 
   Args:
-    model: `mostra_models.build_model(config.model, spec)`; spec: which scorer; params: its
+    model: `mostra_scorers.build_model(config.model, spec)`; spec: which scorer; params: its
       parameters.
     features: float [B, N, F]; mask: [B, N] (cast to bool); labels: float [B, N, 4].
     pointer_length: teacher-forced steps L of the pointer models.
@@ -99,7 +99,7 @@ def scorer_loss(
     float32 scalar.
   """
   mask = mask.astype(bool)
-  inputs = mostra_models.model_inputs(spec, features, mask, labels)
+  inputs = mostra_scorers.model_inputs(spec, features, mask, labels)
   target = training_target(spec, labels)
   if spec.is_pointer:
     targets = teacher_forcing_targets(target, mask, pointer_length)
@@ -113,4 +113,4 @@ def scorer_loss(
   if spec.loss == 'rmse':
     prediction = out['logits'] if spec.multi_objective else out['relevance']
     return ranking.rmse_loss(prediction, target, mask)
-  raise ValueError(f'unknown loss {spec.loss!r}; choose from {mostra_models.LOSSES}')
+  raise ValueError(f'unknown loss {spec.loss!r}; choose from {mostra_scorers.LOSSES}')
