@@ -271,7 +271,7 @@ class SetTRM2GRU(nn.Module):
     self.set_encoder = SetTRMEncoder(self.encoder, self.dtype, self.param_dtype)
     self.start_input = self.param(
         'start_input',
-        nn.with_logical_partitioning(nn.initializers.normal(0.02), ('embed',)),
+        layers.logical_init(nn.initializers.normal(0.02), ('embed',)),
         (self.encoder.hidden_dim,),
         self.param_dtype,
     )
@@ -370,7 +370,7 @@ class SetTRM2TRM(nn.Module):
     self.set_encoder = SetTRMEncoder(self.encoder, self.dtype, self.param_dtype)
     self.start_input = self.param(
         'start_input',
-        nn.with_logical_partitioning(nn.initializers.normal(0.02), ('embed',)),
+        layers.logical_init(nn.initializers.normal(0.02), ('embed',)),
         (dim,),
         self.param_dtype,
     )

@@ -40,7 +40,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 from etils import epath
-from jax.sharding import Mesh
+from jax.sharding import Mesh, PartitionSpec as P
 
 from larp_jax.training import checkpoint as checkpoint_lib
 from larp_jax.training import loop as loop_lib
@@ -313,7 +313,7 @@ def train_run(
       num_train_steps=num_steps,
       run_dir=run_dir,
   )
-  fresh = checkpoint_lib.latest_loop_state(run_dir / "checkpoints") is None
+  fresh = checkpoint_lib.latest_step(run_dir / "checkpoints") is None
   state, shardings = create_state(
       config, mesh, init_fn, num_steps, run_dir=run_dir, init_sources=init_sources, warm_start=fresh
   )
@@ -325,11 +325,13 @@ def train_run(
   )
   step = make_step(context)
   if extra_inputs is not None:
-    extra_specs = input_specs.get("extra") if isinstance(input_specs, Mapping) else None
+    # Non-batch inputs are replicated unless input_specs['extra'] says otherwise.
+    if input_specs is not None and not isinstance(input_specs, Mapping):
+      raise ValueError("with extra_inputs, input_specs must be a dict {input key: spec}.")
+    input_specs = dict(input_specs or {})
+    input_specs["extra"] = input_specs.get("extra") or P()
     placed = step_lib.place_inputs(
-        {"extra": dict(extra_inputs(context))},
-        mesh,
-        {"extra": extra_specs} if extra_specs is not None else None,
+        {"extra": dict(extra_inputs(context))}, mesh, {"extra": input_specs["extra"]}
     )
     iterator = _WithExtras(train_data(context), placed["extra"])
   else:
