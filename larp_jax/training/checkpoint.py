@@ -111,7 +111,7 @@ def latest_step(directory: str | epath.Path) -> int | None:
 def latest_loop_state(directory: str | epath.Path) -> dict | None:
   """The loop bookkeeping of the newest checkpoint under ``directory``; None when there is none."""
   directory = epath.Path(os.path.abspath(directory))
-  if not directory.exists() or not any(p.name.isdigit() for p in directory.iterdir()):
+  if latest_step(directory) is None:
     return None
   ckpt = Checkpointer(directory, async_save=False)
   try:
