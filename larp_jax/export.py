@@ -31,6 +31,28 @@ def embedding_space_id(checkpoint_path: str, cfg_hash: str) -> str:
   return hashlib.sha256(f"{os.path.abspath(checkpoint_path)}|{cfg_hash}".encode()).hexdigest()[:16]
 
 
+def batch_id(
+    kind: str,
+    *,
+    arrays: Mapping[str, np.ndarray] | None = None,
+    upstream: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> str:
+  """A batch id minted from what the batch is: its kind, its weights or vectors (bytes), the
+  upstream batch ids it was built from and its data cut / settings (16 hex of a sha256).
+
+  The same inputs give the same id; a retrain that changes any weight gives a new one.
+  """
+  digest = hashlib.sha256(kind.encode())
+  for name in sorted(arrays or {}):
+    value = np.ascontiguousarray(arrays[name])
+    digest.update(f"|{name}|{value.dtype}|{value.shape}|".encode())
+    digest.update(value.tobytes())
+  digest.update(json.dumps(dict(upstream or {}), sort_keys=True).encode())
+  digest.update(json.dumps(dict(details or {}), sort_keys=True, default=str).encode())
+  return f"{kind}-{digest.hexdigest()[:16]}"
+
+
 def export_embeddings(
     path: str,
     ids: Sequence[str],
