@@ -45,7 +45,8 @@ def cluster_labels(ctx) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   est = ctx.cohort("established", 2)
   artist = np.where(l.track_artist >= 0, l.track_artist, l.num_artists)
   to_artist = sp.csr_matrix(
-      (np.ones(l.num_tracks), (np.arange(l.num_tracks), artist)), shape=(l.num_tracks, l.num_artists + 1)
+      (np.ones(l.num_tracks), (np.arange(l.num_tracks), artist)),
+      shape=(l.num_tracks, l.num_artists + 1),
   )
   by_artist = (ctx.history[est] @ to_artist).toarray()[:, : l.num_artists]
   has = by_artist.sum(1) > 0
@@ -85,15 +86,20 @@ def cluster_tasks(ctx, ablations) -> tuple[dict[str, float], dict[str, np.ndarra
       continue
     for model in ("user_rep", baseline, *ablations):
       result = user_clusters.cluster_ndcg(
-          ctx.vectors[model][users], labels, k=min(int(c.k), len(users) - 1),
-          num_queries=int(c.num_queries), seed=int(ctx.config.seed),
+          ctx.vectors[model][users],
+          labels,
+          k=min(int(c.k), len(users) - 1),
+          num_queries=int(c.num_queries),
+          seed=int(ctx.config.seed),
       )
       if result.num_queries:
         out[f"clusters_{heuristic}/{model}/ndcg@{int(c.k)}"] = float(result.ndcg)
         out[f"clusters_{heuristic}/{model}/queries"] = float(result.num_queries)
     if heuristic == "favourite_artist":
       projections["z"] = user_clusters.projection_2d(
-          ctx.vectors["user_rep"][users], method=ctx.config.report.projection, seed=int(ctx.config.seed)
+          ctx.vectors["user_rep"][users],
+          method=ctx.config.report.projection,
+          seed=int(ctx.config.seed),
       )
       projections["labels"] = labels
   return out, projections

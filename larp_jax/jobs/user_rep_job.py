@@ -134,7 +134,11 @@ def prepare(config: Any, workdir: str) -> Prepared:
         features = data["features"]
   if features is None:
     features = user_features.features_matrix(
-        listening, np.arange(listening.num_users), protocol.snapshot_time, spaces, spec,
+        listening,
+        np.arange(listening.num_users),
+        protocol.snapshot_time,
+        spaces,
+        spec,
         progress=True,
     )
     np.savez(cache + ".tmp.npz", features=features, key=np.asarray(key))
@@ -167,7 +171,9 @@ def autoencoder_inputs(config: Any, prepared: Prepared, drop) -> AutoencoderInpu
   x = prepared.features[train_rows][:, columns].astype(np.float64)
   mean, std = x.mean(0), x.std(0)
   std = np.where(std < 1e-6, 1.0, std)
-  weights = reconstruction.column_weights([w for _, w in spec.blocks()], config.loss.block_weighting)
+  weights = reconstruction.column_weights(
+      [w for _, w in spec.blocks()], config.loss.block_weighting
+  )
   return AutoencoderInputs(
       columns, mean.astype(np.float32), std.astype(np.float32), weights, train_rows, validation_rows
   )
@@ -194,7 +200,9 @@ def make_train_step(model, weights: np.ndarray, squared: bool):
 
     def loss_fn(params):
       _, x_hat = model.apply({"params": params}, batch["x"], train=True, rngs={"dropout": rng})
-      loss, metrics = reconstruction.reconstruction_loss(batch["x"], x_hat, weights, squared=squared)
+      loss, metrics = reconstruction.reconstruction_loss(
+          batch["x"], x_hat, weights, squared=squared
+      )
       return loss, (metrics, None)
 
     new_state, metrics, _ = step_lib.gradient_step(state, loss_fn)
@@ -224,7 +232,9 @@ def make_evaluate(model, config: Any, x_val: np.ndarray, weights: np.ndarray):
   @jax.jit
   def loss(params, x):
     _, x_hat = model.apply({"params": params}, x, train=False)
-    return reconstruction.reconstruction_loss(x, x_hat, jnp.asarray(weights), squared=bool(config.loss.squared))
+    return reconstruction.reconstruction_loss(
+        x, x_hat, jnp.asarray(weights), squared=bool(config.loss.squared)
+    )
 
   def evaluate(state):
     value, aux = loss(state.params, x_val)
@@ -248,7 +258,9 @@ def train_autoencoder(config: Any, workdir: str, prepared: Prepared, name: str):
       ),
       make_step=lambda context: make_train_step(model, inputs.weights, bool(config.loss.squared)),
       train_data=train_data(config, x_all[inputs.train_rows]),
-      evaluate=lambda context: make_evaluate(model, config, x_all[inputs.validation_rows], inputs.weights),
+      evaluate=lambda context: make_evaluate(
+          model, config, x_all[inputs.validation_rows], inputs.weights
+      ),
       hparams={"run": name, "input_dim": len(inputs.columns), "batch_size": int(config.batch_size)},
       description=f"user_rep/{name}",
   )
@@ -262,7 +274,9 @@ def encoder_fn(model, params, batch_size: int = 4096):
   return lambda x: batched.batched_apply(fn, {"x": x}, min(batch_size, max(len(x), 1)))
 
 
-def export_user_vectors(path: str, prepared: Prepared, z: np.ndarray, params, inputs, config) -> dict:
+def export_user_vectors(
+    path: str, prepared: Prepared, z: np.ndarray, params, inputs, config
+) -> dict:
   """Writes z of every user (.npz + manifest: batch id, upstream ids, T, statistics digest)."""
   upstream = dict(prepared.spaces.batch_ids)
   bid = export_lib.batch_id(
@@ -293,7 +307,10 @@ def export_user_vectors(path: str, prepared: Prepared, z: np.ndarray, params, in
 
 
 def _flat(tree) -> dict:
-  return {tuple(getattr(k, "key", k) for k in path): v for path, v in jax.tree_util.tree_leaves_with_path(tree)}
+  return {
+      tuple(getattr(k, "key", k) for k in path): v
+      for path, v in jax.tree_util.tree_leaves_with_path(tree)
+  }
 
 
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:

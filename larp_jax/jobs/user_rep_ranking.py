@@ -42,7 +42,13 @@ def artist_follow(ctx, models) -> dict[str, float]:
   start = {"train": np.full(len(train), p.cut_time), "test": np.full(len(test), p.cut_time)}
   length = int(ctx.config.split.follow_days) * DAY_SECONDS
   scores, pairs = user_rep_tasks._pair_comparison(  # pylint: disable=protected-access
-      ctx, models, train, test, start, length, lambda u, s, n: _follow_windows(l, u, s, n),
+      ctx,
+      models,
+      train,
+      test,
+      start,
+      length,
+      lambda u, s, n: _follow_windows(l, u, s, n),
       ctx.artist_features,
   )
   user_rep_tasks._metrics(out, "artist_follow", scores, pairs.label)  # pylint: disable=protected-access
@@ -94,8 +100,14 @@ def ranking(ctx, models) -> dict[str, float]:
     return {}
   vectors = {m: ctx.vectors[m] for m in models}
   rankers = transfer_heads.fit_listwise_rankers(
-      vectors, ctx.track_features, sets["train"], hidden=int(t.hidden), steps=int(t.steps),
-      learning_rate=float(t.learning_rate), batch_size=64, seed=int(ctx.config.seed),
+      vectors,
+      ctx.track_features,
+      sets["train"],
+      hidden=int(t.hidden),
+      steps=int(t.steps),
+      learning_rate=float(t.learning_rate),
+      batch_size=64,
+      seed=int(ctx.config.seed),
   )
   scores = transfer_heads.score_lists(rankers, vectors, ctx.track_features, sets["test"])
   out = {}
@@ -129,9 +141,15 @@ def retrieval(ctx, models_established, models_new) -> dict[str, float]:
     pairs = transfer_heads.PairSet(user.astype(np.int32), items, np.ones(len(items), np.float32))
     vectors = {m: ctx.vectors[m] for m in models}
     towers = transfer_retrieval.fit_two_towers(
-        vectors, ctx.track_features, pairs, embed_dim=int(t.retrieval_dim), steps=int(t.steps),
-        learning_rate=float(t.learning_rate), batch_size=int(t.batch_size),
-        softmax=t.retrieval_softmax, seed=int(ctx.config.seed),
+        vectors,
+        ctx.track_features,
+        pairs,
+        embed_dim=int(t.retrieval_dim),
+        steps=int(t.steps),
+        learning_rate=float(t.learning_rate),
+        batch_size=int(t.batch_size),
+        softmax=t.retrieval_softmax,
+        seed=int(ctx.config.seed),
     )
     offsets, items, _, _ = user_rep_tasks.window_positives(
         ctx.listening, test, p.snapshot_time[test], length

@@ -53,17 +53,36 @@ def tables(results: dict[str, float], k: int) -> str:
         _row(results, "future_7d_new_tracks", base, ("accuracy", "auc"), f"vs {base} (new tracks)")
     )
   lines.append("Table 2: listening in the 4 hours after registration (accuracy, AUC)")
-  for task, status in (("future_4h_onboarded", "completed"), ("future_4h_not_onboarded", "not completed")):
+  for task, status in (
+      ("future_4h_onboarded", "completed"),
+      ("future_4h_not_onboarded", "not completed"),
+  ):
     lines.append(_row(results, task, "popularity", ("accuracy", "auc"), f"vs popularity, {status}"))
   lines.append(
-      _row(results, "future_4h_onboarded", "onboarding_avg", ("accuracy", "auc"), "vs onboarding avg, completed")
+      _row(
+          results,
+          "future_4h_onboarded",
+          "onboarding_avg",
+          ("accuracy", "auc"),
+          "vs onboarding avg, completed",
+      )
   )
   lines.append("Table 3: downstream artist-preference (follow) model (accuracy, AUC)")
-  lines.append(_row(results, "artist_follow", "curated", ("accuracy", "auc"), "transfer with z vs curated features"))
+  lines.append(
+      _row(
+          results,
+          "artist_follow",
+          "curated",
+          ("accuracy", "auc"),
+          "transfer with z vs curated features",
+      )
+  )
   lines.append(f"Table 4: finding similar users (nDCG@{k}) vs average embeddings")
   for h in ("favourite_artist", "artist_country", "onboarding"):
     base = "onboarding_avg" if h == "onboarding" else "avg_embeddings"
-    lines.append(_row(results, f"clusters_{h}", base, (f"ndcg@{k}",), f"same {h.replace('_', ' ')}"))
+    lines.append(
+        _row(results, f"clusters_{h}", base, (f"ndcg@{k}",), f"same {h.replace('_', ' ')}")
+    )
   lines.append("Other downstream uses: listwise ranking (NDCG@10), two-tower retrieval (Recall@K)")
   for base in ("avg_embeddings", "nmf", "lightfm", "curated"):
     lines.append(_row(results, "ranking", base, ("ndcg@10",), f"ranking vs {base}"))
@@ -81,15 +100,23 @@ def tables(results: dict[str, float], k: int) -> str:
         ("clusters_artist_country", f"ndcg@{k}"),
         ("clusters_onboarding", f"ndcg@{k}"),
     ):
-      full, ablated = results.get(f"{task}/user_rep/{metric}"), results.get(f"{task}/{model}/{metric}")
+      full, ablated = results.get(f"{task}/user_rep/{metric}"), results.get(
+          f"{task}/{model}/{metric}"
+      )
       if full is None or ablated is None or full == 0:
         continue
-      lines.append(f"  without {block:<11} {task:<28} {metric:<8} {100 * (ablated - full) / full:+.1f}%")
+      lines.append(
+          f"  without {block:<11} {task:<28} {metric:<8} {100 * (ablated - full) / full:+.1f}%"
+      )
   if "cost/curated/bytes_per_user" in results:
-    lines.append("Cost per user (Fig. 8 stand-in, %d downstream models)" % results["cost/downstream_models"])
+    lines.append(
+        "Cost per user (Fig. 8 stand-in, %d downstream models)" % results["cost/downstream_models"]
+    )
     for name in ("bytes_per_user", "pipeline_us_per_user"):
       c, z = results[f"cost/curated/{name}"], results[f"cost/user_rep/{name}"]
-      lines.append(f"  {name:<22} curated {c:10.1f}   shared z {z:10.1f}   ({c / max(z, 1e-9):.1f}x)")
+      lines.append(
+          f"  {name:<22} curated {c:10.1f}   shared z {z:10.1f}   ({c / max(z, 1e-9):.1f}x)"
+      )
   return "\n".join(lines)
 
 
@@ -101,7 +128,12 @@ def plot_projection(path: str, projections: dict[str, np.ndarray]) -> None:
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   xy, labels = projections["z"], projections["labels"]
-  top = [v for v, _ in sorted(zip(*np.unique(labels[labels >= 0], return_counts=True)), key=lambda p: -p[1])][:10]
+  top = [
+      v
+      for v, _ in sorted(
+          zip(*np.unique(labels[labels >= 0], return_counts=True)), key=lambda p: -p[1]
+      )
+  ][:10]
   fig, ax = plt.subplots(figsize=(6, 5))
   other = ~np.isin(labels, top)
   ax.scatter(xy[other, 0], xy[other, 1], s=6, c="lightgrey", label="other")
@@ -134,6 +166,8 @@ def report(config: Any, workdir: str, prepared, results, manifest, projections) 
     json.dump(out, f, indent=1, sort_keys=True)
   if "z" in projections:
     plot_projection(os.path.join(workdir, "plots", "z_projection.png"), projections)
-  print(f"\nuser representations (paper 001), T = {out['meta/cut_time_iso']}, batch {out['meta/batch_id']}")
+  print(
+      f"\nuser representations (paper 001), T = {out['meta/cut_time_iso']}, batch {out['meta/batch_id']}"
+  )
   print(tables(results, int(config.clusters.k)))
   return out

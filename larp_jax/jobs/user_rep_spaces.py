@@ -117,7 +117,11 @@ def build_track_spaces(
   collab, artist_collab, counts = _impute_by_artist(
       collab, seen, listening.track_artist, listening.num_artists
   )
-  report["collaborative"] = {"sessions": int(sessions.shape[0]), "unseen": int((~seen).sum()), **counts}
+  report["collaborative"] = {
+      "sessions": int(sessions.shape[0]),
+      "unseen": int((~seen).sum()),
+      **counts,
+  }
 
   weights = train_plays.astype(np.float64)
   if weights.sum() == 0:

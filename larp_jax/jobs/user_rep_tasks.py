@@ -81,9 +81,11 @@ def pairs_with_negatives(
   for _ in range(attempts):
     if not len(todo):
       break
-    draw = rng.integers(0, num_items, len(todo)) if uniform or not len(pool) else pool[
-        rng.integers(0, len(pool), len(todo))
-    ]
+    draw = (
+        rng.integers(0, num_items, len(todo))
+        if uniform or not len(pool)
+        else pool[rng.integers(0, len(pool), len(todo))]
+    )
     ok = np.array([int(u) * num_items + int(d) not in keys for u, d in zip(neg_user[todo], draw)])
     neg_item[todo[ok]] = draw[ok]
     todo = todo[~ok]
@@ -158,8 +160,14 @@ def _pair_comparison(ctx, models, train_users, test_users, windows, length, item
   t = ctx.config.transfer
   user_vectors = {m: ctx.vectors[m] for m in models}
   heads = transfer_heads.fit_pair_heads(
-      user_vectors, feats, train, hidden=int(t.hidden), steps=int(t.steps),
-      learning_rate=float(t.learning_rate), batch_size=int(t.batch_size), seed=int(ctx.config.seed),
+      user_vectors,
+      feats,
+      train,
+      hidden=int(t.hidden),
+      steps=int(t.steps),
+      learning_rate=float(t.learning_rate),
+      batch_size=int(t.batch_size),
+      seed=int(ctx.config.seed),
   )
   test = transfer_heads.PairSet(*[np.asarray(a) for a in sets["test"]])
   return transfer_heads.score_pairs(heads, user_vectors, feats, test), test
@@ -218,7 +226,10 @@ def _factor_baselines(ctx) -> dict[str, np.ndarray]:
   users = sp.hstack([sp.identity(ctx.listening.num_users, format="csr"), static]).tocsr()
   artist = ctx.listening.track_artist
   artist_onehot = sp.csr_matrix(
-      (np.ones(int((artist >= 0).sum()), np.float32), (np.flatnonzero(artist >= 0), artist[artist >= 0])),
+      (
+          np.ones(int((artist >= 0).sum()), np.float32),
+          (np.flatnonzero(artist >= 0), artist[artist >= 0]),
+      ),
       shape=(ctx.listening.num_tracks, ctx.listening.num_artists),
   )
   items = sp.hstack([sp.identity(ctx.listening.num_tracks, format="csr"), artist_onehot]).tocsr()
@@ -272,9 +283,11 @@ def _new_user_tasks(ctx, new_train, new_test, ablations) -> dict[str, float]:
   group = _demographic_group(ctx)
   train_mask = np.zeros(l.num_users, bool)
   train_mask[protocol.users(split=0)] = True
-  recent = (l.event_time < protocol.cut_time) & (
-      l.event_time >= protocol.cut_time - 7 * DAY_SECONDS
-  ) & train_mask[l.event_user]
+  recent = (
+      (l.event_time < protocol.cut_time)
+      & (l.event_time >= protocol.cut_time - 7 * DAY_SECONDS)
+      & train_mask[l.event_user]
+  )
   share = user_baselines.demographic_popularity(
       np.where(train_mask, group, -1),
       l.event_user[recent],
@@ -293,5 +306,7 @@ def _new_user_tasks(ctx, new_train, new_test, ablations) -> dict[str, float]:
 def _demographic_group(ctx) -> np.ndarray:
   l = ctx.listening
   edges = np.asarray(ctx.config.features.age_edges)
-  bucket = np.where(l.user_age >= 0, np.searchsorted(edges, l.user_age, side="right"), len(edges) + 1)
+  bucket = np.where(
+      l.user_age >= 0, np.searchsorted(edges, l.user_age, side="right"), len(edges) + 1
+  )
   return (l.user_country + 1) * (len(edges) + 2) + bucket

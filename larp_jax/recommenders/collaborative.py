@@ -17,8 +17,13 @@ import threadpoolctl
 
 
 def session_matrix(
-    event_user: np.ndarray, event_track: np.ndarray, event_time: np.ndarray, num_tracks: int,
-    *, gap_seconds: int = 1800, min_tracks: int = 2,
+    event_user: np.ndarray,
+    event_track: np.ndarray,
+    event_time: np.ndarray,
+    num_tracks: int,
+    *,
+    gap_seconds: int = 1800,
+    min_tracks: int = 2,
 ) -> sp.csr_matrix:
   """float32 [S, num_tracks] 0/1 matrix of sessions with >= ``min_tracks`` distinct tracks.
 
