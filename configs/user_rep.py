@@ -65,10 +65,10 @@ def _base() -> ml_collections.ConfigDict:
   c.optimizer = common.optimizer(name="adam", learning_rate=1e-3, warmup_steps=50)
   c.mesh = common.mesh()
   c.loop = common.loop(
-      num_train_steps=1500,
+      num_train_steps=800,
       log_every_steps=100,
-      eval_every_steps=250,
-      checkpoint_every_steps=500,
+      eval_every_steps=200,
+      checkpoint_every_steps=400,
       early_stopping_metric="val_loss",
       early_stopping_mode="min",
       early_stopping_patience=3,

@@ -14,9 +14,11 @@ Steps (``train_and_evaluate``), each resumable:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import time
 from typing import Any
 
 import grain
@@ -313,29 +315,45 @@ def _flat(tree) -> dict:
   }
 
 
+@contextlib.contextmanager
+def _stage(name: str, seconds: dict[str, float]):
+  """Prints which stage runs and how long it took; records the time in ``seconds``."""
+  print(f"user_rep: {name} ...", flush=True)
+  start = time.perf_counter()
+  yield
+  seconds[name] = time.perf_counter() - start
+  print(f"user_rep: {name} done in {seconds[name]:.1f} s", flush=True)
+
+
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   """The whole job (module docstring); returns the flat results written to results.json."""
   os.makedirs(workdir, exist_ok=True)
-  prepared = prepare(config, workdir)
   names = runs.run_names(tuple(config.runs), config.ablations.to_dict(), "runs")
   if "ae" not in names:
     raise ValueError(f"config.runs={tuple(config.runs)} must include 'ae' (the model itself).")
+  seconds: dict[str, float] = {}
+  with _stage("data, track spaces and features", seconds):
+    prepared = prepare(config, workdir)
   vectors = {}
   manifest = None
   for name in names:
-    params, inputs, model = train_autoencoder(config, workdir, prepared, name)
-    encode = encoder_fn(model, params)
-    z = encode(inputs.standardise(prepared.features))
+    with _stage(f"autoencoder run {name}", seconds):
+      params, inputs, model = train_autoencoder(config, workdir, prepared, name)
+      encode = encoder_fn(model, params)
+      z = encode(inputs.standardise(prepared.features))
     vectors["user_rep" if name == "ae" else f"user_rep_without_{name[len('ae_without_'):]}"] = z
     if name == "ae":
       manifest = export_user_vectors(
           os.path.join(workdir, "export", "user_rep.npz"), prepared, z, params, inputs, config
       )
       encode_features = lambda x, e=encode, i=inputs: e(i.standardise(x))
-  results, ctx, established = user_rep_tasks.future_listening(config, prepared, vectors)
+  with _stage("future listening (Tables 1-2) with NMF and LightFM baselines", seconds):
+    results, ctx, established = user_rep_tasks.future_listening(config, prepared, vectors)
   ablations = [m for m in vectors if m != "user_rep"]
-  results.update(user_rep_ranking.follow_ranking_retrieval(ctx, established, ablations))
-  intrinsic, projections = user_rep_intrinsic.cluster_tasks(ctx, ablations)
-  results.update(intrinsic)
-  results.update(user_rep_intrinsic.cost(ctx, prepared, encode_features))
-  return user_rep_report.report(config, workdir, prepared, results, manifest, projections)
+  with _stage("artist follow, ranking and two-tower retrieval", seconds):
+    results.update(user_rep_ranking.follow_ranking_retrieval(ctx, established, ablations))
+  with _stage("clusters (Table 4) and cost", seconds):
+    intrinsic, projections = user_rep_intrinsic.cluster_tasks(ctx, ablations)
+    results.update(intrinsic)
+    results.update(user_rep_intrinsic.cost(ctx, prepared, encode_features))
+  return user_rep_report.report(config, workdir, prepared, results, manifest, projections, seconds)

@@ -41,7 +41,7 @@ def artist_follow(ctx, models) -> dict[str, float]:
   train, test = ctx.cohort("established", 0), ctx.cohort("established", 2)
   start = {"train": np.full(len(train), p.cut_time), "test": np.full(len(test), p.cut_time)}
   length = int(ctx.config.split.follow_days) * DAY_SECONDS
-  scores, pairs = user_rep_tasks._pair_comparison(  # pylint: disable=protected-access
+  scores, pairs = user_rep_tasks.pair_comparison(
       ctx,
       models,
       train,
@@ -51,7 +51,7 @@ def artist_follow(ctx, models) -> dict[str, float]:
       lambda u, s, n: _follow_windows(l, u, s, n),
       ctx.artist_features,
   )
-  user_rep_tasks._metrics(out, "artist_follow", scores, pairs.label)  # pylint: disable=protected-access
+  user_rep_tasks.add_pair_metrics(out, "artist_follow", scores, pairs)
   return out
 
 
@@ -114,7 +114,8 @@ def ranking(ctx, models) -> dict[str, float]:
   for model, s in scores.items():
     metrics = transfer_heads.list_metrics(s, sets["test"].labels, sets["test"].mask, ks=(10,))
     for name, value in metrics.items():
-      out[f"ranking/{model}/{name}"] = float(value)
+      if name.startswith(("ndcg", "mrr")):
+        out[f"ranking/{model}/{name}"] = float(value)
   return out
 
 

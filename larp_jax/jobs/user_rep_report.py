@@ -40,7 +40,41 @@ def _row(results, task, baseline, metrics, label) -> str:
     rel = relative(results, task, m, baseline)
     ours, base = results.get(f"{task}/user_rep/{m}"), results.get(f"{task}/{baseline}/{m}")
     cells.append(f"{_fmt(rel, True):>8} ({_fmt(ours)} vs {_fmt(base)})")
+  low = results.get(f"{task}/user_rep_vs_{baseline}/auc_diff_low")
+  high = results.get(f"{task}/user_rep_vs_{baseline}/auc_diff_high")
+  if low is not None:
+    cells.append(f"ΔAUC 95% [{low:+.4f}, {high:+.4f}]")
   return f"  {label:<44}" + "  ".join(cells)
+
+
+# The issue's demo claims: (task, baseline) pairs where z should have the higher AUC.
+CLAIMS = (
+    ("future_7d", "avg_embeddings"),
+    ("future_7d", "nmf"),
+    ("future_7d", "lightfm"),
+    ("future_7d", "curated"),
+    ("artist_follow", "curated"),
+    ("future_4h_onboarded", "popularity"),
+    ("future_4h_not_onboarded", "popularity"),
+    ("future_4h_onboarded", "onboarding_avg"),
+)
+
+
+def claims(results: dict[str, float]) -> dict[str, str]:
+  """Each claim's status: 'holds' (the interval of the AUC gain is above 0), 'within noise'
+  (positive gain, interval includes 0), 'fails' (no gain), 'n/a' (not computed)."""
+  out = {}
+  for task, base in CLAIMS:
+    diff = results.get(f"{task}/user_rep_vs_{base}/auc_diff")
+    low = results.get(f"{task}/user_rep_vs_{base}/auc_diff_low")
+    if diff is None:
+      status = "n/a"
+    elif low is not None and low > 0:
+      status = "holds"
+    else:
+      status = "within noise" if diff > 0 else "fails"
+    out[f"{task}/user_rep>{base}/auc"] = status
+  return out
 
 
 def tables(results: dict[str, float], k: int) -> str:
@@ -148,7 +182,9 @@ def plot_projection(path: str, projections: dict[str, np.ndarray]) -> None:
   plt.close(fig)
 
 
-def report(config: Any, workdir: str, prepared, results, manifest, projections) -> dict[str, Any]:
+def report(
+    config: Any, workdir: str, prepared, results, manifest, projections, seconds=None
+) -> dict[str, Any]:
   """Prints the tables, writes results.json and plots; returns the flat results."""
   protocol = prepared.protocol
   flat = {k: float(v) for k, v in sorted(results.items())}
@@ -156,8 +192,11 @@ def report(config: Any, workdir: str, prepared, results, manifest, projections) 
   for key, count in user_protocol.summary(protocol).items():
     flat[f"meta/users/{key}"] = float(count)
   flat["meta/feature_dim"] = float(prepared.spec.dim)
+  for stage, value in (seconds or {}).items():
+    flat[f"meta/seconds/{stage}"] = float(value)
   out = {
       **flat,
+      **{f"meta/claims/{k}": v for k, v in claims(results).items()},
       "meta/cut_time_iso": user_protocol.format_time(protocol.cut_time),
       "meta/batch_id": (manifest or {}).get("batch_id", ""),
       "meta/upstream": dict(prepared.spaces.batch_ids),
@@ -170,4 +209,7 @@ def report(config: Any, workdir: str, prepared, results, manifest, projections) 
       f"\nuser representations (paper 001), T = {out['meta/cut_time_iso']}, batch {out['meta/batch_id']}"
   )
   print(tables(results, int(config.clusters.k)))
+  print("Demo claims (z's AUC gain, paired bootstrap over test users)")
+  for name, status in claims(results).items():
+    print(f"  {name:<50} {status}")
   return out

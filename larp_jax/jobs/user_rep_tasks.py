@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from data_pipelines.user_features import DAY_SECONDS
 from data_pipelines.user_protocol import HOUR_SECONDS
+from larp_jax.evaluation import bootstrap
 from larp_jax.evaluation import transfer_heads
 from larp_jax.recommenders import user_baselines
 
@@ -142,7 +143,7 @@ class Context:
     return self.protocol.users(cohort=name, split=split)
 
 
-def _pair_comparison(ctx, models, train_users, test_users, windows, length, items_of, feats):
+def pair_comparison(ctx, models, train_users, test_users, windows, length, items_of, feats):
   """Fits ``models`` on train users' pairs and scores test users' pairs.
 
   Returns (scores {model: [P]}, test pairs (global user, item, label)).
@@ -173,14 +174,27 @@ def _pair_comparison(ctx, models, train_users, test_users, windows, length, item
   return transfer_heads.score_pairs(heads, user_vectors, feats, test), test
 
 
-def _metrics(out, task, scores, labels, mask=None):
+def add_pair_metrics(out, task, scores, pairs, mask=None, reps: int = 300):
+  """Accuracy and AUC of every model, and for ``user_rep`` the paired-bootstrap interval (over
+  test users) of its AUC gain over each other model: ``<task>/user_rep_vs_<model>/auc_diff``,
+  ``..._low``, ``..._high``."""
+  keep = np.ones(len(pairs.label), bool) if mask is None else np.asarray(mask)
+  labels, users = pairs.label[keep], pairs.user[keep]
+  if len(np.unique(labels)) < 2:
+    return
   for model, s in scores.items():
-    s, y = (s, labels) if mask is None else (s[mask], labels[mask])
-    if len(np.unique(y)) < 2:
-      continue
-    m = transfer_heads.pair_metrics(s, y)
+    m = transfer_heads.pair_metrics(s[keep], labels)
     out[f"{task}/{model}/accuracy"] = float(m["accuracy"])
     out[f"{task}/{model}/auc"] = float(m["auc"])
+  if "user_rep" not in scores:
+    return
+  for model, s in scores.items():
+    if model == "user_rep" or model.startswith("user_rep_without_"):
+      continue
+    ci = bootstrap.paired_bootstrap_auc(users, labels, scores["user_rep"][keep], s[keep], reps=reps)
+    for name in ("diff", "low", "high"):
+      suffix = "" if name == "diff" else f"_{name}"
+      out[f"{task}/user_rep_vs_{model}/auc_diff{suffix}"] = ci[name]
 
 
 def future_listening(config: Any, prepared, vectors: dict[str, np.ndarray]):
@@ -201,12 +215,12 @@ def future_listening(config: Any, prepared, vectors: dict[str, np.ndarray]):
 
     start = {"train": np.full(len(est_train), t), "test": np.full(len(est_test), t)}
     week = int(config.split.future_days) * DAY_SECONDS
-    scores, test = _pair_comparison(
+    scores, test = pair_comparison(
         ctx, established, est_train, est_test, start, week, tracks_of, ctx.track_features
     )
-    _metrics(out, "future_7d", scores, test.label)
+    add_pair_metrics(out, "future_7d", scores, test)
     seen = np.asarray(ctx.history[test.user, test.item]).ravel() > 0
-    _metrics(out, "future_7d_new_tracks", scores, test.label, ~seen)
+    add_pair_metrics(out, "future_7d_new_tracks", scores, test, ~seen)
   new_train, new_test = ctx.cohort("new", 0), ctx.cohort("new", 2)
   if len(new_train) and len(new_test):
     out.update(_new_user_tasks(ctx, new_train, new_test, ablations))
@@ -268,7 +282,7 @@ def _new_user_tasks(ctx, new_train, new_test, ablations) -> dict[str, float]:
   models = ["user_rep", "curated", "onboarding_avg", *ablations]
   hours = int(ctx.config.split.new_user_hours) * HOUR_SECONDS
   start = {"train": protocol.snapshot_time[new_train], "test": protocol.snapshot_time[new_test]}
-  scores, test = _pair_comparison(
+  scores, test = pair_comparison(
       ctx,
       models,
       new_train,
@@ -299,7 +313,7 @@ def _new_user_tasks(ctx, new_train, new_test, ablations) -> dict[str, float]:
   onboarded = protocol.onboarded[test.user]
   for flag, task in ((True, "future_4h_onboarded"), (False, "future_4h_not_onboarded")):
     chosen = {m: s for m, s in scores.items() if flag or m != "onboarding_avg"}
-    _metrics(out, task, chosen, test.label, onboarded == flag)
+    add_pair_metrics(out, task, chosen, test, onboarded == flag)
   return out
 
 
