@@ -67,8 +67,11 @@ def test_zero_columns_change_nothing(group):
   m = heads.names.index('padded')
   assert not heads.user_informative[m, 2:].any() and heads.user_informative[m, :2].all()
   # The first-kernel rows of the zero and padding columns stayed exactly 0 through training.
-  kernel = np.asarray(heads.params['dense_0']['kernel'])[m]
+  kernel = np.asarray(heads.params['mlp']['dense_0']['kernel'])[m]
   assert np.all(kernel[2:9] == 0.0) and np.all(kernel[:2] != 0.0) and np.all(kernel[9:] != 0.0)
+  # ...and so did the matching rows of the affinity term's user projection.
+  proj = np.asarray(heads.params['user_proj'])[m]
+  assert np.all(proj[2:] == 0.0) and np.all(proj[:2] != 0.0)
 
 
 def test_pair_metrics_match_sklearn():

@@ -44,6 +44,16 @@ import optax
 import rax
 
 from larp_jax.evaluation import metrics as metrics_lib
+from larp_jax.evaluation.transfer_inputs import (  # pylint: disable=unused-import
+    check_user_vectors,
+    check_finite_rows,
+    check_item_features,
+    check_ids,
+    _check_pairs,
+    standardiser,
+    stacked_vectors,
+    item_standardiser,
+)
 from larp_jax.models.layers import MLP
 
 Array = jax.Array
@@ -98,109 +108,6 @@ class ListRankers(PairHeads):
   """Fitted listwise rankers; the same fields as `PairHeads` (the scorer has the same form)."""
 
 
-def check_user_vectors(user_vectors: Mapping[str, Any]) -> tuple[tuple[str, ...], list[np.ndarray]]:
-  """Names and float32 [U, D_name] arrays; every model must have the same U rows."""
-  if not isinstance(user_vectors, Mapping) or not user_vectors:
-    raise ValueError('user_vectors must be a non-empty mapping name -> float [U, D] array.')
-  names = tuple(user_vectors)
-  arrays = [np.asarray(user_vectors[n], np.float32) for n in names]
-  rows = arrays[0].shape[0] if arrays[0].ndim == 2 else None
-  for name, arr in zip(names, arrays):
-    if arr.ndim != 2 or arr.shape[1] == 0:
-      raise ValueError(f"user_vectors['{name}'] must be [U, D] with D > 0, got {arr.shape}.")
-    if arr.shape[0] != rows:
-      raise ValueError(
-          f"user_vectors['{name}'] has {arr.shape[0]} rows, user_vectors['{names[0]}'] {rows}:"
-          ' every model needs the same U users.'
-      )
-  return names, arrays
-
-
-def check_finite_rows(name: str, array: np.ndarray, rows: np.ndarray) -> None:
-  """Raise if any of ``array[rows]`` is NaN or inf (only the rows a task uses are checked)."""
-  bad = ~np.isfinite(array[rows]).all(axis=1)
-  if bad.any():
-    raise ValueError(
-        f'{name} has {int(bad.sum())} non-finite (NaN/inf) rows among the users/items used,'
-        f' e.g. row {int(rows[np.argmax(bad)])}.'
-    )
-
-
-def check_item_features(item_features: Any) -> np.ndarray:
-  """float32 [I, F], finite."""
-  items = np.asarray(item_features, np.float32)
-  if items.ndim != 2 or items.size == 0 or not np.isfinite(items).all():
-    raise ValueError(f'item_features must be a non-empty finite [I, F] array, got {items.shape}.')
-  return items
-
-
-def check_ids(name: str, ids: Any, size: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
-  """int64 ids in [0, size); ``shape`` if given must match."""
-  ids = np.asarray(ids)
-  if ids.size and not np.issubdtype(ids.dtype, np.integer):
-    raise ValueError(f'{name} must hold integer ids, got dtype {ids.dtype}.')
-  ids = ids.astype(np.int64)
-  if shape is not None and ids.shape != shape:
-    raise ValueError(f'{name} must have shape {shape}, got {ids.shape}.')
-  if ids.size and (ids.min() < 0 or ids.max() >= size):
-    raise ValueError(f'{name} must lie in [0, {size}), got range [{ids.min()}, {ids.max()}].')
-  return ids
-
-
-def _check_pairs(name: str, pairs: Any, num_users: int, num_items: int, labelled: bool):
-  user = np.asarray(pairs[0]).reshape(-1)
-  if user.size == 0:
-    raise ValueError(f'{name} is empty: need at least one (user, item) pair.')
-  user = check_ids(f'{name}.user', user, num_users)
-  item = check_ids(f'{name}.item', np.asarray(pairs[1]).reshape(-1), num_items, user.shape)
-  if not labelled:
-    return user, item, None
-  label = np.asarray(pairs[2], np.float32).reshape(-1)
-  if label.shape != user.shape or not np.isin(label, (0.0, 1.0)).all():
-    raise ValueError(f'{name}.label must be 0/1 of shape {user.shape}, got shape {label.shape}.')
-  return user, item, label
-
-
-def standardiser(arrays: Sequence[np.ndarray], rows: np.ndarray):
-  """Per-model mean / std over ``rows`` (unique users), padded to D_max.
-
-  Returns:
-    (mean float32 [Mdl, D_max], std float32 [Mdl, D_max], informative bool [Mdl, D_max]): padded
-    columns get mean 0, std 1 (so they stay exactly 0); columns constant over ``rows`` get std 1
-    and ``informative = False`` (their first-layer weights are 0, see `init_mlp`).
-  """
-  d_max = max(a.shape[1] for a in arrays)
-  mean = np.zeros((len(arrays), d_max), np.float32)
-  std = np.ones((len(arrays), d_max), np.float32)
-  informative = np.zeros((len(arrays), d_max), bool)
-  for m, arr in enumerate(arrays):
-    sub = arr[rows].astype(np.float64)
-    mu, sd = sub.mean(axis=0), sub.std(axis=0)
-    d = arr.shape[1]
-    informative[m, :d] = sd > 1e-12 * np.maximum(1.0, np.abs(mu))
-    mean[m, :d] = mu
-    std[m, :d] = np.where(informative[m, :d], sd, 1.0)
-  return mean, std, informative
-
-
-def stacked_vectors(arrays: Sequence[np.ndarray], rows, mean, std, informative) -> np.ndarray:
-  """Standardised, zero-padded ``arrays[m][rows]``: float32 [Mdl, len(rows), D_max]; columns that
-  are not ``informative`` (padding, constant over the training users) are exactly 0."""
-  out = np.zeros((len(arrays), rows.size, mean.shape[1]), np.float32)
-  for m, arr in enumerate(arrays):
-    d = arr.shape[1]
-    out[m, :, :d] = np.where(informative[m, :d], (arr[rows] - mean[m, :d]) / std[m, :d], 0.0)
-  return out
-
-
-def item_standardiser(items: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.ndarray]:
-  """float32 [F] mean / std over all catalogue rows (0 / 1 when ``enabled`` is False)."""
-  mean, sd = items.mean(axis=0, dtype=np.float64), items.std(axis=0, dtype=np.float64)
-  if not enabled:
-    mean, sd = np.zeros_like(mean), np.ones_like(sd)
-  return mean.astype(np.float32), np.where(sd > 1e-12, sd, 1.0).astype(np.float32)
-
-
 def init_mlp(key: Array, informative: np.ndarray, item_width: int, features: Sequence[int]):
   """``layers.MLP`` params for the input ``[user (D_max columns) || item (item_width columns)]``.
 
@@ -232,6 +139,24 @@ def init_mlp(key: Array, informative: np.ndarray, item_width: int, features: Seq
   for i, k in enumerate(jax.random.split(k_layers, len(features) - 1), start=1):
     kernel = init(k, (features[i - 1], features[i]), jnp.float32)
     params[f'dense_{i}'] = {'kernel': kernel, 'bias': jnp.zeros((features[i],), jnp.float32)}
+  return params
+
+
+def init_head(
+    key: Array, informative: np.ndarray, item_width: int, features: Sequence[int], rank: int
+):
+  """A head's params: ``{'mlp': init_mlp(...)}`` plus, when ``rank > 0``, the interaction term's
+  ``user_proj`` [D_max, rank] (row j from ``fold_in``, exactly 0 for non-informative columns, as
+  `init_mlp`'s first kernel) and ``item_proj`` [F, rank], both with variance 1 / fan_in."""
+  k_mlp, k_user, k_item = jax.random.split(key, 3)
+  params = {'mlp': init_mlp(k_mlp, informative, item_width, features)}
+  if rank > 0:
+    informative = np.asarray(informative, bool)
+    draw = lambda k, j, fan: jax.random.normal(jax.random.fold_in(k, j), (rank,)) / fan**0.5
+    fan = max(int(informative.sum()), 1)
+    user = jax.vmap(lambda j: draw(k_user, j, fan))(jnp.arange(informative.size))
+    params['user_proj'] = user * informative[:, None]
+    params['item_proj'] = jax.vmap(lambda j: draw(k_item, j, item_width))(jnp.arange(item_width))
   return params
 
 
@@ -290,10 +215,15 @@ train_models_jit = jax.jit(train_models, static_argnums=0)
 
 def _pair_logits(params, z, items, user_idx, item_idx):
   """Logits of one model: z [U', D_max], items [I, F] (standardised); user ids [P] or [L, 1]
-  (broadcast against item ids [P] or [L, C])."""
+  (broadcast against item ids [P] or [L, C]). ``MLP([u || v]) + <P u, Q v> / sqrt(rank)``."""
   item_x = items[item_idx]
   user_x = jnp.broadcast_to(z[user_idx], item_x.shape[:-1] + (z.shape[-1],))
-  return mlp_apply(params, jnp.concatenate([user_x, item_x], axis=-1))[..., 0]
+  logits = mlp_apply(params['mlp'], jnp.concatenate([user_x, item_x], axis=-1))[..., 0]
+  if 'user_proj' in params:
+    rank = params['user_proj'].shape[-1]
+    affinity = jnp.sum((user_x @ params['user_proj']) * (item_x @ params['item_proj']), -1)
+    logits = logits + affinity / rank**0.5
+  return logits
 
 
 def _pair_loss(params, z, shared, idx):
@@ -328,7 +258,8 @@ def _fit(cls, loss_fn, user_vectors, item_features, user, shared, config):
   z = stacked_vectors(arrays, rows, mean, std, informative)
   features = [config['hidden']] * config['num_layers'] + [1]
   key = jax.random.key(config['seed'])
-  params = stack_trees([init_mlp(key, info, items.shape[1], features) for info in informative])
+  rank = int(config['interaction_rank'])
+  params = stack_trees([init_head(key, i, items.shape[1], features, rank) for i in informative])
   local = np.searchsorted(rows, user).astype(np.int32)
   shared = dict(shared, items=(items - i_mean) / i_std, user=local)
   batches = batch_schedule(user.size, config['batch_size'], config['steps'], config['seed'])
@@ -361,6 +292,7 @@ def fit_pair_heads(
     batch_size: int = 512,
     seed: int = 0,
     standardize_items: bool = True,
+    interaction_rank: int = 16,
 ) -> PairHeads:
   """Fit one binary pair classifier per user-vector model, all in one jitted call.
 
@@ -373,13 +305,19 @@ def fit_pair_heads(
       same seeded epoch-permutation schedule for every model).
     seed: initialisation and minibatch seed (the same for every model).
     standardize_items: standardise item features with their catalogue mean / std.
+    interaction_rank: rank r of the head's affinity term ``<P u, Q v> / sqrt(r)`` added to the
+      MLP's logit (0 = MLP only). A concatenation MLP learns user-item affinity only slowly from
+      few pairs (on the demo a direct cosine of the history average with the track features
+      scores AUC 0.76 on the 7-day task where MLP-only heads reached 0.68), so every head gets
+      the same low-rank bilinear term -- the same form for every user vector.
 
   Returns:
     `PairHeads`. User vectors are standardised with the mean / std of the distinct users in
     ``train``; a head fitted alone equals the same head fitted in a group (see module docstring).
   """
   config = dict(hidden=hidden, num_layers=num_layers, steps=steps, learning_rate=learning_rate,
-                batch_size=batch_size, seed=seed, standardize_items=standardize_items)  # fmt: skip
+                batch_size=batch_size, seed=seed, standardize_items=standardize_items,
+                interaction_rank=interaction_rank)  # fmt: skip
   num_items = np.asarray(item_features).shape[0]
   user, item, label = _check_pairs('train', train, _num_rows(user_vectors), num_items, True)
   shared = dict(item=item.astype(np.int32), label=label)
@@ -507,6 +445,7 @@ def fit_listwise_rankers(
     batch_size: int = 64,
     seed: int = 0,
     standardize_items: bool = True,
+    interaction_rank: int = 16,
 ) -> ListRankers:
   """Fit one listwise ranker per user-vector model (rax softmax loss), all in one jitted call.
 
@@ -521,7 +460,8 @@ def fit_listwise_rankers(
     other arguments: as in `fit_pair_heads` (``batch_size`` counts lists).
   """
   config = dict(hidden=hidden, num_layers=num_layers, steps=steps, learning_rate=learning_rate,
-                batch_size=batch_size, seed=seed, standardize_items=standardize_items)  # fmt: skip
+                batch_size=batch_size, seed=seed, standardize_items=standardize_items,
+                interaction_rank=interaction_rank)  # fmt: skip
   num_items = np.asarray(item_features).shape[0]
   user, ids, labels, mask = _check_lists('train', train, _num_rows(user_vectors), num_items)
   if not (labels > 0).any():

@@ -37,6 +37,7 @@ import optax
 import scipy.sparse as sp
 
 from larp_jax.evaluation import transfer_heads as th
+from larp_jax.evaluation import transfer_inputs as ti
 
 Array = jax.Array
 SOFTMAX_MODES = ('full', 'in_batch')
@@ -136,21 +137,21 @@ def fit_two_towers(
     raise ValueError(f'softmax must be one of {SOFTMAX_MODES}, got {softmax!r}.')
   if not temperature > 0:
     raise ValueError(f'temperature must be > 0, got {temperature}.')
-  names, arrays = th.check_user_vectors(user_vectors)
-  items = th.check_item_features(item_features)
+  names, arrays = ti.check_user_vectors(user_vectors)
+  items = ti.check_item_features(item_features)
   user = np.asarray(train[0]).reshape(-1)
   if user.size == 0:
     raise ValueError('train is empty: need at least one positive pair.')
-  user = th.check_ids('train.user', user, arrays[0].shape[0])
-  item = th.check_ids('train.item', np.asarray(train[1]).reshape(-1), items.shape[0], user.shape)
+  user = ti.check_ids('train.user', user, arrays[0].shape[0])
+  item = ti.check_ids('train.item', np.asarray(train[1]).reshape(-1), items.shape[0], user.shape)
   if softmax == 'in_batch' and min(batch_size, user.size) < 2:
     raise ValueError('in_batch softmax needs batch_size >= 2 and at least 2 training pairs.')
   rows = np.unique(user)
   for name, arr in zip(names, arrays):
-    th.check_finite_rows(f"user_vectors['{name}']", arr, rows)
-  mean, std, informative = th.standardiser(arrays, rows)
-  i_mean, i_std = th.item_standardiser(items, standardize_items)
-  z = th.stacked_vectors(arrays, rows, mean, std, informative)
+    ti.check_finite_rows(f"user_vectors['{name}']", arr, rows)
+  mean, std, informative = ti.standardiser(arrays, rows)
+  i_mean, i_std = ti.item_standardiser(items, standardize_items)
+  z = ti.stacked_vectors(arrays, rows, mean, std, informative)
   key_user, key_item = jax.random.split(jax.random.key(seed))
   tower = [hidden, embed_dim]
   params = th.stack_trees(
@@ -212,8 +213,8 @@ def tower_embeddings(
     (name -> float32 [Q, E], name -> float32 [I, E]).
   """
   users = np.asarray(users).reshape(-1)
-  num_users = th.check_user_vectors(user_vectors)[1][0].shape[0]
-  users = th.check_ids('users', users, num_users)
+  num_users = ti.check_user_vectors(user_vectors)[1][0].shape[0]
+  users = ti.check_ids('users', users, num_users)
   if users.size == 0:
     raise ValueError('users is empty.')
   z, items, rows = th.model_inputs(towers, user_vectors, item_features, users)
@@ -242,7 +243,7 @@ def _rows(name: str, sets, num_rows: int, num_items: int) -> list[np.ndarray]:
     if len(sets) != num_rows:
       raise ValueError(f'{name} has {len(sets)} rows, users has {num_rows}.')
     out = [
-        th.check_ids(f'{name}[{q}]', np.asarray(r).reshape(-1), num_items)
+        ti.check_ids(f'{name}[{q}]', np.asarray(r).reshape(-1), num_items)
         for q, r in enumerate(sets)
     ]
   return [np.unique(r) for r in out]
