@@ -4,6 +4,11 @@ LARP (Sec. 4.1) cuts each track into a 10 s clip "sampled randomly from the trac
 first and last 20 seconds)" and resamples it to the audio tower's rate. `load_clip` does exactly
 that for files long enough to have such a window; shorter files fall back as documented there.
 
+A decoded window shorter than the clip (a file shorter than `clip_seconds`, or a truncated file
+whose header promises more audio than it holds) raises `ShortAudioError`, naming the file and both
+lengths, unless the caller opts into zero-padding (`pad_short=True`; `load_clip_checked` then also
+returns the reason, so builders can report padded files).
+
 Decoding goes through soundfile (libsndfile 1.2: wav, flac, ogg/vorbis, opus, mp3). If soundfile
 cannot open a file and `audioread` is installed, audioread is tried as a fallback. Every failure
 is raised as `AudioDecodeError`, which names the file, so that dataset builders can count, report
@@ -31,6 +36,20 @@ class AudioDecodeError(RuntimeError):
     self.path = str(path)
     self.reason = reason
     super().__init__(f'cannot decode audio file {self.path!r}: {reason}')
+
+
+class ShortAudioError(AudioDecodeError):
+  """The decoded audio is shorter than the clip (short or truncated file); `path` names the file.
+
+  `str(error)` is the full message: 'short audio file ...' or 'truncated audio file ...'.
+  """
+
+  def __init__(self, path: os.PathLike | str, message: str):
+    super().__init__(path, message)
+    self.args = (message,)
+
+  def __str__(self) -> str:
+    return self.args[0]
 
 
 def find_audio_file(audio_dir: os.PathLike | str, track_id: str) -> pathlib.Path | None:
@@ -148,7 +167,8 @@ def choose_clip_start(
     `crop='random'` draws the start uniformly in [edge, duration - edge - clip];
     `crop='center'` takes the middle of the file.
   * Fallback for short files (duration < clip + 2 * edge): the centred clip (start
-    (duration - clip) / 2), or start 0 when the file is shorter than the clip (it is then padded).
+    (duration - clip) / 2), or start 0 when the file is shorter than the clip (`load_clip` then
+    raises ShortAudioError unless pad_short).
   """
   if crop not in ('random', 'center'):
     raise ValueError(f"crop must be 'random' or 'center', got {crop!r}")
@@ -167,6 +187,83 @@ def track_rng(seed: int, key: str) -> np.random.Generator:
   return np.random.default_rng([int(seed), zlib.crc32(key.encode('utf-8'))])
 
 
+def _read_window(path: pathlib.Path, start_frame: int, num_frames: int) -> tuple[np.ndarray, int]:
+  """Like `read_audio` but an empty window is returned (a truncated file), not raised."""
+  try:
+    return read_audio(path, start_frame=start_frame, num_frames=num_frames)
+  except AudioDecodeError as e:
+    if e.reason != 'no audio samples decoded':
+      raise
+    return np.zeros((0,), np.float32), audio_info(path)[1]
+
+
+def load_clip_checked(
+    path: os.PathLike | str,
+    *,
+    sample_rate: int,
+    clip_samples: int,
+    edge_seconds: float = 20.0,
+    crop: str = 'random',
+    rng: np.random.Generator | None = None,
+    pad_short: bool = False,
+) -> tuple[np.ndarray, str | None]:
+  """`load_clip` that also returns why a clip was zero-padded (None when it was not).
+
+  Returns:
+    (clip float32 [clip_samples] in [-1, 1], None or a message naming the file and the decoded
+    length when the audio was shorter than the clip and `pad_short` padded it).
+
+  Raises:
+    ShortAudioError: the decoded audio is shorter than the clip and `pad_short` is False.
+    AudioDecodeError: any other failure, naming the file.
+  """
+  if clip_samples <= 0:
+    raise ValueError(f'clip_samples must be positive, got {clip_samples}')
+  path = pathlib.Path(path)
+  clip_seconds = clip_samples / sample_rate
+  try:
+    header_frames, file_rate = audio_info(path)
+  except AudioDecodeError:
+    # Header unreadable by soundfile (e.g. a codec it lacks): decode fully via the fallback.
+    wave, file_rate = read_audio(path)
+    header_frames = None
+    start = choose_clip_start(
+        wave.shape[0] / file_rate, clip_seconds, edge_seconds=edge_seconds, crop=crop, rng=rng
+    )
+    first = int(round(start * file_rate))
+    wave = wave[first : first + int(np.ceil(clip_samples * file_rate / sample_rate)) + 1]
+  else:
+    if header_frames <= 0:
+      raise AudioDecodeError(path, 'file has no frames')
+    start = choose_clip_start(
+        header_frames / file_rate, clip_seconds, edge_seconds=edge_seconds, crop=crop, rng=rng
+    )
+    first = int(round(start * file_rate))
+    wanted = int(np.ceil(clip_samples * file_rate / sample_rate)) + 1
+    wave, file_rate = _read_window(path, first, wanted)
+  # Frames the clip needs at the file's rate (the resampler may lose one or two at the edge).
+  needed = int(np.floor(clip_samples * file_rate / sample_rate))
+  short = None
+  if wave.shape[0] < needed:
+    got = (first + wave.shape[0]) / file_rate
+    if header_frames is not None and header_frames - first >= needed:
+      short = (
+          f'truncated audio file {str(path)!r}: the header promises '
+          f'{header_frames / file_rate:.2f} s but decoding stops at {got:.2f} s '
+          f'(clip needs {clip_seconds:.2f} s from {first / file_rate:.2f} s)'
+      )
+    else:
+      short = (
+          f'short audio file {str(path)!r}: {wave.shape[0] / file_rate:.2f} s decoded, '
+          f'the clip needs {clip_seconds:.2f} s'
+      )
+    if not pad_short:
+      raise ShortAudioError(path, short)
+  if wave.shape[0] == 0:
+    return np.zeros((clip_samples,), np.float32), short
+  return fix_length(resample(wave, file_rate, sample_rate), clip_samples), short
+
+
 def load_clip(
     path: os.PathLike | str,
     *,
@@ -175,8 +272,9 @@ def load_clip(
     edge_seconds: float = 20.0,
     crop: str = 'random',
     rng: np.random.Generator | None = None,
+    pad_short: bool = False,
 ) -> np.ndarray:
-  """Decodes one clip of a file: window choice (`choose_clip_start`), mono, resample, pad/crop.
+  """Decodes one clip of a file: window choice (`choose_clip_start`), mono, resample, crop.
 
   Only the chosen window (plus a small margin for the resampler) is decoded, so long files are
   cheap.
@@ -188,45 +286,24 @@ def load_clip(
     edge_seconds: seconds excluded at both ends when the file is long enough (paper: 20).
     crop: 'random' (paper) or 'center'.
     rng: generator for crop='random'; use `track_rng(seed, uri)` for per-track determinism.
+    pad_short: zero-pad audio shorter than the clip instead of raising ShortAudioError.
 
   Returns:
     float32 [clip_samples] in [-1, 1].
 
   Raises:
+    ShortAudioError: decoded audio shorter than the clip (and not pad_short), naming the file.
     AudioDecodeError: naming the file.
   """
-  if clip_samples <= 0:
-    raise ValueError(f'clip_samples must be positive, got {clip_samples}')
-  path = pathlib.Path(path)
-  try:
-    num_frames, file_rate = audio_info(path)
-  except AudioDecodeError:
-    # Header unreadable by soundfile (e.g. a codec it lacks): decode fully via the fallback.
-    wave, file_rate = read_audio(path)
-    num_frames = wave.shape[0]
-    start = choose_clip_start(
-        num_frames / file_rate,
-        clip_samples / sample_rate,
-        edge_seconds=edge_seconds,
-        crop=crop,
-        rng=rng,
-    )
-    first = int(round(start * file_rate))
-    wave = wave[first : first + int(np.ceil(clip_samples * file_rate / sample_rate)) + 1]
-  else:
-    if num_frames <= 0:
-      raise AudioDecodeError(path, 'file has no frames')
-    start = choose_clip_start(
-        num_frames / file_rate,
-        clip_samples / sample_rate,
-        edge_seconds=edge_seconds,
-        crop=crop,
-        rng=rng,
-    )
-    first = int(round(start * file_rate))
-    wanted = int(np.ceil(clip_samples * file_rate / sample_rate)) + 1
-    wave, file_rate = read_audio(path, start_frame=first, num_frames=wanted)
-  return fix_length(resample(wave, file_rate, sample_rate), clip_samples)
+  return load_clip_checked(
+      path,
+      sample_rate=sample_rate,
+      clip_samples=clip_samples,
+      edge_seconds=edge_seconds,
+      crop=crop,
+      rng=rng,
+      pad_short=pad_short,
+  )[0]
 
 
 def to_int16(wave: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import re
+import sys
 
 import tqdm
 
@@ -30,7 +31,8 @@ def read_mpd_slices(
 
   Items lacking a required field or with a malformed uri are skipped as 'unknown_track' (the
   playlist keeps its other tracks); playlists without an int pid or a tracks list are skipped as
-  'malformed_playlist'; a slice that is not valid JSON is skipped as 'unreadable_slice'.
+  'malformed_playlist'; a playlist with no (usable) track as 'empty_playlist'; a slice that is not
+  valid JSON is skipped as 'unreadable_slice'.
 
   Args:
     manual_dir: holds `data/mpd.slice.*.json` (or `mpd.slice.*.json`).
@@ -84,6 +86,7 @@ def read_mpd_slices(
         if bad:
           report.add('unknown_track', f'pid {pid}: {uri!r} lacks {bad}')
           continue
+        uri = sys.intern(uri)  # one str per track, not per playlist entry (66M in the full MPD)
         if uri not in tracks:
           tracks[uri] = playlist_audio.TrackInfo(
               item['track_name'],
@@ -92,6 +95,9 @@ def read_mpd_slices(
               audio_key=uri.rsplit(':', 1)[1],
           )
         uris.append(uri)
+      if not uris:
+        report.add('empty_playlist', f'pid {pid} ({os.path.basename(path)}): no usable tracks')
+        continue
       playlists.append(
           splits_lib.Playlist(pid, str(playlist.get('name', '')), splits_lib.dedupe(uris))
       )

@@ -6,8 +6,14 @@
 `data_dir/larp_<kind>/<config.name>/1.0.0/` once. `data_pipelines.grain_pipelines` reads it.
 
 Every manual dir has `audio/<audio_key>.<wav|flac|ogg|opus|mp3>`, one file per track (see
-`index_audio_dir`); tracks without a readable file are dropped before (missing) or after (corrupt)
-the cold-start split of `data_pipelines/splits.py`.
+`index_audio_dir`); tracks without a readable file are dropped before (missing) or after (corrupt,
+short or truncated; padding short audio is opt-in, `pad_short_audio`) the cold-start split of
+`data_pipelines/splits.py`.
+
+Storage: each clip is decoded once, at the model's rate, into a scratch chunk of
+`scratch_chunk_clips` clips next to the dataset; a chunk is deleted as soon as its records are
+written, so the clips exist once on disk (plus one chunk) at any time. The disk a build needs
+(`larp_clips.storage_estimate`) is checked against the free space before any clip is decoded.
 
 Splits (one union schema; fields a split does not use hold -1, '' or an empty array):
   tracks_train / tracks_valid / tracks_test, record i = track index i of that split:
@@ -23,10 +29,11 @@ Splits (one union schema; fields a split does not use hold -1, '' or an empty ar
     num_ground_truth: seeded shuffle of the playlist, first round(n / 2) are seeds.
 Records are written in index order (`disable_shuffling`), so `source[i]` is record i.
 
-`larp_metadata.json` next to the data holds the config, counts, pad ids, track uris per split (uri
+`larp_metadata.json` next to the data (and `skip_report.json`, the skip report alone) holds the config, counts, pad ids, track uris per split (uri
 <-> index), playlist pids per split and a report of everything skipped: missing or corrupt audio,
-playlist items naming unknown tracks, malformed playlists, evaluation playlists that became too
-short. Skipped items never stop a build; they are counted, the first examples are kept, and the
+short or truncated audio (by file), playlist items naming unknown tracks, malformed and empty
+playlists, playlists left without audio, training playlists too short to keep, evaluation
+playlists that became too short. Skipped items never stop a build; they are counted, the first examples are kept, and the
 report is printed.
 """
 
@@ -34,25 +41,26 @@ from __future__ import annotations
 
 import abc
 import collections
-import concurrent.futures
 import dataclasses
 import json
 import logging
 import os
 import pathlib
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
-import tqdm
 
 from data_pipelines import audio as audio_lib
+from data_pipelines import larp_clips
 from data_pipelines import splits as splits_lib
 from data_pipelines import text as text_lib
 
 METADATA_FILE = 'larp_metadata.json'
+SKIP_REPORT_FILE = 'skip_report.json'
 TRACK_SPLITS = ('tracks_train', 'tracks_valid', 'tracks_test')
 SPLIT_NAMES = TRACK_SPLITS + ('pairs_train', 'playlists_train', 'playlists_valid', 'playlists_test')
 _KEY_SPACE = 2**127  # Record keys spread over this range keep order and fill tfds's buckets.
@@ -71,8 +79,17 @@ class LarpDataConfig(tfds.core.BuilderConfig):
     caption_template: 'paper', 'official' or a custom {track}/{artist}/{album} format string.
     tokenizer_dir: local HF tokenizer directory; if set, token ids are stored at build time.
     max_text_length: token length (LARP: 30).
-    train_tracks, valid_tracks, num_valid_playlists, num_test_playlists, min_playlist_length,
-      max_playlist_length, min_train_playlist_length: see splits.SplitConfig.
+    train_tracks: training-track count (int; 0 = use train_fraction). A whole float >= 1 is read
+      as a count and a float in (0, 1) as a fraction (older configs).
+    train_fraction: training tracks as a fraction of all tracks (0 = use train_tracks).
+    valid_tracks, valid_fraction: size of a validation track pool cut up front (count or
+      fraction; both 0/None = the official sequential procedure, see splits.SplitConfig).
+    num_valid_playlists, num_test_playlists, min_playlist_length, max_playlist_length,
+      min_train_playlist_length, max_train_playlists: see splits.SplitConfig.
+    pad_short_audio: zero-pad audio shorter than the clip (reported as 'padded_short_audio')
+      instead of dropping the track (reported as 'short_audio').
+    scratch_chunk_clips: clips per scratch chunk (the disk a build needs beyond its records).
+    check_disk: compare `larp_clips.storage_estimate` with the free disk before decoding.
     pairs_per_track: TTC pairs per training track (official: 5).
     include_self_pairs: let a track be its own pair partner (official code: yes).
     seed: split, pair, seed/ground-truth and crop seed (official: 45).
@@ -89,17 +106,23 @@ class LarpDataConfig(tfds.core.BuilderConfig):
   tokenizer_dir: str | None = None
   max_text_length: int = 30
   train_tracks: float | int = 100_000
+  train_fraction: float = 0.0
   valid_tracks: float | int | None = None
+  valid_fraction: float = 0.0
   num_valid_playlists: int = 1000
   num_test_playlists: int = 1000
   min_playlist_length: int = 10
   max_playlist_length: int = 101
   min_train_playlist_length: int = 2
+  max_train_playlists: int = 0
   pairs_per_track: int = 5
   include_self_pairs: bool = False
+  pad_short_audio: bool = False
   seed: int = 45
   num_workers: int = 4
   max_report_examples: int = 10
+  scratch_chunk_clips: int = 1024
+  check_disk: bool = True
 
   def __post_init__(self):
     if self.tokenizer_dir is not None:
@@ -108,6 +131,8 @@ class LarpDataConfig(tfds.core.BuilderConfig):
       raise ValueError(f"audio_dtype must be 'int16' or 'float32', got {self.audio_dtype!r}")
     if self.crop not in ('random', 'center'):
       raise ValueError(f"crop must be 'random' or 'center', got {self.crop!r}")
+    if self.scratch_chunk_clips < 1:
+      raise ValueError(f'scratch_chunk_clips must be >= 1, got {self.scratch_chunk_clips}')
     if self.sample_rate <= 0 or self.clip_seconds <= 0:
       raise ValueError(
           f'sample_rate and clip_seconds must be positive, got '
@@ -121,14 +146,44 @@ class LarpDataConfig(tfds.core.BuilderConfig):
     return int(round(self.sample_rate * self.clip_seconds))
 
   def split_config(self) -> splits_lib.SplitConfig:
+    """The SplitConfig of these settings (the count/fraction keys resolved).
+
+    Raises:
+      ValueError naming the keys: both or neither of train_tracks / train_fraction set, both
+      valid_tracks and valid_fraction set, or a value of the wrong kind.
+    """
+    train, valid = self.train_tracks, self.valid_tracks
+    if self.train_fraction:
+      if train:
+        raise ValueError(
+            f'train_tracks={train!r} and train_fraction={self.train_fraction!r}: set one '
+            '(the other to 0)'
+        )
+      if not 0.0 < float(self.train_fraction) < 1.0:
+        raise ValueError(f'train_fraction={self.train_fraction!r} must be in (0, 1)')
+      train = float(self.train_fraction)
+    elif not train:
+      raise ValueError('train_tracks=0 and train_fraction=0: set one of them')
+    if self.valid_fraction:
+      if valid:
+        raise ValueError(
+            f'valid_tracks={valid!r} and valid_fraction={self.valid_fraction!r}: set one '
+            '(the other to 0)'
+        )
+      if not 0.0 < float(self.valid_fraction) < 1.0:
+        raise ValueError(f'valid_fraction={self.valid_fraction!r} must be in (0, 1)')
+      valid = float(self.valid_fraction)
+    elif not valid:
+      valid = None
     return splits_lib.SplitConfig(
-        train_tracks=self.train_tracks,
-        valid_tracks=self.valid_tracks,
+        train_tracks=train,
+        valid_tracks=valid,
         num_valid_playlists=self.num_valid_playlists,
         num_test_playlists=self.num_test_playlists,
         min_playlist_length=self.min_playlist_length,
         max_playlist_length=self.max_playlist_length,
         min_train_playlist_length=self.min_train_playlist_length,
+        max_train_playlists=self.max_train_playlists,
         seed=self.seed,
     )
 
@@ -137,6 +192,8 @@ class LarpDataConfig(tfds.core.BuilderConfig):
     skip = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)} | {
         'num_workers',
         'max_report_examples',
+        'scratch_chunk_clips',
+        'check_disk',
     }
     return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
@@ -163,6 +220,12 @@ class SkipReport:
     self.counts[reason] += 1
     if len(self.examples[reason]) < self.max_examples:
       self.examples[reason].append(example)
+
+  def add_count(self, reason: str, count: int, examples: Sequence[str]) -> None:
+    """Adds `count` skipped items at once (e.g. rows counted by `lfm_tables.SkipReport`)."""
+    self.counts[reason] += int(count)
+    room = self.max_examples - len(self.examples[reason])
+    self.examples[reason].extend(list(examples)[: max(room, 0)])
 
   def as_dict(self) -> dict[str, dict[str, Any]]:
     return {
@@ -290,60 +353,26 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
     scratch_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix='larp_clips_', dir=scratch_root) as scratch:
       self._scratch_dir = pathlib.Path(scratch)
+      self._clips = None
       try:
         return super()._download_and_prepare(dl_manager, download_config)
       finally:
-        self._clips = None  # Releases the memmap before the directory is removed.
+        self._clips = None  # Releases the memmaps before the directory is removed.
 
   # ------------------------------------------------------------------ preparation
 
-  def _decode_clips(
-      self,
-      uris: Sequence[str],
-      files: Mapping[str, pathlib.Path],
-      tracks: Mapping[str, TrackInfo],
-      report: SkipReport,
-  ) -> tuple[np.ndarray, dict[str, int], set[str]]:
-    """Decodes one clip per uri into a disk-backed array. Returns (clips, uri -> row, bad uris)."""
+  def _check_disk(self, num_tracks: int, num_playlists: int, num_pairs: int) -> None:
     config = self._config
-    dtype = np.int16 if config.audio_dtype == 'int16' else np.float32
-    clips = np.lib.format.open_memmap(
-        self._scratch_dir / 'clips.npy',
-        mode='w+',
-        dtype=dtype,
-        shape=(max(len(uris), 1), config.clip_samples),
-    )
-    rows = {uri: i for i, uri in enumerate(uris)}
-
-    def decode(uri: str) -> str | None:
-      path = files[tracks[uri].audio_key]
-      try:
-        clip = audio_lib.load_clip(
-            path,
-            sample_rate=config.sample_rate,
-            clip_samples=config.clip_samples,
-            edge_seconds=config.edge_seconds,
-            crop=config.crop,
-            rng=audio_lib.track_rng(config.seed, uri),
-        )
-      except audio_lib.AudioDecodeError as e:
-        return str(e)
-      except Exception as e:  # pylint: disable=broad-except  Never stop a build for one file.
-        return f'cannot decode audio file {str(path)!r}: {e!r}'
-      clips[rows[uri]] = audio_lib.to_int16(clip) if dtype == np.int16 else clip
-      return None
-
-    bad = set()
-    with concurrent.futures.ThreadPoolExecutor(max(1, config.num_workers)) as pool:
-      results = pool.map(decode, uris)
-      for uri, error in tqdm.tqdm(
-          zip(uris, results), total=len(uris), desc='decoding audio', unit=' clips', mininterval=2.0
-      ):
-        if error is not None:
-          bad.add(uri)
-          report.add('corrupt_audio', error)
-    clips.flush()
-    return clips, rows, bad
+    need = larp_clips.storage_estimate(config, num_tracks, num_playlists, num_pairs)
+    free = shutil.disk_usage(self._scratch_dir).free
+    if need['peak_bytes'] > free:
+      raise ValueError(
+          f'{self.name}/{config.name}: the build needs about {need["peak_bytes"] / 2**30:.2f} GiB '
+          f'({num_tracks} clips of {config.clip_samples} {config.audio_dtype} samples = '
+          f'{need["clip_bytes"] / 2**30:.2f} GiB, plus one scratch chunk and playlists) but only '
+          f'{free / 2**30:.2f} GiB are free under {str(self._scratch_dir.parent)!r}; free space, '
+          'choose another data_dir, or set fewer tracks (train_tracks, num_*_playlists)'
+      )
 
   def _split_generators(self, dl_manager):
     config = self._config
@@ -365,21 +394,35 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
       (with_audio if source.tracks[uri].audio_key in files else missing).add(uri)
     for uri in sorted(missing):
       report.add('missing_audio', f'{uri} (no {audio_dir}/{source.tracks[uri].audio_key}.*)')
-    playlists = [
-        splits_lib.Playlist(p.pid, p.name, tuple(u for u in p.track_uris if u in with_audio))
-        for p in source.playlists
-    ]
-    split = splits_lib.cold_start_split(playlists, config.split_config())
+    playlists = []
+    for p in source.playlists:
+      kept = tuple(u for u in p.track_uris if u in with_audio)
+      if kept:
+        playlists.append(splits_lib.Playlist(p.pid, p.name, kept))
+      else:
+        report.add('playlist_without_audio', f'pid {p.pid}: none of its tracks has audio')
+    split_config = config.split_config()
+    split = splits_lib.cold_start_split(playlists, split_config, on_skip=report.add)
     needed = list(split.train_uris) + list(split.valid_uris) + list(split.test_uris)
-    self._clips, self._clip_rows, bad = self._decode_clips(needed, files, source.tracks, report)
-    split = splits_lib.remove_tracks(split, bad, config.split_config())
+    num_playlists = len(split.train_playlists) + len(split.valid_playlists)
+    num_playlists += len(split.test_playlists)
+    if config.check_disk:
+      self._check_disk(len(needed), num_playlists, len(split.train_uris) * config.pairs_per_track)
+    self._clips = larp_clips.ClipStore(self._scratch_dir, config)
+    bad = self._clips.decode(needed, {u: files[source.tracks[u].audio_key] for u in needed}, report)
+    split = splits_lib.remove_tracks(split, bad, split_config, on_skip=report.add)
     for pid in split.report.get('dropped_eval_playlists', []):
       report.add('eval_playlist_too_short_after_audio_errors', f'pid {pid}')
 
     self._plan = self._make_plan(split, source.tracks)
+    self._clips.keep_only(
+        [u for part in ('train', 'valid', 'test') for u in self._plan[part]['uris']]
+    )
     metadata = self._metadata(split, report)
     with open(pathlib.Path(self.data_dir) / METADATA_FILE, 'w', encoding='utf-8') as f:
       json.dump(metadata, f, indent=1)
+    with open(pathlib.Path(self.data_dir) / SKIP_REPORT_FILE, 'w', encoding='utf-8') as f:
+      json.dump(metadata['skipped'], f, indent=1)
     message = f'{self.name}/{config.name}: {metadata["counts"]}\n{report.summary()}'
     print(message)
     logging.info(message)
@@ -479,7 +522,7 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
             track_index=i,
             track_uri=uri,
             caption=part['captions'][i],
-            audio=np.asarray(self._clips[self._clip_rows[uri]]),
+            audio=self._clips.pop(uri),
         )
         if part['tokens'] is not None:
           record['input_ids'] = part['tokens']['input_ids'][i]

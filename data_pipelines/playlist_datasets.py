@@ -52,6 +52,21 @@ def _as_config(
   return playlist_audio.LarpDataConfig(**values)
 
 
+def _same_settings(built: Mapping[str, Any], config: playlist_audio.LarpDataConfig) -> bool:
+  """True when a build was made with `config`'s data fields; a field newer than the build counts
+  as equal when it holds its default (older builds stay usable)."""
+  current = json.loads(json.dumps(config.data_fields()))
+  defaults = {
+      f.name: json.loads(json.dumps(f.default))
+      for f in dataclasses.fields(playlist_audio.LarpDataConfig)
+      if f.default is not dataclasses.MISSING
+  }
+  return all(
+      built[k] == v if k in built else k in defaults and defaults[k] == v
+      for k, v in current.items()
+  ) and set(built) <= set(current)
+
+
 def build_dataset(
     kind: str,
     manual_dir: os.PathLike | str,
@@ -59,6 +74,7 @@ def build_dataset(
     config: playlist_audio.LarpDataConfig | Mapping[str, Any] | Any,
     *,
     overwrite: bool = False,
+    reuse_only: bool = False,
 ) -> str:
   """Builds (or reuses) the array_record dataset and returns its directory.
 
@@ -68,6 +84,8 @@ def build_dataset(
     data_dir: TFDS data root; the dataset goes to data_dir/larp_<kind>/<config.name>/<version>.
     config: playlist_audio.LarpDataConfig, or a mapping / ml_collections.ConfigDict of its fields.
     overwrite: rebuild even if a dataset with that name exists.
+    reuse_only: never build (hosts other than the one that built): an error when no build with
+      these settings exists.
 
   Returns:
     The dataset directory (pass it to grain_pipelines); its records are laid out as in the
@@ -85,7 +103,7 @@ def build_dataset(
   dataset_dir = pathlib.Path(builder.data_dir)
   if (dataset_dir / 'dataset_info.json').is_file():
     built = playlist_audio.load_metadata(dataset_dir)
-    if built.get('config') == json.loads(json.dumps(config.data_fields())) and not overwrite:
+    if _same_settings(built.get('config', {}), config) and not overwrite:
       return str(dataset_dir)
     if not overwrite:
       raise ValueError(
@@ -94,6 +112,11 @@ def build_dataset(
       )
     shutil.rmtree(dataset_dir)
     builder = BUILDERS[kind](config=config, data_dir=str(data_dir), file_format='array_record')
+  if reuse_only:
+    raise ValueError(
+        f'{str(dataset_dir)!r} holds no finished build (the building process failed or has not '
+        'run); see its log'
+    )
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
       file_format='array_record',

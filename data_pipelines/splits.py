@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,8 +46,8 @@ class SplitConfig:
   """Cold-start split settings.
 
   Attributes:
-    train_tracks: number of training tracks (int) or a fraction of all tracks (float in (0, 1)).
-      Official LARP: 100,000.
+    train_tracks: number of training tracks (int, or a whole float >= 1) or a fraction of all
+      tracks (float in (0, 1)). Official LARP: 100,000.
     valid_tracks: None for the official sequential procedure, else the size (int or fraction of
       all tracks) of a validation track pool cut up front; the test pool is the remainder.
     num_valid_playlists: validation playlists to select (official: 1,000).
@@ -55,6 +55,8 @@ class SplitConfig:
     min_playlist_length: evaluation playlists need MORE than this many tracks (paper: 10).
     max_playlist_length: playlists are truncated to their first this-many tracks (101).
     min_train_playlist_length: training playlists need at least this many training tracks.
+    max_train_playlists: keep at most this many training playlists (a seeded random subset, in
+      input order; 0 = all). The paper's LFM training set has 1,000 users (Table 1).
     seed: split seed (official: 45).
   """
 
@@ -65,9 +67,13 @@ class SplitConfig:
   min_playlist_length: int = 10
   max_playlist_length: int = 101
   min_train_playlist_length: int = 2
+  max_train_playlists: int = 0
   seed: int = 45
 
   def __post_init__(self):
+    check_size(self.train_tracks, 'SplitConfig.train_tracks')
+    if self.valid_tracks is not None:
+      check_size(self.valid_tracks, 'SplitConfig.valid_tracks')
     for name in ('num_valid_playlists', 'num_test_playlists', 'min_playlist_length'):
       if getattr(self, name) < 0:
         raise ValueError(f'SplitConfig.{name} must be >= 0, got {getattr(self, name)}')
@@ -126,15 +132,24 @@ def dedupe(uris: Iterable[str]) -> tuple[str, ...]:
   return tuple(dict.fromkeys(uris))
 
 
-def _resolve_count(value: float | int, total: int, name: str) -> int:
+def check_size(value: float | int, name: str) -> None:
+  """Validates a split size: an int count >= 0, an integral float >= 1 (a count that went through
+  a float-typed config field), or a fraction in (0, 1)."""
   if isinstance(value, bool) or not isinstance(value, numbers.Real):
     raise ValueError(f'{name} must be an int count or a float fraction, got {value!r}')
-  if isinstance(value, numbers.Integral):
+  if isinstance(value, numbers.Integral) or (float(value) >= 1.0 and float(value).is_integer()):
     if value < 0:
       raise ValueError(f'{name} must be >= 0, got {value}')
+  elif not 0.0 < float(value) < 1.0:
+    raise ValueError(
+        f'{name}={value!r}: a count must be a whole number, a fraction must be in (0, 1)'
+    )
+
+
+def _resolve_count(value: float | int, total: int, name: str) -> int:
+  check_size(value, name)
+  if isinstance(value, numbers.Integral) or float(value) >= 1.0:
     return min(int(value), total)
-  if not 0.0 < float(value) < 1.0:
-    raise ValueError(f'{name} as a fraction must be in (0, 1), got {value}')
   return int(round(float(value) * total))
 
 
@@ -147,12 +162,21 @@ def _restrict(
   return Playlist(playlist.pid, playlist.name, uris)
 
 
-def cold_start_split(playlists: Sequence[Playlist], config: SplitConfig) -> ColdStartSplit:
+def cold_start_split(
+    playlists: Sequence[Playlist],
+    config: SplitConfig,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> ColdStartSplit:
   """Splits playlists into strict cold-start train / valid / test parts (see module docstring).
 
   Args:
     playlists: all playlists; pids must be distinct.
     config: split settings.
+    on_skip: called as `on_skip(reason, example)` for every playlist left out of all splits:
+      'empty_playlist' (no tracks at all), 'train_playlist_too_short' (fewer than
+      `min_train_playlist_length` training tracks once restricted to them) and
+      'train_playlist_over_cap' (beyond `max_train_playlists`). The report also counts them
+      (`num_empty_playlists`, `num_short_train_playlists`, `num_train_playlists_over_cap`).
 
   Returns:
     A ColdStartSplit.
@@ -209,12 +233,34 @@ def cold_start_split(playlists: Sequence[Playlist], config: SplitConfig) -> Cold
 
   train_uris = tuple(all_uris[i] for i in track_order[:num_train])
   train_playlists = []
+  num_empty = num_short = 0
   for i, playlist in enumerate(playlists):
     if i in chosen:
+      continue
+    if not playlist.track_uris:
+      num_empty += 1
+      if on_skip is not None:
+        on_skip('empty_playlist', f'pid {playlist.pid}')
       continue
     restricted = _restrict(playlist, train_set, config.max_playlist_length)
     if len(restricted.track_uris) >= config.min_train_playlist_length:
       train_playlists.append(restricted)
+    else:
+      num_short += 1
+      if on_skip is not None:
+        on_skip(
+            'train_playlist_too_short',
+            f'pid {playlist.pid}: {len(restricted.track_uris)} training tracks '
+            f'< min_train_playlist_length={config.min_train_playlist_length}',
+        )
+  num_capped = 0
+  if config.max_train_playlists and len(train_playlists) > config.max_train_playlists:
+    keep = set(rng.permutation(len(train_playlists))[: config.max_train_playlists].tolist())
+    num_capped = len(train_playlists) - len(keep)
+    if on_skip is not None:
+      for i in sorted(set(range(len(train_playlists))) - keep):
+        on_skip('train_playlist_over_cap', f'pid {train_playlists[i].pid}')
+    train_playlists = [p for i, p in enumerate(train_playlists) if i in keep]
   report = {
       'num_input_playlists': len(playlists),
       'num_input_tracks': num_tracks,
@@ -222,6 +268,9 @@ def cold_start_split(playlists: Sequence[Playlist], config: SplitConfig) -> Cold
       'num_train_playlists': len(train_playlists),
       'num_valid_playlists': len(valid),
       'num_test_playlists': len(test),
+      'num_empty_playlists': num_empty,
+      'num_short_train_playlists': num_short,
+      'num_train_playlists_over_cap': num_capped,
       'requested_valid_playlists': config.num_valid_playlists,
       'requested_test_playlists': config.num_test_playlists,
       'track_pools': 'sequential' if config.valid_tracks is None else 'partitioned',
@@ -230,12 +279,16 @@ def cold_start_split(playlists: Sequence[Playlist], config: SplitConfig) -> Cold
 
 
 def remove_tracks(
-    split: ColdStartSplit, bad_uris: Iterable[str], config: SplitConfig
+    split: ColdStartSplit,
+    bad_uris: Iterable[str],
+    config: SplitConfig,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> ColdStartSplit:
   """Drops tracks (e.g. undecodable audio) from a split and re-applies the length rules.
 
-  Training playlists keep >= min_train_playlist_length tracks; evaluation playlists that fall to
-  <= min_playlist_length tracks are dropped and listed in report['dropped_eval_playlists'].
+  Training playlists keep >= min_train_playlist_length tracks (others are passed to
+  `on_skip('train_playlist_too_short_after_audio_errors', ...)`); evaluation playlists that fall
+  to <= min_playlist_length tracks are dropped and listed in report['dropped_eval_playlists'].
   """
   bad = set(bad_uris)
   if not bad:
@@ -246,6 +299,8 @@ def remove_tracks(
     uris = tuple(u for u in playlist.track_uris if u not in bad)
     if len(uris) >= config.min_train_playlist_length:
       train_playlists.append(Playlist(playlist.pid, playlist.name, uris))
+    elif on_skip is not None:
+      on_skip('train_playlist_too_short_after_audio_errors', f'pid {playlist.pid}')
   dropped: list[int] = []
 
   def keep_eval(playlists):

@@ -9,6 +9,10 @@ missing / foreign keys). The official LARP code silently dropped its pretrained 
 through a key-prefix mismatch, so this tool REFUSES (exit status 1, nothing written but the report)
 when any weight key under the detected prefix is unmatched or any model variable is missing,
 unless --allow_unmatched is given (missing variables then keep a fresh init).
+
+The LARP job reads OUTPUT (or the torch checkpoint itself, converted on the fly with the same
+strict matching) through `--config.model.audio_checkpoint=OUTPUT`: it initialises the online and
+momentum audio towers and bn0's statistics of stage 1, and the report's audio-only row.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from typing import Any
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from larp_jax.models import htsat, htsat_convert
 
@@ -44,50 +47,12 @@ def define_flags() -> None:
 
 
 REPORT_NAME = 'conversion_report.json'
-VARIABLES_NAME = 'variables'
-# Wrappers around the state dict: Lightning / CLAP ('state_dict'), BLIP-style LARP ('model').
-_WRAPPER_KEYS = ('state_dict', 'model', 'model_state_dict')
+VARIABLES_NAME = htsat_convert.VARIABLES_NAME
+load_state_dict = htsat_convert.load_state_dict  # torch/safetensors file -> {name: numpy array}
 
 
 class ConversionRefused(ValueError):
   """Raised when a checkpoint has unmatched keys or missing variables and that is not allowed."""
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-  if hasattr(value, 'detach'):  # torch.Tensor, without importing torch here.
-    value = value.detach().cpu()
-    if str(value.dtype) == 'torch.bfloat16':
-      value = value.float()
-    return value.numpy()
-  return np.asarray(value)
-
-
-def load_state_dict(path: str) -> dict[str, np.ndarray]:
-  """Reads {name: numpy array} from a torch or safetensors checkpoint, unwrapping Lightning/CLAP
-  `state_dict` and LARP `model` wrappers."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'--input {path} does not exist')
-  if path.endswith('.safetensors'):
-    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-
-    return dict(load_file(path))
-  import torch  # pylint: disable=g-import-not-at-top
-
-  checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-  while isinstance(checkpoint, dict):
-    wrapper = next((k for k in _WRAPPER_KEYS if isinstance(checkpoint.get(k), dict)), None)
-    if wrapper is None:
-      break
-    checkpoint = checkpoint[wrapper]
-  if not isinstance(checkpoint, dict):
-    raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not a state dict')
-  tensors = {str(k): v for k, v in checkpoint.items() if hasattr(v, 'shape')}
-  others = sorted(str(k) for k in checkpoint if str(k) not in tensors)
-  if not tensors:
-    raise ValueError(f'{path} holds no tensors (top-level keys: {others[:10]})')
-  if others:
-    print(f'skipping {len(others)} non-tensor entries: {others[:10]}')
-  return {k: _to_numpy(v) for k, v in tensors.items()}
 
 
 def _summary(report: dict[str, Any]) -> str:

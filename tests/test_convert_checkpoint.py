@@ -189,3 +189,80 @@ def test_prefix_detection_errors(torch_state):
     htsat_convert.conversion_report(both, CONFIG)
   report = htsat_convert.conversion_report(both, CONFIG, prefix='sed_model.')
   assert not report['unmatched'] and len(report['foreign']) == len(state)
+
+
+# ------------------------------------------- config.model.audio_checkpoint (the job's warm start)
+
+
+def _larp_state_from_checkpoint(checkpoint_path):
+  """The stage-1 LARP state the job builds with config.model.audio_checkpoint set."""
+  from configs import larp as larp_config
+  from larp_jax.jobs import larp_job, larp_setup
+  from larp_jax.models import larp_encoder
+  from larp_jax.training import mesh as mesh_lib
+  from larp_jax.training import runs
+
+  config = larp_config.get_config('test')
+  config.model.audio_checkpoint = checkpoint_path
+  model = larp_encoder.LARP(larp_setup.model_config(config))
+  mesh = mesh_lib.make_mesh({'shape': (1, 1)}, devices=jax.devices()[:1])
+  run_config = runs.run_config(config, init_from=larp_setup.run_init_from(config, 'stage1'))
+  state, _ = runs.create_state(
+      run_config,
+      mesh,
+      larp_job.make_init_fn(config, model, 4, 8, group_width=2),
+      10,
+      init_sources=larp_setup.init_sources(config),
+  )
+  return config, state
+
+
+def _relative_error(got, want):
+  return float(np.linalg.norm(np.asarray(got) - want) / np.linalg.norm(want))
+
+
+def test_audio_checkpoint_gives_laion_clap_embeddings(tmp_path, torch_state):
+  """A laion_clap HTS-AT (random init) saved by torch.save initialises the job's audio tower."""
+  import flax.linen as nn
+
+  path = str(tmp_path / 'clap.pt')
+  torch.save(_wrap(torch_state, 'clap_ddp'), path)
+  config, state = _larp_state_from_checkpoint(path)
+  audio_cfg = htsat.htsat_config('small', **dict(config.model.audio_overrides))
+  reference = reference_htsat.create_reference_htsat('small', audio_cfg)
+  reference.load_state_dict(torch_state)
+  wave = np.random.default_rng(0).uniform(-0.5, 0.5, (2, audio_cfg.clip_samples))
+  want = reference_htsat.run_reference(reference, wave)['embedding']
+
+  params, model_state = nn.meta.unbox(state.params), nn.meta.unbox(state.model_state)
+  for tower in (params['audio_encoder'], model_state['momentum']['audio_encoder']):
+    variables = {'params': tower, 'batch_stats': model_state['batch_stats']['audio_encoder']}
+    got = htsat.HTSAT(audio_cfg).apply(variables, wave.astype(np.float32))['embedding']
+    assert _relative_error(got, want) <= 1e-4
+  # The audio-only row of the report encodes with the same pretrained tower.
+  from larp_jax.jobs import larp_report
+
+  variables = larp_report.audio_only_variables(config, audio_cfg)
+  got = htsat.HTSAT(audio_cfg).apply(variables, wave.astype(np.float32))['embedding']
+  assert _relative_error(got, want) <= 1e-4
+
+
+def _pretrained(path):
+  from configs import larp as larp_config
+  from larp_jax.jobs import larp_setup
+
+  config = larp_config.get_config('test')
+  config.model.audio_checkpoint = path
+  return larp_setup.pretrained_audio_variables(config)
+
+
+def test_audio_checkpoint_reads_converted_dirs_and_is_strict(tmp_path, torch_state):
+  path = str(tmp_path / 'clap.pt')
+  torch.save(_wrap(torch_state, 'clap_ddp'), path)
+  convert_checkpoint.convert_file(path, 'small', str(tmp_path / 'converted'))
+  _assert_same_tree(_pretrained(str(tmp_path / 'converted')), _pretrained(path))
+  state = {f'audio_branch.{k}': v for k, v in torch_state.items()}
+  state['audio_branch.layers.0.blocks.0.attn.gate.weight'] = torch.zeros(3)
+  torch.save({'state_dict': state}, str(tmp_path / 'bad.pt'))
+  with pytest.raises(ValueError, match=r'bad\.pt.*layers\.0\.blocks\.0\.attn\.gate\.weight'):
+    _pretrained(str(tmp_path / 'bad.pt'))

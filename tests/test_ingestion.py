@@ -75,9 +75,18 @@ def test_short_files_fall_back_to_center_crop_or_padding(tmp_path):
   )
   np.testing.assert_allclose(clip, ramp[3 * rate : 7 * rate], atol=1e-6)  # centred
   tiny = _write(tmp_path / 'tiny.wav', ramp[:rate], rate, subtype='FLOAT')
-  padded = audio.load_clip(tiny, sample_rate=rate, clip_samples=2 * rate, crop='center')
+  # Shorter than the clip: an error naming the file, unless padding is asked for.
+  with pytest.raises(audio.ShortAudioError, match=r"short audio file '.*tiny.wav': 1.00 s"):
+    audio.load_clip(tiny, sample_rate=rate, clip_samples=2 * rate, crop='center')
+  padded, reason = audio.load_clip_checked(
+      tiny, sample_rate=rate, clip_samples=2 * rate, crop='center', pad_short=True
+  )
+  assert 'tiny.wav' in reason
   np.testing.assert_allclose(padded[:rate], ramp[:rate], atol=1e-6)
   assert not padded[rate:].any()
+  # Exactly the clip's length at another rate is not short (resampler edge samples are padded).
+  exact = _write(tmp_path / 'exact.wav', ramp[: 2 * rate], rate, subtype='FLOAT')
+  assert audio.load_clip_checked(exact, sample_rate=22050, clip_samples=2 * 22050)[1] is None
 
 
 def test_stereo_is_averaged_and_resampled(tmp_path):
@@ -452,6 +461,6 @@ def test_readers_reject_missing_inputs(tmp_path):
     mpd.read_mpd_slices(tmp_path, playlist_audio.SkipReport())
   with pytest.raises(ValueError, match='missing LFM file'):
     lfm.read_lfm(tmp_path, playlist_audio.SkipReport())
-  (tmp_path / 'tracks.tsv').write_text('id\tname\n1\tx\n')
-  with pytest.raises(ValueError, match='lacks columns'):
+  (tmp_path / 'tracks.tsv').write_text('key\ttitle_text\n1\tx\n')
+  with pytest.raises(ValueError, match="required column 'track_id'.*not in its header"):
     lfm.read_lfm(tmp_path, playlist_audio.SkipReport())

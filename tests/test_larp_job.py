@@ -124,3 +124,81 @@ def test_sharded_stage3_step_equals_single_device(finished_run):
       np.asarray(s1.model_state["audio_table"]),
       atol=1e-4,
   )
+
+
+def test_eval_ks_beyond_the_splits_fail_before_training(finished_run, tmp_path):
+  workdir, _, _ = finished_run
+  config = larp.get_config("test")
+  config.data.manual_dir = str(workdir / "demo_raw")
+  config.data.data_dir = str(workdir / "data")  # the build of the finished run
+  config.eval.ks = (10, 10_000)
+  with pytest.raises(ValueError, match=r"config.eval.ks=\(10, 10000\).*valid: \d+ tracks"):
+    larp_job.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / "stage1").exists()  # no run was started
+
+
+def test_table2_has_every_framework_and_encoder(finished_run):
+  workdir, out, _ = finished_run
+  results = json.loads((workdir / "results.json").read_text())
+  for framework in ("itemknn", "dropoutnet", "clcrec"):
+    for encoder in ("Random", "text-only BERT", "audio-only HTS-AT", "LARP-TPC-fusion"):
+      for metric in ("recall@10", "ndcg@10", "recall@40"):
+        assert 0.0 <= results[f"{framework}/{encoder}/{metric}"] <= 1.0
+  assert "Table 2" in out and "DropoutNet" in out and "CLCRec" in out
+
+
+def test_table4_scores_the_models_on_another_datasets_test_split(finished_run, tmp_path):
+  """MPD-trained stages on an LFM-2b copy of the demo catalogue (bz2 TSVs)."""
+  import larp_lfm_files
+  from larp_jax.jobs import larp_cross
+
+  workdir, _, _ = finished_run
+  lfm_raw = tmp_path / "lfm"
+  lfm_raw.mkdir()
+  larp_lfm_files.lfm_from_mpd(workdir / "demo_raw", lfm_raw)
+  config = larp.get_config("test")
+  config.eval.target.update(kind="lfm", manual_dir=str(lfm_raw), data_dir=str(tmp_path / "d"))
+  config.eval.target.build.update(
+      min_playlist_length=6,
+      max_playlist_length=101,
+      train_tracks=0,
+      train_fraction=0.4,
+      valid_fraction=0.3,
+  )
+  config.eval.target.build.update(num_valid_playlists=6, num_test_playlists=10)
+  out = larp_cross.evaluate_cross(config, str(workdir))
+  assert set(out["rows"]) >= {"LARP-WTC", "LARP-TPC-fusion"}
+  saved = json.loads((workdir / "results_cross_lfm.json").read_text())
+  assert 0.0 <= saved["LARP-TPC-fusion/recall@10"] <= 1.0
+
+
+def test_seeds_repeat_the_job_and_report_mean_and_std(tmp_path):
+  from larp_jax.jobs import larp_sweeps
+
+  config = larp.get_config("test")
+  config.seeds = (3, 5)
+  seen = []
+
+  def fake_job(sub, workdir):
+    seen.append((sub.seed, sub.recommenders.seed, sub.seeds, os.path.basename(workdir)))
+    return {"results": {"LARP-TPC-fusion/recall@10": 0.1 * sub.seed, "note/text": "x"}}
+
+  out = larp_sweeps.over_seeds(config, str(tmp_path), fake_job)
+  assert seen == [(3, 3, (), "seed_3"), (5, 5, (), "seed_5")]
+  saved = json.loads((tmp_path / "results.json").read_text())
+  np.testing.assert_allclose(saved["LARP-TPC-fusion/recall@10"], np.mean([0.3, 0.5]))
+  np.testing.assert_allclose(saved["LARP-TPC-fusion/recall@10/std"], np.std([0.3, 0.5]))
+  assert "note/text" not in saved and out["results"]["seeds"] == [3, 5]
+
+
+def test_fig4_sweep_trains_one_stage3_run_per_seed_count(finished_run):
+  from larp_jax.jobs import larp_sweeps
+
+  workdir, _, _ = finished_run
+  config = larp.get_config("test")
+  config.eval.seed_sweep = (3,)
+  dataset_dir = larp_setup.prepare_dataset(config, str(workdir))
+  results = larp_sweeps.seed_sweep(config, str(workdir), dataset_dir, larp_job.train_stage)
+  assert 0.0 <= results["fig4/J=3/recall@10"] <= 1.0
+  assert (workdir / "stage3_J3" / "best").exists()
+  assert (workdir / "plots" / "fig4_seed_tracks.png").stat().st_size > 1000

@@ -6,6 +6,7 @@ draws its tracks from one cluster. Test playlists: 8 seeds, 8 held-out tracks. R
 about 10 / 192 ~ 0.05; a ranking that only knows the cluster gets ~0.4.
 """
 
+import dataclasses
 import time
 
 import numpy as np
@@ -123,8 +124,11 @@ def test_itemknn_beats_random_and_faiss_matches_dense(problem, random_recall):
   np.testing.assert_array_equal(ids, dense)
 
 
-def test_dropoutnet_beats_random(problem, random_recall):
+@pytest.mark.parametrize('variant', ['paper', 'official'])
+def test_dropoutnet_beats_random(problem, random_recall, variant):
   config = dropoutnet.DropoutNetConfig(
+      variant=variant,
+      wmf_iterations=4,
       mf_dim=16,
       mf_epochs=5,
       mf_lr=0.05,
@@ -143,9 +147,17 @@ def test_dropoutnet_beats_random(problem, random_recall):
   assert model.cold_track_preference.shape == (16,)
 
 
-def test_clcrec_beats_random(problem, random_recall):
+@pytest.mark.parametrize('variant', ['paper', 'official'])
+def test_clcrec_beats_random(problem, random_recall, variant):
   config = clcrec.CLCRecConfig(
-      dim_e=32, hidden_dim=64, epochs=15, batch_size=256, lr=1e-2, temperature=0.2
+      variant=variant,
+      num_negatives=32,
+      dim_e=32,
+      hidden_dim=64,
+      epochs=15,
+      batch_size=256,
+      lr=1e-2,
+      temperature=0.2,
   )
   model = clcrec.fit(problem['train_pairs'], problem['train_content'], config, seed=0)
   recall = _recall10(problem, lambda i, m: clcrec.score(model, i, problem['test_content'], m))
@@ -159,3 +171,114 @@ def test_fit_rejects_bad_interactions(problem):
     dropoutnet.fit(np.zeros((3,), np.int64), problem['train_content'])
   with pytest.raises(ValueError, match='seeds'):
     itemknn.score(itemknn.fit(None, None), np.zeros((2, 3), np.float32), problem['test_content'])
+
+
+# ------------------------------------------------- objectives against NumPy versions of the papers
+
+
+def _np_wmf(pairs, u, v, alpha, l2):
+  """Hu et al. '08: sum_{p,s} (1 + alpha r_ps) (r_ps - u_p . v_s)^2 + l2 (||U||^2 + ||V||^2)."""
+  r = np.zeros((u.shape[0], v.shape[0]))
+  r[pairs[:, 0], pairs[:, 1]] = 1.0
+  c = 1.0 + alpha * r
+  return np.sum(c * (r - u @ v.T) ** 2) + l2 * (np.sum(u**2) + np.sum(v**2)), r, c
+
+
+def test_wmf_objective_and_als_are_the_papers():
+  rng = np.random.default_rng(3)
+  pairs = np.unique(np.stack([rng.integers(0, 12, 60), rng.integers(0, 20, 60)], 1), axis=0)
+  u, v = rng.normal(size=(12, 4)), rng.normal(size=(20, 4))
+  expected, r, c = _np_wmf(pairs, u, v, 5.0, 0.3)
+  np.testing.assert_allclose(dropoutnet.wmf_objective(pairs, u, v, 5.0, 0.3), expected, rtol=1e-12)
+  # One ALS half-step is the exact minimiser over U: the formula's gradient in U vanishes there.
+  u_new = dropoutnet._als_side(pairs[:, 0], pairs[:, 1], v, 12, 5.0, 0.3, block_pairs=7)
+  grad = -2 * (c * (r - u_new @ v.T)) @ v + 2 * 0.3 * u_new
+  np.testing.assert_allclose(grad, 0.0, atol=1e-9)
+  config = dropoutnet.DropoutNetConfig(mf_dim=4, wmf_alpha=5.0, wmf_l2=0.3, wmf_iterations=1)
+  u1, v1 = dropoutnet.train_wmf(pairs, 12, 20, config, seed=0)
+  u3, v3 = dropoutnet.train_wmf(
+      pairs, 12, 20, dataclasses.replace(config, wmf_iterations=3), seed=0
+  )
+  assert _np_wmf(pairs, u3, v3, 5.0, 0.3)[0] <= _np_wmf(pairs, u1, v1, 5.0, 0.3)[0] + 1e-6
+
+
+def _np_tower(variables, pref, content, eps):
+  params = variables['params']
+  x = np.concatenate([pref, content], -1).astype(np.float64)
+  names = sorted((k for k in params if k.startswith('Dense')), key=lambda k: int(k.split('_')[1]))
+  bns = sorted((k for k in params if k.startswith('BatchNorm')), key=lambda k: int(k.split('_')[1]))
+  for dense, bn in zip(names[:-1], bns):
+    x = x @ np.asarray(params[dense]['kernel']) + np.asarray(params[dense]['bias'])
+    mean, var = x.mean(0), x.var(0)
+    x = (x - mean) / np.sqrt(var + eps) * np.asarray(params[bn]['scale']) + np.asarray(
+        params[bn]['bias']
+    )
+    x = np.tanh(x)
+  return x @ np.asarray(params[names[-1]]['kernel']) + np.asarray(params[names[-1]]['bias'])
+
+
+def test_dropoutnet_objective_is_the_papers():
+  """O = mean (U_p . V_s - f_P(U'_p, e_p) . f_S(V'_s, e_s))^2 + wd/2 ||W||^2 (Volkovs et al.)."""
+  import jax
+
+  rng = np.random.default_rng(0)
+  config = dropoutnet.DropoutNetConfig(mf_dim=6, hidden_dims=(16, 8), out_dim=5, init_std=0.3)
+  tower = dropoutnet._tower(config)
+  b, c = 9, 7
+  pref_u, pref_v = rng.normal(size=(b, 6)), rng.normal(size=(b, 6))
+  cont_u, cont_v = rng.normal(size=(b, c)), rng.normal(size=(b, c))
+  variables = {
+      name: jax.tree.map(np.asarray, tower.init(jax.random.PRNGKey(i), pref_u, cont_u, train=False))
+      for i, name in enumerate(('playlist', 'track'))
+  }
+  targets = np.sum(rng.normal(size=(b, 6)) * rng.normal(size=(b, 6)), -1)
+  loss, _ = dropoutnet.dropoutnet_objective(
+      tower, variables, (pref_u, pref_v), (cont_u, cont_v), targets, 0.1
+  )
+  fu = _np_tower(variables['playlist'], pref_u, cont_u, config.bn_epsilon)
+  fv = _np_tower(variables['track'], pref_v, cont_v, config.bn_epsilon)
+  l2 = sum(
+      np.sum(np.asarray(v['kernel']) ** 2)
+      for tree in variables.values()
+      for k, v in tree['params'].items()
+      if k.startswith('Dense')
+  )
+  expected = np.mean((targets - np.sum(fu * fv, -1)) ** 2) + 0.05 * l2
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def test_clcrec_objective_is_the_papers():
+  """lambda * L_RE + (1 - lambda) * L_UI + reg (Wei et al.), with K sampled negatives."""
+  rng = np.random.default_rng(1)
+  b, k, e = 6, 4, 5
+  config = clcrec.CLCRecConfig(lr_lambda=0.3, reg_weight=0.2, temperature=0.7)
+  z_p = rng.normal(size=(b, e)).astype(np.float32)
+  z_t = rng.normal(size=(b, 1 + k, e)).astype(np.float32)
+  f_t = rng.normal(size=(b, 1 + k, e)).astype(np.float32)
+  replace = rng.random((b, 1 + k)) < 0.5
+  loss, parts = clcrec.clcrec_objective(z_p, z_t, f_t, replace, config)
+
+  def nce(scores):  # -log exp(s_0 / t) / sum_j exp(s_j / t), averaged over rows
+    scores = scores / 0.7
+    return np.mean(np.log(np.exp(scores).sum(1)) - scores[:, 0])
+
+  x = np.where(replace[..., None], f_t, z_t).astype(np.float64)
+  ui = nce(np.einsum('be,bke->bk', z_p, x))
+  unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+  re = nce(
+      np.einsum('be,bke->bk', unit(z_t[:, 0].astype(np.float64)), unit(f_t.astype(np.float64)))
+  )
+  reg = 0.5 * (np.mean(np.sum(z_p**2, -1)) + np.mean(np.sum(z_t**2, -1)))
+  np.testing.assert_allclose(float(parts['ui']), ui, rtol=1e-5)
+  np.testing.assert_allclose(float(parts['re']), re, rtol=1e-5)
+  np.testing.assert_allclose(float(loss), 0.3 * re + 0.7 * ui + 0.2 * reg, rtol=1e-5)
+
+
+def test_clcrec_negatives_exclude_the_playlists_tracks():
+  rng = np.random.default_rng(0)
+  pairs = np.stack([np.repeat(np.arange(5), 12), rng.integers(0, 15, 60)], 1)
+  observed = np.unique(pairs[:, 0] * 15 + pairs[:, 1])
+  negatives = clcrec.sample_outside(rng, pairs[:, 0], 15, observed, 8)
+  members = {p: set(pairs[pairs[:, 0] == p, 1]) for p in range(5)}
+  for p, row in zip(pairs[:, 0], negatives):
+    assert not set(row.tolist()) & members[p]

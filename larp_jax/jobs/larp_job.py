@@ -1,11 +1,18 @@
-"""LARP end to end: data -> the runs of ``config.runs`` -> Table 3 evaluation -> export.
+"""LARP end to end: data -> the runs of ``config.runs`` -> Tables 3 and 2 -> export.
 
 The runs are defined in ``config.stages`` (configs/larp.py): stage 1 (WTC), stage 2 (TTC),
 stage 3 (TPC, with and without fusion), each with its length in epochs and where it starts from
-(``init_from``: stage 1 from the pretrained text model, later stages from the previous stage's
-best weights, queues and tables). Each run goes through ``runs.train_run`` in its own directory
-(``workdir/<run>``), so a killed job resumes inside the run it was in and a finished run is not
-re-run. Each run stops early on validation Recall@10 and keeps its best weights.
+(``init_from``: stage 1 from the pretrained text model and, with ``config.model.audio_checkpoint``,
+the pretrained audio tower; later stages from the previous stage's best weights, queues and
+tables). Each run goes through ``runs.train_run`` in its own directory (``workdir/<run>``), so a
+killed job resumes inside the run it was in and a finished run is not re-run. Each run stops early
+on validation Recall@10 and keeps its best weights.
+
+Right after the dataset is built, ``config.eval.ks`` is checked against the evaluation splits
+(before any training step). The report (``larp_report``) gives Table 3 (ItemKNN) and Table 2
+(``config.recommenders.frameworks`` trained on each encoder's embeddings); ``config.eval.seed_sweep``
+adds Fig. 4 and ``config.seeds`` repeats the job per seed with mean +- std (``larp_sweeps``);
+``experiments/evaluate_continuation.py`` gives Table 4 (``larp_cross``).
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+import numpy as np
 from absl import logging
 
 from data_pipelines import grain_pipelines, playlist_audio
 from larp_jax.evaluation import continuation
-from larp_jax.jobs import larp_report, larp_setup, larp_steps
+from larp_jax.jobs import larp_report, larp_setup, larp_steps, larp_sweeps
 from larp_jax.models import larp_encoder
 from larp_jax.recommenders import itemknn
 from larp_jax.training import mesh as mesh_lib
@@ -44,9 +53,17 @@ def _dummy_inputs(cfg: larp_encoder.LARPConfig, max_text_length: int):
 
 
 def make_init_fn(
-    config: Any, model: larp_encoder.LARP, num_train_tracks: int, max_text_length: int
+    config: Any,
+    model: larp_encoder.LARP,
+    num_train_tracks: int,
+    max_text_length: int,
+    group_width: int | None = None,
 ):
-  """``rng -> (params, model_state)``: fresh towers, queues and lookup tables (boxed)."""
+  """``rng -> (params, model_state)``: fresh towers, queues and lookup tables (boxed).
+
+  ``group_width``: playlists per track in the relation tables (default config.loss.group_width,
+  which must then be > 0; the job passes ``relation_width``).
+  """
   cfg = model.config
 
   def init_fn(rng):
@@ -59,7 +76,7 @@ def make_init_fn(
         variables["batch_stats"],
         queue_size=config.loss.queue_size,
         embed_dim=cfg.embed_dim,
-        group_width=config.loss.group_width,
+        group_width=int(group_width or config.loss.group_width),
         num_train_tracks=num_train_tracks,
     )
     return params, model_state
@@ -115,15 +132,38 @@ def stage_steps(config: Any, dataset_dir: str, stage: int, epochs: float) -> tup
   return max(1, per_epoch), max(1, int(round(epochs * per_epoch)))
 
 
-def track_groups(config: Any, dataset_dir: str) -> dict[str, Any]:
+def relation_width(config: Any, dataset_dir: str) -> tuple[int, int, int]:
+  """(G, memberships dropped by the cap, all memberships) of the co-occurrence/incidence tables:
+  G = ``config.loss.group_width``, or with 0 the most training playlists any track is in (the
+  paper's O and R exactly)."""
+  num_train = int(playlist_audio.load_metadata(dataset_dir)["pad_id"]["train"])
+  playlists = grain_pipelines.load_train_playlists(dataset_dir)
+  valid = playlists["tracks"] < num_train
+  counts = np.bincount(playlists["tracks"][valid], minlength=num_train)
+  cap = int(config.loss.group_width)
+  width = cap if cap > 0 else max(1, int(counts.max(initial=1)))
+  dropped = int(np.maximum(counts - width, 0).sum())
+  return width, dropped, int(counts.sum())
+
+
+def track_groups(config: Any, dataset_dir: str, width: int | None = None) -> dict[str, Any]:
   """The step's extra input: ``{'track_groups': int32 [N_train, G]}`` training-playlist ids."""
   num_train = int(playlist_audio.load_metadata(dataset_dir)["pad_id"]["train"])
   playlists = grain_pipelines.load_train_playlists(dataset_dir)
+  width = width or relation_width(config, dataset_dir)[0]
   return {
       "track_groups": larp_steps.track_playlist_groups(
-          playlists["tracks"], playlists["length"], num_train, config.loss.group_width
+          playlists["tracks"], playlists["length"], num_train, width
       )
   }
+
+
+def stage_loss_config(config: Any, steps_per_epoch: int) -> Any:
+  """``config.loss`` with ``alpha_ramp_epochs`` turned into ``alpha_ramp_steps`` for a run."""
+  loss = ml_collections.ConfigDict(config.loss.to_dict())
+  if float(loss.get("alpha_ramp_epochs", 0.0) or 0.0) > 0:
+    loss.alpha_ramp_steps = max(1, int(round(loss.alpha_ramp_epochs * steps_per_epoch)))
+  return loss
 
 
 def make_state(config: Any, mesh, dataset_dir: str, num_train_steps: int, fusion: bool = True):
@@ -131,15 +171,21 @@ def make_state(config: Any, mesh, dataset_dir: str, num_train_steps: int, fusion
   exactly as ``train_stage`` builds it; for tests and benchmarks."""
   meta = playlist_audio.load_metadata(dataset_dir)
   model = larp_encoder.LARP(larp_setup.model_config(config, fusion=fusion))
-  run_config = runs.run_config(config, init_from=config.stages.stage1.init_from)
+  run_config = runs.run_config(config, init_from=larp_setup.run_init_from(config, "stage1"))
+  # A set cap needs no data (benchmarks pass a metadata-only directory); 0 reads the playlists.
+  width = int(config.loss.group_width) or relation_width(config, dataset_dir)[0]
   state, shardings = runs.create_state(
       run_config,
       mesh,
       make_init_fn(
-          config, model, int(meta["pad_id"]["train"]), int(meta["config"]["max_text_length"])
+          config,
+          model,
+          int(meta["pad_id"]["train"]),
+          int(meta["config"]["max_text_length"]),
+          width,
       ),
       num_train_steps,
-      init_sources={"text_model": lambda: larp_setup.pretrained_text_params(config)},
+      init_sources=larp_setup.init_sources(config),
   )
   return model, state, shardings
 
@@ -154,26 +200,28 @@ def train_stage(config: Any, workdir: str, dataset_dir: str, name: str) -> runs.
       config,
       **{
           "loop.num_train_steps": total_steps,
-          "loop.eval_every_steps": max(1, int(steps_per_epoch * config.eval_every_epochs)),
-          "init_from": spec.init_from,
+          "loop.eval_every_steps": max(1, int(steps_per_epoch * config.eval.every_epochs)),
+          "init_from": larp_setup.run_init_from(config, name),
       },
   )
   model = larp_encoder.LARP(larp_setup.model_config(config, fusion=spec.fusion))
+  width = relation_width(config, dataset_dir)[0]
+  loss_config = stage_loss_config(config, steps_per_epoch)
 
   return runs.train_run(
       run_config,
       os.path.join(workdir, name),
-      init_fn=make_init_fn(config, model, num_train, int(meta["config"]["max_text_length"])),
-      make_step=lambda context: larp_steps.make_train_step(model, spec.stage, config.loss),
+      init_fn=make_init_fn(config, model, num_train, int(meta["config"]["max_text_length"]), width),
+      make_step=lambda context: larp_steps.make_train_step(model, spec.stage, loss_config),
       train_data=lambda context: grain_pipelines.make_iterator(
           stage_dataset(config, dataset_dir, spec.stage)
       ),
       evaluate=lambda context: make_validation(
-          model, dataset_dir, config.eval_batch_size, tuple(config.report.ks)
+          model, dataset_dir, config.eval.batch_size, tuple(config.eval.ks)
       ),
-      init_sources={"text_model": lambda: larp_setup.pretrained_text_params(config)},
+      init_sources=larp_setup.init_sources(config),
       input_specs=larp_steps.INPUT_SPECS,
-      extra_inputs=lambda context: track_groups(config, dataset_dir),
+      extra_inputs=lambda context: track_groups(config, dataset_dir, width),
       hparams={"stage": spec.stage, "fusion": spec.fusion, "lr": config.optimizer.learning_rate},
       description=name,
   )
@@ -181,6 +229,7 @@ def train_stage(config: Any, workdir: str, dataset_dir: str, name: str) -> runs.
 
 def check_config(config: Any) -> None:
   """Fails before any work on settings that cannot fit the mesh or each other."""
+  larp_setup.text_model_dir(config)  # a preset without a text model fails here, naming the key
   mesh = mesh_lib.make_mesh(config.mesh)
   mesh_lib.check_batch_size(config.batch_size, mesh)
   data_parallel = mesh_lib.data_parallel_size(mesh)
@@ -198,14 +247,33 @@ def check_config(config: Any) -> None:
   for name in config.runs:
     if config.stages[name].stage not in STAGE_DATASETS:
       raise ValueError(f"config.stages.{name}.stage={config.stages[name].stage}: expected 1-3.")
+  if config.loss.group_width < 0:
+    raise ValueError(f"config.loss.group_width={config.loss.group_width}: expected >= 0.")
+  ks = tuple(config.eval.ks)
+  if not ks or min(ks) < 1:
+    raise ValueError(f"config.eval.ks={ks}: give positive cut-offs, e.g. (10, 20, 40).")
+  if config.model.audio_checkpoint and not os.path.exists(config.model.audio_checkpoint):
+    raise ValueError(
+        f"config.model.audio_checkpoint={config.model.audio_checkpoint!r} does not exist."
+    )
 
 
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
-  """The whole LARP job: data, the configured runs, Table-3 evaluation, export. Returns results."""
+  """The whole LARP job: data, the configured runs, Tables 3 and 2, Fig. 4 sweep, export (once
+  per seed of ``config.seeds`` when given, then mean +- std). Returns results."""
   check_config(config)
+  if config.get("seeds", ()):
+    return larp_sweeps.over_seeds(config, workdir, train_and_evaluate)
   os.makedirs(workdir, exist_ok=True)
   dataset_dir = larp_setup.prepare_dataset(config, workdir)
   logging.info("LARP dataset: %s", dataset_dir)
+  sizes = larp_setup.check_eval_ks(config, dataset_dir)  # before any training step
+  width, dropped, total = relation_width(config, dataset_dir)
+  print(
+      f"LARP dataset {dataset_dir}: evaluation splits {sizes}; relation tables keep {width} "
+      f"training playlists per track ({dropped} of {total} memberships dropped by "
+      "config.loss.group_width)."
+  )
   results = {}
   for name in config.runs:
     result = train_stage(config, workdir, dataset_dir, name)
@@ -216,4 +284,9 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "training_summary.json"), "w") as f:
       json.dump(results, f, indent=1)
-  return larp_report.evaluate_and_report(config, workdir, dataset_dir)
+  report = larp_report.evaluate_and_report(config, workdir, dataset_dir)
+  if config.eval.get("seed_sweep", ()):
+    report["results"].update(larp_sweeps.seed_sweep(config, workdir, dataset_dir, train_stage))
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(report["results"], f, indent=1, sort_keys=True)
+  return report

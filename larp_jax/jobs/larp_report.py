@@ -1,16 +1,19 @@
-"""LARP Table 3 on the test split (cold start, ItemKNN), plots (Fig. 3 PCA, Fig. 5 validation
+"""LARP Tables 3 and 2 on the test split (cold start), plots (Fig. 3 PCA, Fig. 5 validation
 Recall@10 across stages) and the embedding export of the final model.
 
+Table 3 scores every encoder with ItemKNN; Table 2 (``larp_table2``) trains every framework of
+``config.recommenders.frameworks`` on every encoder's train-track embeddings.
+
 Rows: Random; text-only BERT (the pretrained text encoder, mean-pooled, no LARP training);
-audio-only HTS-AT (the audio tower at its initialisation: no pretrained HTS-AT weights ship
-offline, so this row is a randomly initialised HTS-AT unless config.model.audio_checkpoint is
-given); LARP-WTC / LARP-TTC / LARP-TPC w/o fusion / LARP-TPC-fusion (best weights of each stage).
+audio-only HTS-AT (``config.model.audio_checkpoint`` when given, else the audio tower at its
+random initialisation: no pretrained HTS-AT weights ship offline); LARP-WTC / LARP-TTC / LARP-TPC w/o fusion / LARP-TPC-fusion (best weights of each stage).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import jax
@@ -20,10 +23,11 @@ from etils import epath
 
 from data_pipelines import grain_pipelines
 from larp_jax.evaluation import continuation
-from larp_jax.jobs import larp_export, larp_setup
-from larp_jax.models import bert, bert_convert, layers
-from larp_jax.recommenders import itemknn
 from larp_jax.evaluation import batched
+from larp_jax.jobs import larp_export, larp_setup, larp_table2
+from larp_jax.models import bert, bert_convert, htsat, larp_encoder, layers
+from larp_jax.recommenders import itemknn
+from larp_jax.training import checkpoint
 
 STAGE_ROWS = (
     ("LARP-WTC", "stage1"),
@@ -33,7 +37,7 @@ STAGE_ROWS = (
 )
 
 
-def _knn_metrics(features: np.ndarray, playlists: dict, ks: tuple[int, ...]) -> dict[str, float]:
+def knn_metrics(features: np.ndarray, playlists: dict, ks: tuple[int, ...]) -> dict[str, float]:
   knn = itemknn.fit(None, None)
   features = jnp.asarray(features, jnp.float32)
   return continuation.evaluate_continuation(
@@ -57,7 +61,7 @@ def _random_metrics(playlists: dict, seed: int, ks: tuple[int, ...]) -> dict[str
   )
 
 
-def _text_only(config, dataset_dir: str, split: str, batch_size: int) -> np.ndarray:
+def _text_only(config, dataset_dir: str, splits, batch_size: int) -> dict[str, np.ndarray]:
   text_cfg, params = bert_convert.load_pretrained(larp_setup.text_model_dir(config))
   encoder = bert.BertEncoder(text_cfg)
 
@@ -66,37 +70,63 @@ def _text_only(config, dataset_dir: str, split: str, batch_size: int) -> np.ndar
     hidden = encoder.apply({"params": params}, ids, mask)
     return layers.l2_normalize(bert.pool(hidden, mask, "mean"))
 
-  return batched.run_batches(
-      lambda b: encode(b["input_ids"], b["attention_mask"]),
-      larp_setup.track_batches(dataset_dir, split, batch_size),
-  )
+  return {
+      split: batched.run_batches(
+          lambda b: encode(b["input_ids"], b["attention_mask"]),
+          larp_setup.track_batches(dataset_dir, split, batch_size),
+      )
+      for split in splits
+  }
 
 
-def _audio_only(config, dataset_dir: str, split: str, batch_size: int) -> np.ndarray:
-  from larp_jax.models import htsat  # pylint: disable=g-import-not-at-top
+def audio_only_variables(config, cfg) -> dict:
+  """The audio-only row's HTS-AT: ``config.model.audio_checkpoint`` when given, else the
+  tower's random initialisation (no pretrained HTS-AT ships offline)."""
+  if config.model.audio_checkpoint:
+    return larp_setup.pretrained_audio_variables(config)
+  model = htsat.HTSAT(cfg)
+  return model.init(jax.random.PRNGKey(config.seed), jnp.zeros((1, cfg.clip_samples)))
 
+
+def _audio_only(config, dataset_dir: str, splits, batch_size: int) -> dict[str, np.ndarray]:
   cfg = larp_setup.model_config(config).audio
   model = htsat.HTSAT(cfg)
-  variables = model.init(jax.random.PRNGKey(config.seed), jnp.zeros((1, cfg.clip_samples)))
+  variables = audio_only_variables(config, cfg)
   encode = jax.jit(lambda audio: model.apply(variables, audio)["embedding"])
-  return batched.run_batches(
-      lambda b: encode(b["audio"]), larp_setup.track_batches(dataset_dir, split, batch_size)
-  )
+  return {
+      split: batched.run_batches(
+          lambda b: encode(b["audio"]), larp_setup.track_batches(dataset_dir, split, batch_size)
+      )
+      for split in splits
+  }
 
 
-def _stage_embeddings(config, workdir, dataset_dir, run: str, split: str):
+def stage_embeddings(config, workdir, dataset_dir, run: str, splits):
+  """({split: (audio, text) float32 [N, 256]}, best path) of a run's best weights, or None."""
   run_dir = os.path.join(workdir, run)
   if not os.path.exists(os.path.join(run_dir, "best")):
     return None
-  return (
-      larp_setup.encode_with_best(config, run_dir, dataset_dir, split),
-      str(epath.Path(run_dir) / "best"),
-  )
+  best = checkpoint.load_params(os.path.join(run_dir, "best"))
+  encode = larp_setup.make_encoder(larp_encoder.LARP(larp_setup.model_config(config)))
+  out = {
+      split: larp_setup.encode_split(
+          encode,
+          best["params"],
+          best["model_state"]["batch_stats"],
+          dataset_dir,
+          split,
+          config.eval.batch_size,
+      )
+      for split in splits
+  }
+  return out, str(epath.Path(run_dir) / "best")
 
 
 def _plot_pca(
     path: str, variants: dict[str, np.ndarray], playlist_tracks: np.ndarray, title: str
 ) -> None:
+  """Fig. 3 as the paper draws it: per model, a 2-D PCA of ALL test-track embeddings (the grey
+  cloud) with one test playlist's tracks highlighted, and the playlist's mean (Eq. 12) starred."""
   import matplotlib  # pylint: disable=g-import-not-at-top
 
   matplotlib.use("Agg")
@@ -106,19 +136,22 @@ def _plot_pca(
   cols = len(variants)
   fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.2))
   for ax, (name, emb) in zip(np.atleast_1d(axes), variants.items()):
-    x = emb[tracks] - emb[tracks].mean(0)
+    x = emb - emb.mean(0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     proj = x @ vt[:2].T
-    ax.scatter(proj[:, 0], proj[:, 1], s=14, label="tracks")
-    ax.scatter(0.0, 0.0, marker="*", s=120, c="red", label="playlist centroid")
+    ax.scatter(proj[:, 0], proj[:, 1], s=4, c="lightgrey", label="all test tracks")
+    ax.scatter(proj[tracks, 0], proj[tracks, 1], s=14, c="tab:blue", label="playlist tracks")
+    centre = proj[tracks].mean(0)
+    ax.scatter(centre[0], centre[1], marker="*", s=120, c="red", label="playlist (mean)")
+    # Spread of the playlist relative to the cloud: mean distance to its centre / the cloud's.
     spread = float(
-        np.linalg.norm(
-            x / np.maximum(np.linalg.norm(emb[tracks], axis=1, keepdims=True), 1e-9), axis=1
-        ).mean()
+        np.linalg.norm(proj[tracks] - centre, axis=1).mean()
+        / max(np.linalg.norm(proj - proj.mean(0), axis=1).mean(), 1e-9)
     )
-    ax.set_title(f"{name}\nspread {spread:.2f}", fontsize=8)
+    ax.set_title(f"{name}\nrelative spread {spread:.2f}", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
+  np.atleast_1d(axes)[0].legend(fontsize=6, loc="lower left")
   fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -160,40 +193,75 @@ def format_table(rows: dict[str, dict[str, float]], ks: tuple[int, ...]) -> str:
 
 
 def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str, Any]:
-  """Evaluates every Table 3 row on the test split; writes results.json, plots, export."""
+  """Table 3 (ItemKNN) and Table 2 (every framework) on the test split; results.json, plots,
+  export."""
   split = "test"
-  ks = tuple(config.report.ks)
+  ks = tuple(config.eval.ks)
+  frameworks = tuple(config.recommenders.frameworks)
+  selected = tuple(config.recommenders.get("encoders", ()))
+
+  def splits_of(name):  # Table 2 encoders need train and valid embeddings too
+    in_table2 = frameworks and (not selected or name in selected)
+    return ("train", "valid", "test") if in_table2 else ("test",)
+
+  timings: dict[str, float] = {}
+  start = time.perf_counter()
   playlists = larp_setup.playlists_for_eval(dataset_dir, split)
   rows: dict[str, dict[str, float]] = {}
-  embeddings: dict[str, np.ndarray] = {}
+  encoders: dict[str, dict[str, np.ndarray]] = {}
   rows["Random"] = _random_metrics(playlists, config.seed, ks)
-  embeddings["text-only BERT"] = _text_only(config, dataset_dir, split, config.eval_batch_size)
-  rows["text-only BERT"] = _knn_metrics(embeddings["text-only BERT"], playlists, ks)
-  embeddings["audio-only HTS-AT"] = _audio_only(config, dataset_dir, split, config.eval_batch_size)
-  rows["audio-only HTS-AT"] = _knn_metrics(embeddings["audio-only HTS-AT"], playlists, ks)
+  dim = int(config.model.embed_dim)
+  meta_pad = larp_setup.split_sizes(dataset_dir)
+  encoders["Random"] = {
+      part: larp_table2.random_embeddings(meta_pad[part], dim, config.seed + i)
+      for i, part in enumerate(splits_of("Random"))
+  }
+  batch = config.eval.batch_size
+  name = "text-only BERT"
+  encoders[name] = _text_only(config, dataset_dir, splits_of(name), batch)
+  name = "audio-only HTS-AT"
+  encoders[name] = _audio_only(config, dataset_dir, splits_of(name), batch)
   final = None
   for name, run in STAGE_ROWS:
-    out = _stage_embeddings(config, workdir, dataset_dir, run, split)
+    out = stage_embeddings(config, workdir, dataset_dir, run, splits_of(name))
     if out is None:
       continue
-    (audio, text), path = out
-    embeddings[name] = np.asarray(continuation.track_embeddings(audio, text))
-    rows[name] = _knn_metrics(embeddings[name], playlists, ks)
-    final = (name, audio, text, path)
+    per_split, path = out
+    encoders[name] = {
+        part: np.asarray(continuation.track_embeddings(a, t)) for part, (a, t) in per_split.items()
+    }
+    final = (name, *per_split[split], path)
+  for name, features in encoders.items():
+    if name != "Random":
+      rows[name] = knn_metrics(features[split], playlists, ks)
+  timings["report/encode_and_itemknn_s"] = time.perf_counter() - start
 
   plots = os.path.join(workdir, "plots")
   os.makedirs(plots, exist_ok=True)
-  lengths = (playlists["tracks"] >= 0).sum(1)
-  example = int(np.argmax(lengths))
+  # Fig. 3: a random test playlist (seeded), as the paper picks it.
+  example = int(np.random.default_rng(config.seed).integers(len(playlists["tracks"])))
   _plot_pca(
       os.path.join(plots, "pca_test_playlist.png"),
-      embeddings,
+      {name: features[split] for name, features in encoders.items() if name != "Random"},
       playlists["tracks"][example],
       f"Test playlist {example}: tracks per model (PCA, Fig. 3)",
   )
   _plot_validation(os.path.join(plots, "validation_recall_stages.png"), workdir)
 
   results = {f"{name}/{k}": v for name, metrics in rows.items() for k, v in metrics.items()}
+  table2 = {}
+  if frameworks:
+    start = time.perf_counter()
+    pairs = larp_table2.train_pairs(grain_pipelines.load_train_playlists(dataset_dir))
+    eval_playlists = {
+        "valid": larp_setup.playlists_for_eval(dataset_dir, "valid"),
+        "test": playlists,
+    }
+    chosen = {name: f for name, f in encoders.items() if "train" in f}  # the Table 2 encoders
+    table2 = larp_table2.table2(chosen, pairs, eval_playlists, config)
+    results.update(larp_table2.flat_results(table2))
+    timings["report/table2_s"] = time.perf_counter() - start
+  results.update(timings)
   if final is not None:
     name, audio, text, path = final
     manifest = larp_export.write_track_export(
@@ -210,7 +278,14 @@ def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=1, sort_keys=True)
   table = format_table(rows, ks)
-  print("\nCold-start playlist continuation, test split (ItemKNN):\n" + table)
+  text = "\nCold-start playlist continuation, test split (Table 3, ItemKNN):\n" + table
+  if table2:
+    text += (
+        "\n\nTable 2 (each framework trained on each encoder's train-track embeddings, best "
+        "validation epoch, test split):\n" + larp_table2.format_table2(table2, ks)
+    )
+  text += "\n" + "  ".join(f"{k} {v:.1f}" for k, v in timings.items())
+  print(text)
   with open(os.path.join(workdir, "results_table.txt"), "w") as f:
-    f.write(table + "\n")
-  return {"rows": rows, "results": results}
+    f.write(text + "\n")
+  return {"rows": rows, "table2": table2, "results": results}

