@@ -1,4 +1,4 @@
-"""Tests for larp_jax.decoding.beam_search against the per-session NumPy oracle."""
+"""Tests for larp_jax.decoding.beam_search against the independent float64 reference."""
 
 import itertools
 
@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
-import numpy_beam_search
+import reference_beam_search
 from larp_jax.decoding import beam_search
-from larp_jax.decoding.beam_search import (
-    mostra_beam_search,
-    sort_decode,
-    weighted_sum_decode,
-    weighted_sum_scores,
-)
+from larp_jax.decoding.baseline_decoders import sort_decode, weighted_sum_decode, weighted_sum_scores
+from larp_jax.decoding.beam_search import mostra_beam_search
 
 SWITCHES = list(itertools.product(('relative', 'absolute'), ('total', 'marginal')))
 
@@ -40,23 +36,100 @@ def _random_batch(seed, batch=24, num_tracks=12, num_objectives=3, quantized=Tru
   return relevance, objectives, valid
 
 
+def _grid_batch(seed, batch=24, num_tracks=12, num_objectives=3):
+  """Relevance on the 0.05 grid (r_hat - r_t = epsilon * r_hat happens exactly)."""
+  relevance, objectives, valid = _random_batch(seed, batch, num_tracks, num_objectives)
+  rng = np.random.default_rng(seed + 100)
+  relevance[:] = rng.integers(1, 21, size=relevance.shape) / 20
+  relevance[3, 5:] = relevance[3, 4]
+  return relevance, objectives, valid
+
+
+def _assert_matches_reference(relevance, objectives, valid, sequences, scores, **kwargs):
+  """Sequences equal the float64 reference, or (near a tie) the decoder's pick is allowed and
+  scores the same in float64; the decoder's own score is its sequence's float64 score."""
+  sequences, scores = np.asarray(sequences), np.asarray(scores)
+  epsilon, threshold, gain = kwargs['epsilon'], kwargs['threshold'], kwargs['gain']
+  differing = 0
+  for i in range(len(relevance)):
+    expected = reference_beam_search.reference_session(
+        relevance[i], objectives[i], valid[i], **kwargs
+    )
+    allowed, own = reference_beam_search.path_score(
+        relevance[i],
+        objectives[i],
+        valid[i],
+        sequences[i],
+        epsilon=epsilon,
+        threshold=threshold,
+        gain=gain,
+    )
+    where = f'session {i} {kwargs}: got {sequences[i]}, reference {expected.sequence}'
+    assert allowed, where
+    if valid[i].any():
+      np.testing.assert_allclose(scores[i], own, rtol=0, atol=1e-5, err_msg=where)
+    if not np.array_equal(sequences[i], expected.sequence):
+      differing += 1
+      assert expected.near_tie, where
+    np.testing.assert_allclose(own, expected.score, rtol=0, atol=1e-5, err_msg=where)
+  return differing
+
+
 @pytest.mark.parametrize('threshold,gain', SWITCHES)
-def test_matches_numpy_oracle(threshold, gain):
-  # Exact sequences; scores to 1e-5 (they agree bit for bit on XLA:CPU, see the module doc).
-  for seed, quantized in [(0, True), (1, True), (2, False)]:
-    relevance, objectives, valid = _random_batch(seed, quantized=quantized)
-    for epsilon in (0.0, 0.1, 0.35, 2.0):
+def test_matches_float64_reference(threshold, gain):
+  # Random, coarse-grid (ties) and 0.05-grid relevances; empty and short sessions included.
+  batches = [
+      _random_batch(0, quantized=False),
+      _random_batch(1, quantized=True),
+      _grid_batch(2),
+      _grid_batch(3, num_objectives=1),
+  ]
+  for relevance, objectives, valid in batches:
+    for epsilon in (0.0, 0.05, 0.1):
       kwargs = dict(length=8, beam_size=4, epsilon=epsilon, threshold=threshold, gain=gain)
       sequences, scores = mostra_beam_search(relevance, objectives, valid, **kwargs)
-      expected_sequences, expected_scores = numpy_beam_search.beam_search_batch(
-          relevance, objectives, valid, **kwargs
-      )
       chex.assert_type(sequences, jnp.int32)
       chex.assert_type(scores, jnp.float32)
-      np.testing.assert_array_equal(
-          np.asarray(sequences), expected_sequences, err_msg=f'seed={seed} epsilon={epsilon}'
-      )
-      np.testing.assert_allclose(np.asarray(scores), expected_scores, rtol=0, atol=1e-5)
+      _assert_matches_reference(relevance, objectives, valid, sequences, scores, **kwargs)
+
+
+def test_threshold_is_inclusive_at_exactly_epsilon():
+  # The issue's case: r_hat = 1.0, r_t = 0.95, epsilon = 0.05: delta = epsilon exactly, so t is
+  # allowed and its objective makes it win (0.95 + 1 > 1.0 + 0); float32 1 - 0.95 > 0.05.
+  relevance = np.array([[1.0, 0.95, 0.5]], np.float32)
+  objectives = np.array([[[0.0], [1.0], [0.0]]], np.float32)
+  valid = np.ones((1, 3), bool)
+  assert np.float32(1.0) - np.float32(0.95) > np.float32(0.05) * np.float32(1.0)
+  for threshold in ('relative', 'absolute'):
+    sequences, _ = mostra_beam_search(
+        relevance, objectives, valid, length=1, beam_size=2, epsilon=0.05, threshold=threshold
+    )
+    np.testing.assert_array_equal(sequences, [[1]])
+  # Just above the threshold (delta = 0.0501 > epsilon + 1e-6): masked.
+  relevance = np.array([[1.0, 0.9499, 0.5]], np.float32)
+  sequences, _ = mostra_beam_search(
+      relevance, objectives, valid, length=1, beam_size=2, epsilon=0.05
+  )
+  np.testing.assert_array_equal(sequences, [[0]])
+
+
+@pytest.mark.parametrize('threshold,gain', [('relative', 'total'), ('absolute', 'marginal')])
+def test_pool_and_tiles_do_not_change_results(threshold, gain):
+  rng = np.random.default_rng(11)
+  batch, num_tracks = 37, 70  # without the pool: 4 x 70 > FLAT_TOP_K_MAX, the row-wise top-k
+  relevance = rng.random((batch, num_tracks)).astype(np.float32)
+  relevance[:4] = rng.integers(1, 21, size=(4, num_tracks)) / 20  # grid ties
+  objectives = (rng.random((batch, num_tracks, 3)) < 0.3).astype(np.float32)
+  valid = rng.random((batch, num_tracks)) < 0.9
+  valid[5, 7:] = False  # a short session
+  for epsilon in (0.05, 0.3):
+    kwargs = dict(length=8, beam_size=4, epsilon=epsilon, threshold=threshold, gain=gain)
+    full = mostra_beam_search(relevance, objectives, valid, use_pool=False, **kwargs)
+    pooled = mostra_beam_search(relevance, objectives, valid, **kwargs)
+    tiled = mostra_beam_search(relevance, objectives, valid, tile_size=8, **kwargs)
+    for got in (pooled, tiled):
+      np.testing.assert_array_equal(got[0], full[0], err_msg=f'{epsilon=}')
+      np.testing.assert_allclose(got[1], full[1], rtol=0, atol=1e-5)
 
 
 def test_golden_example_by_hand():
@@ -195,30 +268,73 @@ def test_no_retrace_across_calls_and_epsilons():
   )
   for epsilon in (0.0, 0.05, 0.2):
     decode(relevance + epsilon, objectives, valid, jnp.float32(epsilon))
-  # The public entry point's own jit cache: one entry for one set of shapes/static args.
+  # The public entry point's own jit cache: one entry for one set of shapes/static args (the
+  # exact pool may pick another static pool size per epsilon; without it, epsilon is traced).
   jitted = beam_search._mostra_beam_search_jit
   jitted.clear_cache()
   for epsilon in (0.0, 0.05, 0.2):
     mostra_beam_search(
-        relevance * (1 + epsilon), objectives, valid, length=6, beam_size=3, epsilon=epsilon
+        relevance * (1 + epsilon),
+        objectives,
+        valid,
+        length=6,
+        beam_size=3,
+        epsilon=epsilon,
+        use_pool=False,
     )
   assert jitted._cache_size() == 1
 
 
-def test_bad_inputs_raise():
+def test_bad_inputs_raise_naming_the_argument():
   relevance, objectives, valid = _random_batch(0, batch=4, num_tracks=5)
+  run = lambda r=relevance, e=objectives, v=valid, **kw: mostra_beam_search(
+      r, e, v, **{'length': 3, 'beam_size': 2, 'epsilon': 0.1, **kw}
+  )
   with pytest.raises(ValueError, match='threshold'):
-    mostra_beam_search(
-        relevance, objectives, valid, length=3, beam_size=2, epsilon=0.1, threshold='ratio'
-    )
+    run(threshold='ratio')
   with pytest.raises(ValueError, match='gain'):
-    mostra_beam_search(relevance, objectives, valid, length=3, beam_size=2, epsilon=0.1, gain='sum')
+    run(gain='sum')
   with pytest.raises(ValueError, match='objectives'):
-    mostra_beam_search(relevance, objectives[:, :4], valid, length=3, beam_size=2, epsilon=0.1)
-  with pytest.raises(ValueError, match='epsilon'):
-    mostra_beam_search(relevance, objectives, valid, length=3, beam_size=2, epsilon=-0.1)
+    run(e=objectives[:, :4])
+  with pytest.raises(ValueError, match='valid'):
+    run(v=valid[:, :4])
+  with pytest.raises(ValueError, match='valid must be bool'):
+    run(v=valid.astype(np.float32))
+  with pytest.raises(ValueError, match='relevance must be'):
+    run(r=relevance[0])
+  for bad in (-0.1, float('nan'), float('inf')):
+    with pytest.raises(ValueError, match='epsilon'):
+      run(epsilon=bad)
   with pytest.raises(ValueError, match='beam_size'):
-    mostra_beam_search(relevance, objectives, valid, length=3, beam_size=0, epsilon=0.1)
+    run(beam_size=0)
+  for bad in (0, 2.5, None):
+    with pytest.raises(ValueError, match='length'):
+      run(length=bad)
+  # Values: NaN/inf relevance, NaN/inf or negative objectives at a valid candidate.
+  valid = np.ones_like(valid)
+  for value in (np.nan, np.inf, -np.inf):
+    r = relevance.copy()
+    r[2, 3] = value
+    with pytest.raises(ValueError, match=r'relevance has 1 NaN/inf .*\(2, 3\)'):
+      run(r=r, v=valid)
+    with pytest.raises(ValueError, match='relevance'):
+      run(r=jnp.asarray(r), v=jnp.asarray(valid))  # device arrays too
+    e = objectives.copy()
+    e[1, 0, 2] = value
+    with pytest.raises(ValueError, match='objectives has 1 NaN/inf'):
+      run(e=e, v=valid)
+  e = objectives.copy()
+  e[0, 1, 0] = -1.0
+  with pytest.raises(ValueError, match='objectives has 1 negative'):
+    run(e=e, v=valid)
+  # Padded candidates are ignored, whatever they hold.
+  r, e, v = relevance.copy(), objectives.copy(), valid.copy()
+  v[:, 4] = False
+  r[:, 4], e[:, 4] = np.nan, -np.inf
+  sequences, scores = run(r=r, e=e, v=v)
+  clean = run(r=np.where(v, r, 0), e=np.where(v[..., None], e, 0), v=v)
+  np.testing.assert_array_equal(sequences, clean[0])
+  assert np.isfinite(np.asarray(scores)).all()
 
 
 def test_sort_decode_and_weighted_sum_decode():
@@ -242,3 +358,23 @@ def test_sort_decode_and_weighted_sum_decode():
     np.testing.assert_array_equal(
         weighted_sum_decode(relevance, objectives, valid, alpha=alpha, length=5), expected
     )
+
+
+def test_no_objectives_decodes_the_top_tracks():
+  # J = 0 (an MSSD build with only SAT): every step score is r_t, so the best beams hold the
+  # top-`length` tracks; their order ties in exact arithmetic (any allowed permutation sums the
+  # same), so the float64 reference decides what is equivalent.
+  rng = np.random.default_rng(4)
+  relevance = rng.random((16, 12)).astype(np.float32)
+  objectives = np.zeros((16, 12, 0), np.float32)
+  valid = rng.random((16, 12)) < 0.8
+  for epsilon in (0.0, 0.1):
+    kwargs = dict(length=6, beam_size=3, epsilon=epsilon, threshold='relative', gain='total')
+    sequences, scores = mostra_beam_search(relevance, objectives, valid, **kwargs)
+    _assert_matches_reference(relevance, objectives, valid, sequences, scores, **kwargs)
+    order = np.argsort(np.where(valid, -relevance, np.inf), axis=-1, kind='stable')[:, :6]
+    expected = np.where(np.arange(6) < valid.sum(-1, keepdims=True), order, -1)
+    for got, want in zip(np.asarray(sequences), expected):
+      assert sorted(got.tolist()) == sorted(want.tolist())
+    if epsilon == 0.0:  # only the best remaining track is allowed: exactly the sort
+      np.testing.assert_array_equal(sequences, expected)

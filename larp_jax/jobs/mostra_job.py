@@ -47,6 +47,7 @@ import numpy as np
 from absl import logging
 
 from data_pipelines import session_batches as session_batches_lib
+from data_pipelines import mssd_sessions
 from data_pipelines import sessions as sessions_lib
 from data_pipelines.demo import sessions as demo_sessions
 from larp_jax.evaluation import batched, sequencing
@@ -62,8 +63,50 @@ Array = jax.Array
 # ------------------------------------------------------------------------------------- data
 
 
+def _is_mssd_build(data_dir: str) -> bool:
+  with open(os.path.join(data_dir, 'metadata.json')) as f:
+    return json.load(f).get('format') == mssd_sessions.FORMAT
+
+
+def load_data(data_dir: str) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+  """(metadata, {split: arrays}) of a built directory: the demo/sessions.py npz build or an
+  MSSD array_record build (`data_pipelines.mssd_sessions`); the same arrays either way."""
+  if _is_mssd_build(data_dir):
+    metadata, arrays = mssd_sessions.load_metadata(data_dir), mssd_sessions.load_sessions(data_dir)
+  else:
+    metadata, arrays = sessions_lib.load_metadata(data_dir), sessions_lib.load_sessions(data_dir)
+  empty = [split for split, a in arrays.items() if not len(a['mask'])]
+  if empty:
+    raise ValueError(
+        f'{data_dir}: splits {empty} have no sessions; use more data or change '
+        'config.data.split_fractions'
+    )
+  return metadata, arrays
+
+
 def prepare_data(config: Any, workdir: str) -> str:
-  """The built sessions directory: `config.data.dir`, or the demo data built into workdir/data."""
+  """The built sessions directory: `config.data.dir`; or MSSD as shipped in
+  `config.data.manual_dir` streamed into workdir/data (`data_pipelines.mssd_sessions`); or the
+  demo data built into workdir/data."""
+  manual_dir = config.data.get('manual_dir', '')
+  if config.data.get('source', 'auto') == 'mssd' and not manual_dir:
+    raise ValueError(
+        "config.data.source='mssd' needs config.data.manual_dir: the directory holding MSSD's "
+        'training_set/log_*.csv and track_features/tf_*.csv'
+    )
+  if manual_dir and not config.data.dir:
+    data_dir = os.path.join(workdir, 'data')
+    if not os.path.exists(os.path.join(data_dir, 'metadata.json')):
+      metadata = mssd_sessions.build(
+          manual_dir,
+          data_dir,
+          max_set_size=config.data.max_set_size,
+          context_types=tuple(config.data.context_types),
+          split_fractions=tuple(config.data.split_fractions),
+          seed=config.data.split_seed,
+      )
+      logging.info('MSSD build %s: %s', data_dir, metadata['counts'])
+    return data_dir
   if config.data.dir:
     if not os.path.exists(os.path.join(config.data.dir, 'metadata.json')):
       raise ValueError(
@@ -94,12 +137,12 @@ def prepare_data(config: Any, workdir: str) -> str:
   return data_dir
 
 
-def _dummy_batch(config: Any, num_features: int):
+def _dummy_batch(config: Any, num_features: int, num_objectives: int):
   n = config.data.max_set_size
   return (
       jnp.zeros((1, n, num_features), jnp.float32),
       jnp.ones((1, n), bool),
-      jnp.zeros((1, n, len(sessions_lib.OBJECTIVES)), jnp.float32),
+      jnp.zeros((1, n, num_objectives), jnp.float32),
   )
 
 
@@ -153,7 +196,10 @@ def _predict_split(
 
 
 def validation_metrics(
-    outputs: Mapping[str, np.ndarray], arrays: Mapping[str, np.ndarray], ks: tuple[int, ...]
+    outputs: Mapping[str, np.ndarray],
+    arrays: Mapping[str, np.ndarray],
+    ks: tuple[int, ...],
+    objective_names: tuple[str, ...] = sessions_lib.OBJECTIVES,
 ) -> dict[str, float]:
   """{'ndcg@K/<OBJ>', 'ndcg@K/mean'} of the decoded outputs (as the report decodes them)."""
   length = max(ks)
@@ -164,30 +210,32 @@ def validation_metrics(
       arrays['mask'],
       ndcg_ks=ks,
       map_ks=(),
-      objective_names=sessions_lib.OBJECTIVES,
+      objective_names=objective_names,
   )
   means = sequencing.mean_metrics(per_session)
   out = {}
   for k in ks:
-    values = [means[f'ndcg@{k}/{o}'] for o in sessions_lib.OBJECTIVES]
+    values = [means[f'ndcg@{k}/{o}'] for o in objective_names]
     out.update(
-        {
-            f'ndcg@{k}/{o}': v if np.isfinite(v) else 0.0
-            for o, v in zip(sessions_lib.OBJECTIVES, values)
-        }
+        {f'ndcg@{k}/{o}': v if np.isfinite(v) else 0.0 for o, v in zip(objective_names, values)}
     )
-    out[f'ndcg@{k}/mean'] = float(np.mean([out[f'ndcg@{k}/{o}'] for o in sessions_lib.OBJECTIVES]))
+    out[f'ndcg@{k}/mean'] = float(np.mean([out[f'ndcg@{k}/{o}'] for o in objective_names]))
   return out
 
 
-def make_evaluate(predict_fn: PredictFn, arrays: Mapping[str, np.ndarray], config: Any):
+def make_evaluate(
+    predict_fn: PredictFn,
+    arrays: Mapping[str, np.ndarray],
+    config: Any,
+    objective_names: tuple[str, ...] = sessions_lib.OBJECTIVES,
+):
   """`state -> validation_metrics` on a held-out split (evaluated in one process)."""
   ks = tuple(config.report.ndcg_ks)
 
   def evaluate(state: state_lib.TrainState) -> dict[str, float]:
     params = jax.device_put(state.params, jax.devices()[0])
     outputs = _predict_split(predict_fn, params, arrays, int(config.eval_batch_size))
-    return validation_metrics(outputs, arrays, ks)
+    return validation_metrics(outputs, arrays, ks, objective_names)
 
   return evaluate
 
@@ -211,6 +259,7 @@ def train_scorer(
     num_features: int,
     run_dir: str,
     predict_fn: PredictFn | None = None,
+    objective_names: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
   """Trains (or resumes, or skips if finished) one scorer's run in `run_dir`; returns a summary.
 
@@ -221,7 +270,8 @@ def train_scorer(
   model = mostra_scorers.build_model(config.model, spec)
   selection = _selection_metric(config, spec)
   pointer_length = int(config.model.pointer_train_length)
-  dummy = _dummy_batch(config, num_features)
+  objective_names = objective_names or sessions_lib.OBJECTIVES
+  dummy = _dummy_batch(config, num_features, len(objective_names))
 
   def init_fn(rng):
     return mostra_scorers.init_params(model, spec, rng, *dummy, pointer_length), {}
@@ -248,7 +298,7 @@ def train_scorer(
       make_step=lambda context: make_train_step(model, spec, pointer_length),
       train_data=train_data,
       evaluate=lambda context: make_evaluate(
-          predict_fn or make_predict_fn(config, name), arrays['valid'], config
+          predict_fn or make_predict_fn(config, name), arrays['valid'], config, objective_names
       ),
       hparams={
           'scorer': name,
@@ -276,7 +326,9 @@ def train_scorer(
 # ----------------------------------------------------------------------------------- report
 
 
-def load_best_params(config: Any, name: str, run_dir: str, num_features: int) -> Any:
+def load_best_params(
+    config: Any, name: str, run_dir: str, num_features: int, num_objectives: int = 4
+) -> Any:
   """The model-selected parameters of one scorer (on the default device)."""
   spec = mostra_scorers.scorer_spec(name)
   path = os.path.join(run_dir, 'best')
@@ -286,7 +338,7 @@ def load_best_params(config: Any, name: str, run_dir: str, num_features: int) ->
         'with the same --workdir and config)'
     )
   model = mostra_scorers.build_model(config.model, spec)
-  dummy = _dummy_batch(config, num_features)
+  dummy = _dummy_batch(config, num_features, num_objectives)
   pointer_length = int(config.model.pointer_train_length)
   boxed = jax.eval_shape(
       lambda rng: mostra_scorers.init_params(model, spec, rng, *dummy, pointer_length),
@@ -306,21 +358,31 @@ def report(
   """Loads every trained scorer from `workdir/models`, decodes the report split and writes the
   Table 1 report (results.json, printed table, plots/map_vs_epsilon.png) into `workdir`."""
   data_dir = config.data.dir or os.path.join(workdir, 'data')
-  metadata = sessions_lib.load_metadata(data_dir)
   split = config.report.split
   if split not in sessions_lib.SPLITS:
     raise ValueError(f'config.report.split={split!r}: choose from {sessions_lib.SPLITS}')
-  arrays = sessions_lib.load_sessions(data_dir)[split]
+  metadata, arrays = load_data(data_dir)
+  arrays = arrays[split]
+  objective_names = tuple(metadata['objectives'])
   predict_fns = dict(predict_fns or {})
   predictions = {}
   for name in config.scorers:
     params = load_best_params(
-        config, name, os.path.join(workdir, 'models', name), metadata['num_features']
+        config,
+        name,
+        os.path.join(workdir, 'models', name),
+        metadata['num_features'],
+        len(objective_names),
     )
     predict_fn = predict_fns.get(name) or make_predict_fn(config, name)
     predictions[name] = _predict_split(predict_fn, params, arrays, int(config.eval_batch_size))
   return mostra_report.write_report(
-      config.report, workdir, arrays, predictions, objective_names=tuple(metadata['objectives'])
+      config.report,
+      workdir,
+      arrays,
+      predictions,
+      objective_names=objective_names,
+      unavailable=metadata.get('unavailable_objectives', {}),
   )
 
 
@@ -331,8 +393,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     mostra_scorers.scorer_spec(name)
   os.makedirs(workdir, exist_ok=True)
   data_dir = prepare_data(config, workdir)
-  metadata = sessions_lib.load_metadata(data_dir)
-  arrays = sessions_lib.load_sessions(data_dir)
+  metadata, arrays = load_data(data_dir)
   predict_fns = {name: make_predict_fn(config, name) for name in config.scorers}
   training = {}
   for name in config.scorers:
@@ -343,6 +404,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
         metadata['num_features'],
         os.path.join(workdir, 'models', name),
         predict_fns[name],
+        tuple(metadata['objectives']),
     )
   train_seconds = time.perf_counter() - start
   results = report(config, workdir, predict_fns)

@@ -5,6 +5,8 @@ Rows (Table 1 of the paper, in its order and groups):
   DNN_{AttRank,BCE,RMSE}, SetRank (AttRank), SetRank_{BCE,RMSE}, MO-LTR_{AttRank,RMSE}
                                    sort by the trained scorer's logits.
   SetTRM2GRU_AttRank, SetTRM2TRM_AttRank   the pointer decoder's greedy sequence.
+  Sort(same relevance)             sort by the relevance model's r (the fair baseline: MOSTRA and
+                                   WtSUM decode the same r; epsilon = 0 without objectives).
   MOSTRA-WtSUM(alpha=a)            `weighted_sum_decode` of the relevance model's r = sigmoid
                                    (config `relevance_model`) with the true objective labels E.
   MOSTRA(eps=e)                    `mostra_beam_search` of the same r and E (config `beam_size`,
@@ -17,15 +19,20 @@ Every decoder emits `max(ndcg_ks)` positions; metrics are defined in
 `results.json` (flat keys; metric values are fractions in [0, 1], the printed table shows %):
   '<row>/ndcg@<K>/<OBJ>', '<row>/map@<k>/<OBJ>'   mean over the sessions where it is defined.
   '<row>/p_vs_<baseline>/ndcg@<K>/<OBJ>'          two-sided paired t-test p-value (uncorrected)
-                                                  against `baseline_row` (SetRank), per session.
+                                                  against `baseline_row` (default: the same
+                                                  scorer's sort), per session.
   'sessions/total', 'sessions/<metric>/<OBJ>'     number of sessions each mean averages over.
   'fig5/MOSTRA(eps=e)/map@<k>/<OBJ>'              the Fig. 5 sweep over `plot_epsilons`.
-  'claim/...'                                     the issue's check (see `claim_check`).
+  'claim/...'                                     the headline claim over one scorer
+                                                  (`claim_check`).
+  'meta/unavailable/<OBJ>'                        why an objective is missing from the data.
   'meta/...'                                      split, relevance model, decoder settings.
 Row names: 'MOSTRA(eps=0.05)', 'MOSTRA-WtSUM(alpha=0.5)' (numbers formatted with `:g`).
 
 `plots/map_vs_epsilon.png`: per-objective mAP@k of MOSTRA against eps (Fig. 5), with the
-baseline's values as dashed lines.
+baseline's values as dashed lines. `plots/fig4_gains_by_competition.png`,
+`plots/fig6_good_all.png` and the 'fig4/...', 'fig6/...' keys: larp_jax/jobs/mostra_figures.py
+(when all four objectives are available).
 """
 
 from __future__ import annotations
@@ -41,8 +48,10 @@ import numpy as np
 from absl import logging
 from scipy import stats
 
+from larp_jax.decoding import baseline_decoders
 from larp_jax.decoding import beam_search
 from larp_jax.evaluation import batched, sequencing
+from larp_jax.jobs import mostra_figures
 
 RELEVANCE_RANKER = 'Relevance ranker'
 SORTED_SCORER_ROWS = (
@@ -57,6 +66,11 @@ SORTED_SCORER_ROWS = (
 )
 POINTER_ROWS = ('SetTRM2GRU_AttRank', 'SetTRM2TRM_AttRank')
 SHORT_NAMES = {'SAT': 'SAT', 'BOOST': 'BOOST', 'EXPOSURE': 'EXPOS.', 'DISCOVERY': 'DISCO.'}
+
+
+# The relevance model's own sort (epsilon = 0 without objectives): the fair baseline of MOSTRA
+# and MOSTRA-WtSUM, which decode the same relevance scores.
+SAME_SCORER_SORT = 'Sort(same relevance)'
 
 
 def wtsum_row(alpha: float) -> str:
@@ -78,7 +92,8 @@ def table1_groups(report_config: Any) -> tuple[tuple[str, tuple[str, ...]], ...]
       ('Set-level Learnt Multi-objective', ('MO-LTR_AttRank', 'MO-LTR_RMSE')),
       (
           'Set-level Online Multi-objective',
-          tuple(wtsum_row(a) for a in report_config.alphas)
+          (SAME_SCORER_SORT,)
+          + tuple(wtsum_row(a) for a in report_config.alphas)
           + tuple(mostra_row(e) for e in report_config.epsilons),
       ),
   )
@@ -92,7 +107,9 @@ def decode_predictions(outputs: Mapping[str, Any], mask: Any, length: int) -> ja
   """int32 [B, length]: a pointer model's `sequences`, or the sort of a scorer's `logits`."""
   if 'sequences' in outputs:
     return jnp.asarray(outputs['sequences'])
-  return beam_search.sort_decode(jnp.asarray(outputs['logits']), jnp.asarray(mask), length=length)
+  return baseline_decoders.sort_decode(
+      jnp.asarray(outputs['logits']), jnp.asarray(mask), length=length
+  )
 
 
 def _mostra_sequences(relevance, objectives, valid, epsilon, report_config, length):
@@ -125,11 +142,13 @@ def decode_all(
   length = max(max(report_config.ndcg_ks), int(report_config.map_k))
   objective_columns = [j for j, n in enumerate(objective_names) if n != 'SAT']
   objectives = np.asarray(arrays['labels'])[..., objective_columns].astype(np.float32)
-  sequences = {
-      RELEVANCE_RANKER: np.asarray(
-          beam_search.sort_decode(jnp.asarray(arrays['cosine']), jnp.asarray(valid), length=length)
-      )
-  }
+  sequences = {}
+  if np.any(arrays['cosine']):  # MSSD builds have no user vectors, hence no cosine
+    sequences[RELEVANCE_RANKER] = np.asarray(
+        baseline_decoders.sort_decode(
+            jnp.asarray(arrays['cosine']), jnp.asarray(valid), length=length
+        )
+    )
   for row in SORTED_SCORER_ROWS + POINTER_ROWS:
     if row in predictions:
       sequences[row] = np.asarray(decode_predictions(predictions[row], valid, length))
@@ -138,9 +157,12 @@ def decode_all(
     logging.warning('relevance model %r has no relevance scores: no MOSTRA rows', name)
     return sequences
   relevance = np.asarray(predictions[name]['relevance'], np.float32)
+  sequences[SAME_SCORER_SORT] = np.asarray(
+      baseline_decoders.sort_decode(jnp.asarray(relevance), jnp.asarray(valid), length=length)
+  )
   for alpha in report_config.alphas:
     sequences[wtsum_row(alpha)] = np.asarray(
-        beam_search.weighted_sum_decode(
+        baseline_decoders.weighted_sum_decode(
             relevance,
             objectives,
             valid,
@@ -167,15 +189,16 @@ def _paired_p_value(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def claim_check(results: Mapping[str, Any], report_config: Any) -> dict[str, Any]:
-  """The issue's claim on NDCG@5: MOSTRA(eps=0.05) raises BOOST, EXPOSURE and DISCOVERY over
-  the baseline (SetRank) while its SAT drop is smaller than MOSTRA-WtSUM(alpha=0.5)'s."""
-  base = report_config.baseline_row
+  """The headline claim on NDCG@5, over ONE scorer: MOSTRA(eps=0.05) raises BOOST, EXPOSURE and
+  DISCOVERY over the same relevance model's sort while its SAT drop is smaller than
+  MOSTRA-WtSUM(alpha=0.5)'s (both decode that relevance model's scores). Needs all four."""
+  base = SAME_SCORER_SORT
   mostra, wtsum = mostra_row(0.05), wtsum_row(0.5)
-  needed = [f'{r}/ndcg@5/SAT' for r in (base, mostra, wtsum)]
+  others = ('BOOST', 'EXPOSURE', 'DISCOVERY')
+  needed = [f'{r}/ndcg@5/{o}' for r in (base, mostra, wtsum) for o in ('SAT',) + others]
   if any(k not in results for k in needed):
     return {}
   delta = lambda row, obj: results[f'{row}/ndcg@5/{obj}'] - results[f'{base}/ndcg@5/{obj}']
-  others = ('BOOST', 'EXPOSURE', 'DISCOVERY')
   out = {f'claim/{mostra}-{base}/ndcg@5/{obj}': delta(mostra, obj) for obj in ('SAT',) + others}
   out[f'claim/{wtsum}-{base}/ndcg@5/SAT'] = delta(wtsum, 'SAT')
   out['claim/raises_others'] = bool(all(delta(mostra, o) > 0 for o in others))
@@ -268,6 +291,7 @@ def write_report(
     predictions: Mapping[str, Mapping[str, np.ndarray]],
     *,
     objective_names: Sequence[str] = sequencing.DEFAULT_OBJECTIVES,
+    unavailable: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
   """Decodes, scores, prints Table 1 and writes results.json and plots/map_vs_epsilon.png.
 
@@ -279,6 +303,7 @@ def write_report(
     predictions: {scorer name: {'logits', 'relevance'} float [S, N] or {'sequences'} int
       [S, L]} for the trained scorers.
     objective_names: the J label columns (must include 'SAT').
+    unavailable: {objective: reason} of objectives the data cannot give (reported as such).
 
   Returns:
     The flat results dict written to results.json.
@@ -326,6 +351,14 @@ def write_report(
   if missing:
     logging.warning('Table 1 rows without inputs (not trained?): %s', missing)
   results.update(claim_check(results, report_config))
+  online = [wtsum_row(a) for a in report_config.alphas] + [
+      mostra_row(e) for e in report_config.epsilons
+  ]
+  results.update(
+      mostra_figures.figure_results(
+          per_session, sequences, labels, valid, objective_names, SAME_SCORER_SORT, online
+      )
+  )
   results.update(
       {
           'meta/split': report_config.split,
@@ -334,9 +367,16 @@ def write_report(
           'meta/threshold': report_config.threshold,
           'meta/gain': report_config.gain,
           'meta/decode_length': max(max(report_config.ndcg_ks), map_k),
+          'meta/objectives': list(objective_names),
       }
   )
+  for objective, reason in (unavailable or {}).items():
+    results[f'meta/unavailable/{objective}'] = reason
   table = format_table(results, report_config, objective_names)
+  if unavailable:
+    table += '\n' + '\n'.join(
+        f'{objective}: unavailable ({reason})' for objective, reason in unavailable.items()
+    )
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, 'results.json'), 'w') as f:
@@ -349,6 +389,7 @@ def write_report(
         objective_names,
         os.path.join(workdir, 'plots', 'map_vs_epsilon.png'),
     )
+    mostra_figures.plot_figures(results, SAME_SCORER_SORT, online, os.path.join(workdir, 'plots'))
   print(table)
   if 'claim/holds' in results:
     print(_claim_text(results, report_config))
@@ -356,14 +397,14 @@ def write_report(
 
 
 def _claim_text(results: Mapping[str, Any], report_config: Any) -> str:
-  base = report_config.baseline_row
+  base = SAME_SCORER_SORT
   mostra, wtsum = mostra_row(0.05), wtsum_row(0.5)
   deltas = ', '.join(
       f"{o} {100 * results[f'claim/{mostra}-{base}/ndcg@5/{o}']:+.2f}"
       for o in ('SAT', 'BOOST', 'EXPOSURE', 'DISCOVERY')
   )
   return (
-      f'Claim check (NDCG@5 points vs {base}): {mostra}: {deltas}; {wtsum}: SAT '
+      f'Claim check (NDCG@5 points vs {base}, the same scorer): {mostra}: {deltas}; {wtsum}: SAT '
       f"{100 * results[f'claim/{wtsum}-{base}/ndcg@5/SAT']:+.2f} -> "
       f"{'HOLDS' if results['claim/holds'] else 'DOES NOT HOLD'}"
   )

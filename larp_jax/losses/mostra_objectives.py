@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from larp_jax.decoding.beam_search import sort_decode
+from larp_jax.decoding.baseline_decoders import sort_decode
 from larp_jax.losses import ranking
 from larp_jax.models import mostra_scorers
 

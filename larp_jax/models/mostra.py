@@ -3,7 +3,7 @@
 Inputs of every model are per-item feature vectors `features [B, N, F]` (x_i = phi(u, t_i), built
 by the data pipeline) and `mask [B, N]` (True = real item, False = padding).
 
-Scorers (sort with `decoding.beam_search.sort_decode`, or feed `relevance` to
+Scorers (sort with `decoding.baseline_decoders.sort_decode`, or feed `relevance` to
 `mostra_beam_search` / `weighted_sum_decode`); `apply` returns a dict:
   * `SetTRM` - MOSTRA's encoder, Eq. 7: rFF o SetTRM. Also SetRank (sort its scores) and MO-LTR
     (train it on `losses.mostra_objectives.mo_ltr_labels`).
@@ -82,12 +82,19 @@ class SetTRMConfig:
   layer_norm: bool = True
   # The official MAB's residual Linear+ReLU (paper Eq. 3 has none).
   mab_row_ff: bool = True
+  # 'official' (Set Transformer code, as above) or 'paper' (Eq. 3: LN(Y + MHA(Y, Z, Z)) with W^O;
+  # the inputs are first projected to hidden_dim by a Linear, Eq. 2's d-dimensional x_i).
+  mab_block: str = 'official'
 
   def __post_init__(self):
     if self.hidden_dim % self.num_heads:
       raise ValueError(
           f'SetTRMConfig.hidden_dim={self.hidden_dim} is not divisible by '
           f'num_heads={self.num_heads}'
+      )
+    if self.mab_block not in ('official', 'paper'):
+      raise ValueError(
+          f"SetTRMConfig.mab_block must be 'official' or 'paper', got {self.mab_block!r}"
       )
     for name in ('num_layers', 'num_heads', 'num_inducing', 'hidden_dim', 'ff_dim'):
       if getattr(self, name) < 1:
@@ -126,6 +133,14 @@ class SetTRMEncoder(nn.Module):
     _check_set_inputs(features, mask)
     c = self.config
     x = features.astype(self.dtype)
+    if c.mab_block == 'paper':
+      x = layers.dense(
+          c.hidden_dim,
+          ('mlp', 'embed'),
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          name='input_projection',
+      )(x)
     for i in range(c.num_layers):
       x = ISAB(
           c.hidden_dim,
@@ -135,6 +150,7 @@ class SetTRMEncoder(nn.Module):
           c.mab_row_ff,
           self.dtype,
           self.param_dtype,
+          c.mab_block,
           name=f'isab_{i}',
       )(x, mask)
       x = FeedForwardBlock(c.ff_dim, self.dtype, self.param_dtype, name=f'ffb_{i}')(x)

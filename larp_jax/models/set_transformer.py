@@ -21,6 +21,11 @@ influence real ones; an optional full attention mask `[B, Nq, Nk]` (e.g. causal)
 masked attends uniformly (finite, never NaN); its output is meaningless and should be masked by
 the caller. Attention logits and softmax run in float32.
 
+`block='paper'` switches a MAB to the paper's Eq. 3-4 instead (MOSTRA, Sec. 4.4):
+MAB(Y, Z) = LN(Y + MHA(Y, Z, Z)), MHA = [O_1 || ... || O_H] W^O with O_h =
+softmax(Q_h K_h^T / sqrt(d_h)) V_h (d_h = dim / heads, the usual Transformer scale), the residual
+on the unprojected queries Y (so Y must already be `dim` wide), always LN, no rFF.
+
 Shapes: sets are `[B, N, D]`; outputs of every block are `[B, N_query, dim]`.
 """
 
@@ -40,6 +45,7 @@ Dtype = Any
 
 # Logit given to masked keys (finite, float32).
 MASK_VALUE = float(np.finfo(np.float32).min)
+MAB_BLOCKS = ('official', 'paper')
 # torch.nn.LayerNorm's default epsilon (the official code's LayerNorms), not flax's 1e-6.
 LAYER_NORM_EPS = 1e-5
 
@@ -74,6 +80,7 @@ class MAB(nn.Module):
     num_heads: must divide `dim`.
     layer_norm: post-LN after each residual (`ln=True` in the official code).
     row_ff: keep the residual Linear+ReLU "rFF" (official code: always on).
+    block: 'official' (the code) or 'paper' (Eq. 3; ignores layer_norm/row_ff, see module doc).
   """
 
   dim: int
@@ -82,6 +89,7 @@ class MAB(nn.Module):
   row_ff: bool = True
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  block: str = 'official'
 
   def _layer_norm(self, name: str) -> nn.LayerNorm:
     return nn.LayerNorm(
@@ -102,6 +110,13 @@ class MAB(nn.Module):
           f'queries and keys must be [B, N, D] with the same B, got '
           f'{queries.shape} and {keys.shape}'
       )
+    if self.block not in MAB_BLOCKS:
+      raise ValueError(f'MAB block must be one of {MAB_BLOCKS}, got {self.block!r}')
+    if self.block == 'paper' and queries.shape[-1] != self.dim:
+      raise ValueError(
+          f"MAB block='paper' adds the queries (width {queries.shape[-1]}) to a width-{self.dim} "
+          'output: project the inputs to dim first'
+      )
     batch, num_queries, _ = queries.shape
     head_dim = self.dim // self.num_heads
     dense = lambda name: layers.dense(  # noqa: E731
@@ -113,7 +128,7 @@ class MAB(nn.Module):
     split = lambda x: x.reshape(x.shape[:2] + (self.num_heads, head_dim))
     logits = jnp.einsum(
         'bqhd,bkhd->bhqk', split(q), split(k), preferred_element_type=jnp.float32
-    ) / np.sqrt(self.dim)
+    ) / np.sqrt(self.dim if self.block == 'official' else head_dim)
     attention_mask = attention_mask_from(mask, batch, num_queries, keys.shape[1])
     if attention_mask is not None:
       logits = jnp.where(attention_mask[:, None, :, :], logits, MASK_VALUE)
@@ -121,6 +136,9 @@ class MAB(nn.Module):
     attended = jnp.einsum('bhqk,bkhd->bqhd', weights, split(v)).reshape(
         batch, num_queries, self.dim
     )
+    if self.block == 'paper':
+      projected = dense('output')(attended)
+      return self._layer_norm('ln')(queries.astype(self.dtype) + projected)
     out = q + attended
     if self.layer_norm:
       out = self._layer_norm('ln0')(out)
@@ -169,6 +187,7 @@ class ISAB(nn.Module):
   row_ff: bool = True
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  block: str = 'official'
 
   @nn.compact
   def __call__(self, x: Array, mask: Array | None = None) -> Array:
@@ -191,6 +210,7 @@ class ISAB(nn.Module):
         self.row_ff,
         self.dtype,
         self.param_dtype,
+        self.block,
         name=name,
     )
     summary = mab('mab0')(inducing, x, mask)
