@@ -85,7 +85,9 @@ def test_rerun_of_finished_job_reproduces_results(demo_run):
   workdir, results = demo_run
   again = user_rep_job.train_and_evaluate(_config(), workdir)
   timed = lambda r: {
-      k: v for k, v in r.items() if not (k.endswith("_us_per_user") or k.startswith("meta/seconds/"))
+      k: v
+      for k, v in r.items()
+      if not (k.endswith("_us_per_user") or k.startswith("meta/seconds/"))
   }
   assert timed(again) == timed(results)  # measured timings aside, the same numbers
 
