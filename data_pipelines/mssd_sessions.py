@@ -64,32 +64,13 @@ import numpy as np
 
 from array_record.python import array_record_module
 
+from data_pipelines import session_logs
+
 OBJECTIVES = ('SAT', 'BOOST', 'EXPOSURE', 'DISCOVERY')
 SPLITS = ('train', 'valid', 'test')
 FORMAT = 'mssd_sessions/1'
-TRACK_FEATURES = (
-    'duration',
-    'release_year',
-    'us_popularity_estimate',
-    'acousticness',
-    'beat_strength',
-    'bounciness',
-    'danceability',
-    'dyn_range_mean',
-    'energy',
-    'flatness',
-    'instrumentalness',
-    'key',
-    'liveness',
-    'loudness',
-    'mechanism',
-    'mode',
-    'organism',
-    'speechiness',
-    'tempo',
-    'time_signature',
-    'valence',
-) + tuple(f'acoustic_vector_{i}' for i in range(8))
+# MSSD's track-feature columns (the one list lives in session_logs), without the id column.
+TRACK_FEATURES = session_logs.MSSD_TRACK_COLUMNS[1:]
 LOG_REQUIRED = ('session_id', 'session_position', 'track_id_clean', 'not_skipped')
 _BOOLS = {'true': 1.0, 'false': 0.0, '1': 1.0, '0': 0.0}
 _MODES = {'major': 1.0, 'minor': 0.0}
