@@ -44,25 +44,12 @@ SOFTMAX_MODES = ('full', 'in_batch')
 
 
 @dataclasses.dataclass(frozen=True)
-class TwoTowers:
-  """Fitted towers of one comparison.
-
-  Attributes:
-    names, widths, user_mean, user_std, user_informative, item_mean, item_std: as in
-      `transfer_heads.PairHeads`.
-    params: ``{'user': MLP params, 'item': MLP params}``, every leaf with a leading [Mdl] axis.
-    losses: float32 [Mdl, steps]; temperature, normalize, softmax: the settings used.
+class TwoTowers(th.PairHeads):
+  """Fitted towers of one comparison: `transfer_heads.PairHeads`' fields (names, widths and the
+  standardisation statistics), with ``params = {'user': MLP params, 'item': MLP params}`` (every
+  leaf with a leading [Mdl] axis), plus the settings used: temperature, normalize, softmax.
   """
 
-  names: tuple[str, ...]
-  widths: tuple[int, ...]
-  user_mean: np.ndarray
-  user_std: np.ndarray
-  user_informative: np.ndarray
-  item_mean: np.ndarray
-  item_std: np.ndarray
-  params: Any
-  losses: np.ndarray
   temperature: float
   normalize: bool
   softmax: str
