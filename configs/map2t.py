@@ -41,7 +41,8 @@ def _base() -> ml_collections.ConfigDict:
   c.data.listening.seed = 0
 
   c.split = ml_collections.ConfigDict()
-  c.split.cut_time = "auto"  # ISO time (UTC) or 'auto' (window_days before the last listen)
+  # ISO time (UTC), 'auto' (window_days before the last listen) or 'user_rep' (z's cut time)
+  c.split.cut_time = "auto"
   c.split.window_days = 30.0  # test window [T, T + w)
   c.split.validation_share = 0.1  # of training users
 

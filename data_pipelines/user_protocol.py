@@ -122,9 +122,9 @@ def build_protocol(
   snapshot = np.full(num_users, t, np.int64)
   if listening.onboarding_time is not None:
     counts = np.diff(listening.onboarding_artist_offsets)
-    has = (listening.onboarding_time >= 0) & (counts > 0)
-    onboarded = new & has
-    registration = np.where(has, np.maximum(listening.onboarding_time, created), created)
+    row = listening.onboarding_time >= 0  # languages-only rows count for the snapshot too
+    onboarded = new & row & (counts > 0)
+    registration = np.where(row, np.maximum(listening.onboarding_time, created), created)
   else:
     registration = created
   # Users registered at or after T are seen at registration (+ onboarding), never before they exist.

@@ -47,8 +47,18 @@ def write_track_export(
     config: Any,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-  """Writes a split's track uris with audio, text and fused (Eq. 11) embeddings [N, 256]."""
-  uris = playlist_audio.load_metadata(dataset_dir)["track_uris"][split]
+  """Writes a split's track uris with audio, text and fused (Eq. 11) embeddings [N, 256].
+
+  ``split`` is one split name, or a tuple of them: then ``audio`` / ``text`` are those splits'
+  rows concatenated in that order (the whole catalogue for ``('train', 'valid', 'test')``).
+  """
+  parts = (split,) if isinstance(split, str) else tuple(split)
+  all_uris = playlist_audio.load_metadata(dataset_dir)["track_uris"]
+  uris = [u for part in parts for u in all_uris[part]]
+  if len(uris) != len(audio) or len(uris) != len(text):
+    raise ValueError(
+        f"splits {parts} hold {len(uris)} tracks but audio/text have {len(audio)}/{len(text)} rows."
+    )
   return export_lib.export_embeddings(
       output,
       uris,

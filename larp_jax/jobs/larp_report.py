@@ -230,7 +230,7 @@ def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str
     encoders[name] = {
         part: np.asarray(continuation.track_embeddings(a, t)) for part, (a, t) in per_split.items()
     }
-    final = (name, *per_split[split], path)
+    final = (name, *per_split[split], path, per_split)
   for name, features in encoders.items():
     if name != "Random":
       rows[name] = knn_metrics(features[split], playlists, ks)
@@ -263,7 +263,7 @@ def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str
     timings["report/table2_s"] = time.perf_counter() - start
   results.update(timings)
   if final is not None:
-    name, audio, text, path = final
+    name, audio, text, path, final_splits = final
     manifest = larp_export.write_track_export(
         os.path.join(workdir, "export", f"{split}_embeddings.npz"),
         dataset_dir,
@@ -275,6 +275,18 @@ def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str
         {"model": name, "split": split},
     )
     results["export/embedding_space_id"] = manifest["embedding_space_id"]
+    if set(final_splits) == {"train", "valid", "test"}:  # the whole catalogue (downstream systems)
+      parts = ("train", "valid", "test")
+      larp_export.write_track_export(
+          os.path.join(workdir, "export", "catalogue_embeddings.npz"),
+          dataset_dir,
+          parts,
+          np.concatenate([final_splits[p][0] for p in parts]),
+          np.concatenate([final_splits[p][1] for p in parts]),
+          path,
+          config,
+          {"model": name, "split": "+".join(parts)},
+      )
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=1, sort_keys=True)
   table = format_table(rows, ks)

@@ -77,7 +77,8 @@ class Protocol:
 
 
 def resolve_cut_time(cut_time: str, times: np.ndarray, window_days: float) -> int:
-  """T: an ISO time, or 'auto' = the UTC day boundary ``window_days`` before the last listen."""
+  """T: an ISO time, or 'auto' = the UTC day boundary ``window_days`` before the last listen
+  (``build_protocol`` also takes 'user_rep': the cut time in ``inputs.user_rep_npz``'s manifest)."""
   if str(cut_time) != "auto":
     return user_protocol.parse_time(cut_time)
   if not len(times):
@@ -97,7 +98,11 @@ def build_protocol(config: Any, listening, audio: audiobooks.AudioData) -> Proto
     audio.report.add_many(path, "unknown_user", e.line[unknown], e.user_id[unknown])
   listen = (u >= 0) & (b >= 0) & (e.ms_played >= int(config.data.listen_ms))
   lu, lb, lt = u[listen], b[listen], e.timestamp[listen]
-  t = resolve_cut_time(config.split.cut_time, lt, float(config.split.window_days))
+  cut_time = config.split.cut_time
+  if str(cut_time) == "user_rep":  # the chain: the same T as the user representation z
+    cut_time = export_lib.load_embeddings(config.inputs.user_rep_npz)[2]["cut_time"]
+    cut_time = user_protocol.format_time(int(cut_time))
+  t = resolve_cut_time(cut_time, lt, float(config.split.window_days))
   end = t + int(float(config.split.window_days) * DAY)
   num_users, num_books = len(listening.user_ids), len(audio.books)
   before, window = lt < t, (lt >= t) & (lt < end)

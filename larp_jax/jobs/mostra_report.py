@@ -390,6 +390,7 @@ def write_report(
         os.path.join(workdir, 'plots', 'map_vs_epsilon.png'),
     )
     mostra_figures.plot_figures(results, SAME_SCORER_SORT, online, os.path.join(workdir, 'plots'))
+  print('Table 1 (MOSTRA), test split:')
   print(table)
   if 'claim/holds' in results:
     print(_claim_text(results, report_config))

@@ -160,7 +160,7 @@ class Mlp(nn.Module):
         param_dtype=self.param_dtype,
         name='fc1',
     )(x)
-    x = nn.gelu(x, approximate=False)
+    x = gelu_exact(x)
     x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
     x = layers.dense(
         self.dim,
@@ -173,11 +173,72 @@ class Mlp(nn.Module):
     return nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
 
 
-def layer_norm(name: str, dtype: Dtype, param_dtype: Dtype) -> nn.LayerNorm:
-  """PyTorch-style LayerNorm (eps 1e-5, two-pass variance)."""
-  return nn.LayerNorm(
-      epsilon=LN_EPS, use_fast_variance=False, dtype=dtype, param_dtype=param_dtype, name=name
+def gelu_exact(x: jax.Array) -> jax.Array:
+  """Exact (erf) GELU as PyTorch writes it, 0.5 x (1 + erf(x / sqrt 2)); any shape.
+
+  Same function as `jax.nn.gelu(approximate=False)` (which uses erfc: 2.4x slower on XLA:CPU);
+  the two differ by float32 rounding only (<= 5e-7 absolute).
+  """
+  return 0.5 * x * (1.0 + jax.lax.erf(x * np.float32(np.sqrt(0.5)).astype(x.dtype)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float) -> jax.Array:
+  """x [..., C], scale/bias [C] -> [..., C]: (x - mean) * rsqrt(var + eps) * scale + bias."""
+  return _layer_norm_fwd(x, scale, bias, epsilon)[0]
+
+
+def _layer_norm_fwd(x, scale, bias, epsilon):
+  """Forward as `flax.linen.LayerNorm(use_fast_variance=False)` computes it; residuals
+  (centred [..., C], inv_std [..., 1], scale [C])."""
+  centred = x - jnp.mean(x, axis=-1, keepdims=True)
+  inv_std = jax.lax.rsqrt(jnp.mean(jnp.square(centred), axis=-1, keepdims=True) + epsilon)
+  return centred * (inv_std * scale) + bias, (centred, inv_std, scale)
+
+
+def _layer_norm_bwd(epsilon, residuals, dy):
+  """dy [..., C] -> (dx [..., C], dscale [C], dbias [C]) in closed form:
+  dx = inv_std * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * scale, xhat the normed x."""
+  del epsilon
+  centred, inv_std, scale = residuals
+  normed = centred * inv_std
+  g = dy * scale
+  dx = inv_std * (
+      g
+      - jnp.mean(g, axis=-1, keepdims=True)
+      - normed * jnp.mean(g * normed, axis=-1, keepdims=True)
   )
+  axes = tuple(range(dy.ndim - 1))
+  return dx, jnp.sum(dy * normed, axis=axes), jnp.sum(dy, axis=axes)
+
+
+_layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+
+
+class LayerNorm(nn.Module):
+  """PyTorch-style LayerNorm over the last axis (eps 1e-5, two-pass variance), [..., C] ->
+  [..., C], with params `scale`, `bias` [C] as `flax.linen.LayerNorm`'s (checkpoints convert
+  unchanged) and the same forward numbers, but a closed-form backward (`_layer_norm_bwd`): XLA:CPU
+  fuses it into fewer, larger loops than the autodiff of the two-pass variance (HTS-AT fwd+bwd
+  ~10% faster together with `gelu_exact`)."""
+
+  epsilon: float = LN_EPS
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    features = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (features,), self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros, (features,), self.param_dtype)
+    dtype = jnp.promote_types(jnp.float32, x.dtype)
+    y = _layer_norm(x.astype(dtype), scale.astype(dtype), bias.astype(dtype), self.epsilon)
+    return y.astype(self.dtype)
+
+
+def layer_norm(name: str, dtype: Dtype, param_dtype: Dtype) -> nn.Module:
+  """PyTorch-style LayerNorm (eps 1e-5, two-pass variance)."""
+  return LayerNorm(LN_EPS, dtype, param_dtype, name=name)
 
 
 class SwinBlock(nn.Module):

@@ -1,0 +1,56 @@
+"""The main job's chain on the test configs: LARP's catalogue export is the user representation's
+audio space, z is MAP-2T's music input at the same cut time, MOSTRA runs beside in a second
+process; the summary's claims are computed from the systems' own results files."""
+
+import json
+import os
+
+import numpy as np
+
+from configs import chain, larp, map2t, mostra, user_rep
+from larp_jax import export as export_lib
+from larp_jax.jobs import chain_job
+
+
+def _configs():
+  modules = {"larp": larp, "user_rep": user_rep, "map2t": map2t, "mostra": mostra}
+  return {name: module.get_config("test") for name, module in modules.items()}
+
+
+def test_chain_wires_each_system_into_the_next(tmp_path):
+  workdir = str(tmp_path)
+  out = chain_job.run_chain(chain.get_config("test"), _configs(), workdir)
+  assert set(out["seconds"]) == set(chain_job.SYSTEMS)
+  assert out["beside"] == ["mostra"]
+  assert os.path.getsize(os.path.join(workdir, "mostra", "log.txt")) > 0
+
+  # LARP's export holds every split's tracks; the user representation read its fused vectors.
+  ids, arrays, manifest = export_lib.load_embeddings(chain_job.larp_catalogue_export(workdir))
+  assert manifest["split"] == "train+valid+test"
+  assert set(arrays) == {"audio", "text", "fused"}
+  assert len(set(ids.tolist())) == len(ids)
+  audio_manifest = json.load(
+      open(os.path.join(workdir, "user_rep", "export", "track_audio.npz.manifest.json"))
+  )
+  assert audio_manifest["upstream"]["larp_audio"] == manifest["embedding_space_id"]
+
+  # MAP-2T's music input is z, at z's cut time.
+  z_ids, z, z_manifest = export_lib.load_embeddings(
+      os.path.join(workdir, "user_rep", "export", "user_rep.npz")
+  )
+  map2t_manifest = json.load(
+      open(os.path.join(workdir, "map2t", "export", "map2t_users.npz.manifest.json"))
+  )
+  assert int(map2t_manifest["cut_time"]) == int(z_manifest["cut_time"])
+  assert map2t_manifest["upstream"]["music"] == "user_rep"
+
+  # The summary's claims are recomputed here from the results files.
+  summary = json.load(open(os.path.join(workdir, "results.json")))
+  larp_results = json.load(open(os.path.join(workdir, "larp", "results.json")))
+  key = "larp/LARP-WTC>Random/recall@10"
+  assert summary["claims"][key] == (
+      larp_results["LARP-WTC/recall@10"] > larp_results["Random/recall@10"]
+  )
+  mostra_results = json.load(open(os.path.join(workdir, "mostra", "results.json")))
+  assert summary["claims"]["mostra/claim_over_one_scorer"] == mostra_results["claim/holds"]
+  assert np.isfinite(z["z"]).all() and len(z_ids) == z["z"].shape[0]
