@@ -24,6 +24,9 @@ def _base() -> ml_collections.ConfigDict:
   c.data.manual_dir = ""  # LFM-2b-format files; '' = generate the demo into WORKDIR/demo_listening
   c.data.demo = ml_collections.ConfigDict()  # overrides of DemoListeningConfig fields
   c.data.demo.seed = 0  # demo generator seed
+  # Overrides of the demo catalogue's CatalogueConfig (the tracks the users play; the main job
+  # sets LARP's own data.demo so that every played track is one LARP embedded).
+  c.data.catalogue = ml_collections.ConfigDict()
   # New users register in the week after the cut time (the protocol's new cohort), not over the
   # last 30 days: only registrations after T are cold-start test users (see user_protocol).
   c.data.demo.new_user_days = 7.0

@@ -56,6 +56,7 @@ def wire(configs: dict[str, Any], workdir: str, audio_array: str = "fused") -> d
         "launcher (experiments/train_<system>.py) instead of user_rep/map2t data.manual_dir."
     )
   with user_rep.unlocked():
+    user_rep.data.catalogue = configs["larp"].data.demo.to_dict()  # users play LARP's tracks
     user_rep.modality.audio_npz = larp_catalogue_export(workdir)
     user_rep.modality.audio_array = audio_array
   with map2t.unlocked():

@@ -70,15 +70,16 @@ def load_data(config: Any, workdir: str):
   audio_npz = config.modality.audio_npz
   if not manual:
     manual = os.path.join(workdir, "demo_listening")
+    catalogue = latent_catalogue.CatalogueConfig(**dict(config.data.get("catalogue", {})))
     if not os.path.exists(os.path.join(manual, "users.tsv")):
       overrides = dict(config.data.demo)
-      listening_logs.generate(manual, listening_logs.DemoListeningConfig(**overrides))
+      listening_logs.generate(
+          manual, listening_logs.DemoListeningConfig(**overrides), catalogue_config=catalogue
+      )
     if not audio_npz:
       audio_npz = os.path.join(workdir, "export", "audio_stand_in.npz")
       if not os.path.exists(audio_npz):
-        audio_stand_in.write_audio_stand_in(
-            audio_npz, latent_catalogue.build_catalogue(latent_catalogue.CatalogueConfig())
-        )
+        audio_stand_in.write_audio_stand_in(audio_npz, latent_catalogue.build_catalogue(catalogue))
   elif not audio_npz:
     raise ValueError(
         "config.modality.audio_npz is required with config.data.manual_dir (a LARP export: "
