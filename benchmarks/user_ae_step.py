@@ -176,6 +176,56 @@ def time_alternating(
   return times
 
 
+def step_figures(
+    batch_size: int,
+    ours_s: list[float],
+    torch_s: list[float],
+    compile_s: float,
+    torch_adam: str,
+    ours_losses: list[float],
+    torch_losses: list[float],
+) -> dict[str, Any]:
+  """One batch size's figures from the alternating step times (s): medians, examples/s and the
+  ratio torch / ours (> 1: ours faster)."""
+  o, t = statistics.median(ours_s), statistics.median(torch_s)
+  return {
+      'batch_size': batch_size,
+      'ours_step_s': o,
+      'torch_step_s': t,
+      'ours_step_s_all': ours_s,
+      'torch_step_s_all': torch_s,
+      'ours_examples_per_s': batch_size / o,
+      'torch_examples_per_s': batch_size / t,
+      'ratio': t / o,
+      'build_and_compile_s': compile_s,
+      'torch_adam_used': torch_adam,
+      'ours_losses': ours_losses,
+      'torch_losses': torch_losses,
+  }
+
+
+def print_step_rows(r: dict[str, Any], ratio_name: str) -> None:
+  """The per-batch-size table, one ``ratio <ratio_name>_B<B> X.XXx`` line each, the load line."""
+  print(f"{'B':>6}{'ours [ms]':>11}{'torch [ms]':>12}{'ours ex/s':>12}{'torch ex/s':>12}")
+  for x in r['results']:
+    print(
+        f"{x['batch_size']:>6}{x['ours_step_s'] * 1e3:>11.2f}{x['torch_step_s'] * 1e3:>12.2f}"
+        f"{x['ours_examples_per_s']:>12.0f}{x['torch_examples_per_s']:>12.0f}"
+    )
+  for x in r['results']:
+    print(f"ratio {ratio_name}_B{x['batch_size']} {x['ratio']:.2f}x")
+  print_load_line(r, f"{r['steps']} alternating steps")
+
+
+def print_load_line(r: dict[str, Any], timed: str) -> None:
+  """'(medians of <timed> after <warmup> warm-up; 1-min load average before/after ...)'."""
+  print(
+      f"(medians of {timed} after {r['warmup']} warm-up; 1-min load "
+      f"average before/after {r['load_average_1min'][0]:.2f} / {r['load_average_1min'][1]:.2f} "
+      f'on {os.cpu_count()} CPUs)'
+  )
+
+
 def write_json(path: str | None, results: dict[str, Any]) -> None:
   if path:
     with open(path, 'w', encoding='utf-8') as f:
@@ -388,21 +438,7 @@ def run_one(config, args, widths, batch_size: int) -> dict[str, Any]:
     torch_losses.append(torch_step())
 
   ours_s, torch_s = time_alternating((ours_step, torch_call), args.warmup, args.steps)
-  o, t = statistics.median(ours_s), statistics.median(torch_s)
-  return {
-      'batch_size': batch_size,
-      'ours_step_s': o,
-      'torch_step_s': t,
-      'ours_step_s_all': ours_s,
-      'torch_step_s_all': torch_s,
-      'ours_examples_per_s': batch_size / o,
-      'torch_examples_per_s': batch_size / t,
-      'ratio': t / o,
-      'build_and_compile_s': compile_s,
-      'torch_adam_used': kind,
-      'ours_losses': ours_losses,
-      'torch_losses': torch_losses,
-  }
+  return step_figures(batch_size, ours_s, torch_s, compile_s, kind, ours_losses, torch_losses)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -449,19 +485,7 @@ def _print_table(r: dict[str, Any]) -> None:
       f"parity (no dropout): first-step loss ours {p['ours_losses'][0]:.6f} torch "
       f"{p['torch_losses'][0]:.6f}: passed"
   )
-  print(f"{'B':>6}{'ours [ms]':>11}{'torch [ms]':>12}{'ours ex/s':>12}{'torch ex/s':>12}")
-  for x in r['results']:
-    print(
-        f"{x['batch_size']:>6}{x['ours_step_s'] * 1e3:>11.2f}{x['torch_step_s'] * 1e3:>12.2f}"
-        f"{x['ours_examples_per_s']:>12.0f}{x['torch_examples_per_s']:>12.0f}"
-    )
-  for x in r['results']:
-    print(f"ratio user_ae_examples_per_s_B{x['batch_size']} {x['ratio']:.2f}x")
-  print(
-      f"(medians of {r['steps']} alternating steps after {r['warmup']} warm-up; 1-min load "
-      f"average before/after {r['load_average_1min'][0]:.2f} / {r['load_average_1min'][1]:.2f} "
-      f'on {os.cpu_count()} CPUs)'
-  )
+  print_step_rows(r, 'user_ae_examples_per_s')
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -328,11 +328,7 @@ def _print_table(r: dict[str, Any]) -> None:
         f"{r[key + '_events_per_s']:>14.0f}"
     )
   print(f"ratio user_features_users_per_s {r['ratio']:.2f}x")
-  print(
-      f"(medians of {r['repeats']} alternating calls after {r['warmup']} warm-up; 1-min load "
-      f"average before/after {r['load_average_1min'][0]:.2f} / {r['load_average_1min'][1]:.2f} "
-      f'on {os.cpu_count()} CPUs)'
-  )
+  common.print_load_line(r, f"{r['repeats']} alternating calls")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
