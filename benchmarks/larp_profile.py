@@ -197,14 +197,16 @@ def trace_ops(ours, compiled, inputs, steps: int) -> tuple[list[dict[str, Any]],
   rows = []
   for name, ns in sorted(total_ns.items(), key=lambda kv: -kv[1]):
     op_name = metadata.get(name, '')
-    rows.append({
-        'name': name,
-        'ms_per_step': ns / 1e6 / steps,
-        'calls_per_step': count[name] / steps,
-        'phase': phase_of(op_name) if op_name else '?',
-        'tower': next((t for t in ('audio', 'text') if f'encode_{t}' in op_name), 'rest'),
-        'op_name': op_name,
-    })
+    rows.append(
+        {
+            'name': name,
+            'ms_per_step': ns / 1e6 / steps,
+            'calls_per_step': count[name] / steps,
+            'phase': phase_of(op_name) if op_name else '?',
+            'tower': next((t for t in ('audio', 'text') if f'encode_{t}' in op_name), 'rest'),
+            'op_name': op_name,
+        }
+    )
   return rows, wall
 
 
