@@ -23,6 +23,10 @@ def _base(variant: str) -> ml_collections.ConfigDict:
   # LARP track space the user representation averages: 'fused' (Eq. 11, what LARP's cold-start
   # retrieval uses for a track) | 'audio' | 'text'.
   c.audio_array = "fused"
+  # MAP-2T's T: 'own' (its split.window_days = 30 before the last audiobook listen; the user
+  # representation exports a second z batch at that T) | 'user_rep' (z's own T; on the demo the
+  # data end 7 days later, so MAP-2T's test window and cohort shrink about 4x).
+  c.map2t_cut_time = "own"
   c.overrides = ml_collections.ConfigDict()  # per system: keys merged into its config
   for system in ("larp", "user_rep", "map2t", "mostra"):
     c.overrides[system] = ml_collections.ConfigDict()

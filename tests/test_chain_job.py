@@ -2,8 +2,11 @@
 audio space, z is MAP-2T's music input at the same cut time, MOSTRA runs beside in a second
 process; the summary's claims are computed from the systems' own results files."""
 
+import calendar
+import csv
 import json
 import os
+import time
 
 import numpy as np
 
@@ -34,15 +37,34 @@ def test_chain_wires_each_system_into_the_next(tmp_path):
   )
   assert audio_manifest["upstream"]["larp_audio"] == manifest["embedding_space_id"]
 
-  # MAP-2T's music input is z, at z's cut time.
+  # MAP-2T keeps its own T (30 days before its last audiobook listen); its music input is a
+  # second z batch the user representation exported at that T, earlier than z's own T.
   z_ids, z, z_manifest = export_lib.load_embeddings(
       os.path.join(workdir, "user_rep", "export", "user_rep.npz")
   )
   map2t_manifest = json.load(
       open(os.path.join(workdir, "map2t", "export", "map2t_users.npz.manifest.json"))
   )
-  assert int(map2t_manifest["cut_time"]) == int(z_manifest["cut_time"])
   assert map2t_manifest["upstream"]["music"] == "user_rep"
+  (batch,) = os.listdir(os.path.join(workdir, "user_rep", "batches"))
+  batch_ids, batch_z, batch_manifest = export_lib.load_embeddings(
+      os.path.join(workdir, "user_rep", "batches", batch, "export", "user_rep.npz")
+  )
+  assert int(map2t_manifest["cut_time"]) == int(batch_manifest["cut_time"])
+  assert int(batch_manifest["cut_time"]) < int(z_manifest["cut_time"])
+  assert batch_manifest["batch_id"] != z_manifest["batch_id"]
+  assert batch_ids.tolist() == z_ids.tolist() and np.isfinite(batch_z["z"]).all()
+  # That T, recomputed from the audiobook file: the day boundary window_days before the last listen.
+  cfg = map2t.get_config("test")
+  with open(os.path.join(workdir, "map2t", "demo_audio", "audiobook-engagements.tsv")) as f:
+    rows = list(csv.DictReader(f, delimiter="\t"))
+  last = max(
+      calendar.timegm(time.strptime(r["timestamp"], "%Y-%m-%d %H:%M:%S"))
+      for r in rows
+      if int(r["ms_played"]) >= cfg.data.listen_ms
+  )
+  day = 86400
+  assert int(map2t_manifest["cut_time"]) == (last - int(cfg.split.window_days * day)) // day * day
 
   # The summary's claims are recomputed here from the results files.
   summary = json.load(open(os.path.join(workdir, "results.json")))

@@ -11,7 +11,12 @@ module only wires one system's outputs into the next one's config and reports:
             exported ``audio`` array (``modality.audio_npz``) instead of the demo's stand-in;
             exports z (``user_rep/export/user_rep.npz``)
   map2t     the same users (``data.listening`` = the user-rep demo's generator settings); its music
-            input is z (``inputs.music = 'user_rep'``), checked against z's manifest cut time
+            input is z (``inputs.music = 'user_rep'``), checked against z's manifest cut time.
+            ``chain.map2t_cut_time='own'``: MAP-2T keeps its own T (``split.window_days`` before
+            the last audiobook listen) and the user representation exports a second z batch at
+            that T (``user_rep_job.export_batch``: spaces, features and autoencoder refitted on
+            pre-T data); ``'user_rep'``: z as exported, T = z's cut time (the window is then the
+            user representation's ``future_days``)
   mostra    its own demo session logs (the paper's data is separate)
 
 Progress: one line per system as it starts (elapsed, expected duration, chain ETA from
@@ -42,10 +47,21 @@ LARP_STAGES = ("LARP-WTC", "LARP-TTC", "LARP-TPC w/o fusion", "LARP-TPC-fusion")
 LARP_BASELINES = ("text-only BERT", "audio-only HTS-AT", "Random")
 
 
-def wire(configs: dict[str, Any], workdir: str, audio_array: str = "fused") -> dict[str, Any]:
+MAP2T_CUT_TIMES = ("own", "user_rep")
+
+
+def wire(
+    configs: dict[str, Any],
+    workdir: str,
+    audio_array: str = "fused",
+    map2t_cut_time: str = "own",
+) -> dict[str, Any]:
   """Points each downstream config at its upstream outputs in ``workdir`` (configs edited in place
   and returned): user_rep's audio space <- LARP's catalogue export; MAP-2T's users <- the user-rep
-  demo's generator settings, its music input <- z."""
+  demo's generator settings, its music input <- z (``map2t_cut_time``: module docstring; with
+  'own' ``run_chain`` points ``inputs.user_rep_npz`` at the z batch it exports before MAP-2T)."""
+  if map2t_cut_time not in MAP2T_CUT_TIMES:
+    raise ValueError(f"chain.map2t_cut_time={map2t_cut_time!r}; expected one of {MAP2T_CUT_TIMES}.")
   missing = [s for s in SYSTEMS if s not in configs]
   if missing:
     raise ValueError(f"configs lacks {missing}; the chain runs {SYSTEMS}.")
@@ -61,11 +77,25 @@ def wire(configs: dict[str, Any], workdir: str, audio_array: str = "fused") -> d
     user_rep.modality.audio_array = audio_array
   with map2t.unlocked():
     map2t.data.listening = user_rep.data.demo.to_dict()
-    map2t.split.cut_time = "user_rep"  # one T for the chain: z is computed at T
-    map2t.split.window_days = float(user_rep.split.future_days)
+    map2t.split.cut_time = "user_rep"  # T = the cut time of the z it reads
+    if map2t_cut_time == "user_rep":  # the demo's data end future_days after z's T
+      map2t.split.window_days = float(user_rep.split.future_days)
     map2t.inputs.music = "user_rep"
     map2t.inputs.user_rep_npz = os.path.join(workdir, "user_rep", "export", "user_rep.npz")
   return configs
+
+
+def export_z_at_map2t_cut_time(configs: dict[str, Any], workdir: str) -> str:
+  """Exports z at MAP-2T's own T (``map2t_job.auto_cut_time``) as a new user-rep batch and points
+  ``configs['map2t'].inputs.user_rep_npz`` at it; returns the export's path."""
+  # pylint: disable=g-import-not-at-top
+  from larp_jax.jobs import map2t_job, user_rep_job
+
+  t = map2t_job.auto_cut_time(configs["map2t"], os.path.join(workdir, "map2t"))
+  path = user_rep_job.export_batch(configs["user_rep"], os.path.join(workdir, "user_rep"), t)
+  with configs["map2t"].unlocked():
+    configs["map2t"].inputs.user_rep_npz = path
+  return path
 
 
 def larp_catalogue_export(workdir: str) -> str:
@@ -154,7 +184,7 @@ def run_chain(
   jobs = jobs or _default_jobs()
   for system, overrides in chain.overrides.items():
     configs[system].update(overrides)
-  wire(configs, workdir, chain.audio_array)
+  wire(configs, workdir, chain.audio_array, chain.map2t_cut_time)
   os.makedirs(workdir, exist_ok=True)
   expected = _expected(workdir)
   start = time.perf_counter()
@@ -183,6 +213,8 @@ def run_chain(
           "when config.recommenders.frameworks is set, i.e. train/valid/test are embedded)."
       )
     t0 = time.perf_counter()
+    if system == "map2t" and chain.map2t_cut_time == "own":
+      export_z_at_map2t_cut_time(configs, workdir)
     results[system] = _flat(jobs[system](configs[system], os.path.join(workdir, system)))
     seconds[system] = time.perf_counter() - t0
     print(f"=== {system} done in {_minutes(seconds[system])} ===", flush=True)

@@ -74,6 +74,16 @@ def load_data(config: Any, workdir: str):
   return listening_lib.load_listening(directory), audiobooks.load_audio_data(directory)
 
 
+def auto_cut_time(config: Any, workdir: str) -> int:
+  """T (unix s) under ``split.cut_time='auto'``: ``split.window_days`` before the last audiobook
+  listen of the job's data (the demo generated into ``workdir`` if needed)."""
+  listening, audio = load_data(config, workdir)
+  auto = config.copy_and_resolve_references()
+  with auto.unlocked():
+    auto.split.cut_time = "auto"
+  return inputs_lib.build_protocol(auto, listening, audio).cut_time
+
+
 def prepare(config: Any, workdir: str) -> Prepared:
   """Steps 1-2 of the module docstring."""
   listening, audio = load_data(config, workdir)

@@ -102,10 +102,11 @@ def feature_spec(config: Any, listening, spaces, drop=()) -> user_features.Featu
   )
 
 
-def prepare(config: Any, workdir: str) -> Prepared:
-  """Steps 1-3 of the module docstring (features cached in ``WORKDIR/features.npz``)."""
-  listening, audio_npz = load_data(config, workdir)
-  for message in listening.messages:
+def prepare(config: Any, workdir: str, data: tuple[Any, str] | None = None) -> Prepared:
+  """Steps 1-3 of the module docstring (features cached in ``WORKDIR/features.npz``); ``data``:
+  an already loaded ``(listening, audio_npz)`` instead of ``load_data(config, workdir)``."""
+  listening, audio_npz = data if data is not None else load_data(config, workdir)
+  for message in listening.messages if data is None else ():
     print(f"user_rep: {message}")
   t = user_protocol.resolve_cut_time(
       listening,
@@ -307,6 +308,29 @@ def export_user_vectors(
           "status": "current",
       },
   )
+
+
+def export_batch(config: Any, workdir: str, cut_time: int) -> str:
+  """Another version of z (paper 001's batch management): every user's z at ``cut_time``.
+
+  The data are the job's own (``load_data(config, workdir)``); the track spaces, features and the
+  ``ae`` autoencoder are refitted on what happened before ``cut_time``, in
+  ``WORKDIR/batches/<cut date>`` (resumable), so nothing after ``cut_time`` reaches the vectors.
+  No tasks run. Returns the export's path; its manifest has ``cut_time`` and a new ``batch_id``.
+  """
+  iso = user_protocol.format_time(int(cut_time))
+  batch_config = config.copy_and_resolve_references()
+  with batch_config.unlocked():
+    batch_config.split.cut_time = iso
+  batch_dir = os.path.join(workdir, "batches", iso.replace(":", ""))
+  os.makedirs(batch_dir, exist_ok=True)
+  print(f"user_rep: z batch at {iso} in {batch_dir}", flush=True)
+  prepared = prepare(batch_config, batch_dir, data=load_data(config, workdir))
+  params, inputs, model = train_autoencoder(batch_config, batch_dir, prepared, "ae")
+  z = encoder_fn(model, params)(inputs.standardise(prepared.features))
+  path = os.path.join(batch_dir, "export", "user_rep.npz")
+  export_user_vectors(path, prepared, z, params, inputs, batch_config)
+  return path
 
 
 def _flat(tree) -> dict:
