@@ -56,6 +56,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from benchmarks import user_ae_step
+
+_ints = user_ae_step._ints  # the benchmarks' one comma-list parser
+
 # Dense (no structured sparsity) peak TFLOP/s per arithmetic, from NVIDIA's data sheets / the
 # "NVIDIA H100 Tensor Core GPU Architecture" white paper (H100 SXM5: BF16 989.4, TF32 494.7,
 # FP32 66.9; PCIe: 756.5 / 378.0 / 51.2; NVL: half the data sheet's with-sparsity 1,671 / 835 and
@@ -83,10 +87,6 @@ SMOKE_BERT = dict(
     intermediate_size=64,
     max_position_embeddings=64,
 )
-
-
-def _ints(text: str) -> list[int]:
-  return [int(x) for x in str(text).split(',') if x]
 
 
 def _strs(text: str) -> list[str]:
@@ -177,14 +177,15 @@ def float32_arithmetic() -> str:
 
 def time_calls(fn: Callable[[], Any], warmup: int, steps: int) -> list[float]:
   """Seconds of `steps` calls of `fn` (which blocks on its outputs) after `warmup` calls."""
-  from benchmarks import user_ae_step  # pylint: disable=g-import-not-at-top
-
   return user_ae_step.time_alternating((fn,), warmup, steps)[0]
 
 
-def train_step_timer(compiled, state, inputs, loss_key: str):
-  """`(fn, losses)`: fn runs `compiled(state, inputs)` on the carried (donated) state and blocks;
-  losses collects float(metrics[loss_key]) of every call."""
+def measure_step(
+    name, dtype, arithmetic, batch_size, compiled, state, inputs, loss_key, args, **extra
+) -> dict[str, Any]:
+  """Times `compiled(state, inputs)` on the carried (donated) state, blocking on every call
+  (`--warmup` untimed, then `--steps` timed), and returns its `figures` with XLA's FLOPs, the
+  while-loop count and float(metrics[loss_key]) of every call added."""
   import jax  # pylint: disable=g-import-not-at-top
 
   holder, losses = {'state': state}, []
@@ -194,7 +195,19 @@ def train_step_timer(compiled, state, inputs, loss_key: str):
     jax.block_until_ready((holder['state'], metrics))
     losses.append(float(metrics[loss_key]))
 
-  return fn, losses
+  times = time_calls(fn, args.warmup, args.steps)
+  return figures(
+      name,
+      dtype,
+      arithmetic,
+      batch_size,
+      times,
+      flops_of(compiled),
+      args,
+      **extra,
+      while_loops=while_loops(compiled),
+      losses=losses,
+  )
 
 
 def figures(name, dtype, arithmetic, batch, times, flops, args, **extra) -> dict[str, Any]:
@@ -306,22 +319,17 @@ def bench_larp(args, dtype: str, stage: int, text_dir: str) -> dict[str, Any]:
   )
   inputs = ours.inputs(batch)
   build_s = time.perf_counter() - start
-  start = time.perf_counter()
-  lowered = ours.step.lower(ours.state, inputs)
-  trace_s = time.perf_counter() - start
-  start = time.perf_counter()
-  compiled = lowered.compile()
-  compile_s = time.perf_counter() - start
-  fn, losses = train_step_timer(compiled, ours.state, inputs, 'loss/total')
-  times = time_calls(fn, args.warmup, args.steps)
+  compiled, trace_s, compile_s = larp_step.lower_and_compile(ours.step, ours.state, inputs)
   arithmetic = 'bf16' if dtype == 'bfloat16' else float32_arithmetic()
-  return figures(
+  return measure_step(
       f'larp_{args.larp_variant}_stage{stage}',
       dtype,
       arithmetic,
       batch_size,
-      times,
-      flops_of(compiled),
+      compiled,
+      ours.state,
+      inputs,
+      'loss/total',
       args,
       clips_per_step=stage * batch_size,
       audio_variant=cfg.audio.variant,
@@ -333,8 +341,6 @@ def bench_larp(args, dtype: str, stage: int, text_dir: str) -> dict[str, Any]:
       build_s=build_s,
       trace_lower_s=trace_s,
       compile_s=compile_s,
-      while_loops=while_loops(compiled),
-      losses=losses,
   )
 
 
@@ -423,42 +429,32 @@ def bench_mostra(args, tile_size: int) -> dict[str, Any]:
 # User AE and MAP-2T.
 
 
-def ae_widths(config) -> list[int]:
-  """The AE's feature-block widths (`user_ae_step.block_widths`: the demo listening's blocks)."""
-  from benchmarks import user_ae_step  # pylint: disable=g-import-not-at-top
-
-  return user_ae_step.block_widths(config)
-
-
 def bench_user_ae(args, batch_size: int) -> dict[str, Any]:
   """`user_rep_job`'s autoencoder train step at `batch_size` users."""
-  from benchmarks import user_ae_step  # pylint: disable=g-import-not-at-top
   from larp_jax.training import runs  # pylint: disable=g-import-not-at-top
 
   config = runs.run_config(user_ae_step.load_config(args.ae_variant), seed=int(args.seed))
-  widths = ae_widths(config)
+  widths = user_ae_step.block_widths(config)
   start = time.perf_counter()
   compiled, state, inputs, _ = user_ae_step.build_ours(
       config, widths, batch_size, args.warmup + args.steps + 1
   )
   compile_s = time.perf_counter() - start
-  fn, losses = train_step_timer(compiled, state, inputs, 'loss')
-  times = time_calls(fn, args.warmup, args.steps)
-  return figures(
+  return measure_step(
       f'user_ae_{args.ae_variant}',
       'float32',
       float32_arithmetic(),
       batch_size,
-      times,
-      flops_of(compiled),
+      compiled,
+      state,
+      inputs,
+      'loss',
       args,
       features=int(sum(widths)),
       hidden=[int(h) for h in config.model.hidden],
       latent_dim=int(config.model.latent_dim),
       build_and_compile_s=compile_s,
       compile_s=compile_s,
-      while_loops=while_loops(compiled),
-      losses=losses,
   )
 
 
@@ -477,23 +473,21 @@ def bench_map2t(args, batch_size: int) -> dict[str, Any]:
       config, run, batch, items, popularity, args.warmup + args.steps + 1
   )
   compile_s = time.perf_counter() - start
-  fn, losses = train_step_timer(compiled, state, inputs, 'loss')
-  times = time_calls(fn, args.warmup, args.steps)
-  return figures(
+  return measure_step(
       f'map2t_{args.map2t_variant}_{run}',
       'float32',
       float32_arithmetic(),
       batch_size,
-      times,
-      flops_of(compiled),
+      compiled,
+      state,
+      inputs,
+      'loss',
       args,
       books=int(args.books),
       input_widths=widths,
       dim=int(args.text_dim),
       build_and_compile_s=compile_s,
       compile_s=compile_s,
-      while_loops=while_loops(compiled),
-      losses=losses,
   )
 
 
