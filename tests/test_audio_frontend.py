@@ -1,5 +1,7 @@
 """Log-mel frontend vs torchlibrosa (as HTS-AT configures it) and librosa's Slaney filterbank."""
 
+import dataclasses
+
 import chex
 import jax
 import librosa
@@ -41,8 +43,10 @@ def _torchlibrosa_log_mel(waveform: np.ndarray, cfg: audio_frontend.LogMelConfig
     return log_mel(spectrogram(torch.from_numpy(waveform)))[:, 0].numpy()
 
 
+@pytest.mark.parametrize('stft', ['fft', 'matmul'])
 @pytest.mark.parametrize('cfg,seconds', [(HTSAT_48K, 10.0), (SMALL_16K, 2.5)])
-def test_log_mel_matches_torchlibrosa(cfg, seconds):
+def test_log_mel_matches_torchlibrosa(cfg, seconds, stft):
+  cfg = dataclasses.replace(cfg, stft=stft)
   rng = np.random.default_rng(0)
   waveform = rng.uniform(-1.0, 1.0, (2, int(seconds * cfg.sample_rate))).astype(np.float32)
   waveform[1] *= 1e-3  # a quiet clip: log-mel values far below 0 dB
@@ -56,7 +60,8 @@ def test_log_mel_matches_torchlibrosa(cfg, seconds):
   np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
 
 
-def test_power_spectrogram_matches_torchlibrosa_stft():
+@pytest.mark.parametrize('stft', ['fft', 'matmul'])
+def test_power_spectrogram_matches_torchlibrosa_stft(stft):
   waveform = np.random.default_rng(1).normal(size=(1, 48000)).astype(np.float32)
   spectrogram = Spectrogram(
       n_fft=1024,
@@ -69,7 +74,8 @@ def test_power_spectrogram_matches_torchlibrosa_stft():
   )
   with torch.no_grad():
     reference = spectrogram(torch.from_numpy(waveform))[:, 0].numpy()
-  ours = np.asarray(audio_frontend.power_spectrogram(waveform, HTSAT_48K))
+  cfg = dataclasses.replace(HTSAT_48K, stft=stft)
+  ours = np.asarray(audio_frontend.power_spectrogram(waveform, cfg))
   assert np.abs(ours - reference).max() <= 1e-5 * reference.max()
 
 
@@ -117,3 +123,11 @@ def test_bad_inputs_raise():
     audio_frontend.LogMelConfig(sample_rate=16000, fmax=14000.0)
   with pytest.raises(ValueError, match='reflect padding'):
     audio_frontend.log_mel_spectrogram(np.zeros((1, 100), np.float32), SMALL_16K)
+  with pytest.raises(ValueError, match='stft'):
+    audio_frontend.LogMelConfig(stft='dct')
+
+
+def test_auto_stft_is_fft_off_tpu():
+  assert jax.default_backend() != 'tpu'
+  assert audio_frontend.stft_method(HTSAT_48K) == 'fft'
+  assert audio_frontend.stft_method(dataclasses.replace(HTSAT_48K, stft='matmul')) == 'matmul'

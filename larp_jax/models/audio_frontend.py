@@ -8,8 +8,11 @@ The pipeline is the one HTS-AT (and therefore CLAP and LARP) runs on raw wavefor
     --10*log10(max(x, amin)) - 10*log10(max(amin, ref))--> log-mel (optionally clipped at top_db).
 
 torchlibrosa computes the STFT as a strided Conv1d whose kernels are the windowed DFT rows; here the
-same numbers come from gathering the frames and one matmul with a constant [n_fft, 2*(n_fft//2+1)]
-matrix. The filterbank is Slaney-style (Slaney mel scale, area normalisation), the librosa default.
+same numbers come from gathering the frames and either `jnp.fft.rfft` of the windowed frames
+(`stft='fft'`) or one matmul with a constant [n_fft, 2*(n_fft//2+1)] windowed-DFT matrix
+(`stft='matmul'`). `stft='auto'` (default) picks the matmul on TPU, where the MXU makes it the
+fast form, and the FFT elsewhere (XLA:CPU's FFT is 4-5x faster than the dense DFT at n_fft = 1024;
+cuFFT likewise). The filterbank is Slaney-style (Slaney mel scale, area normalisation), the librosa default.
 All constants are built in numpy (float64, then cast to float32) once per config.
 """
 
@@ -43,6 +46,8 @@ class LogMelConfig:
       max over the whole batch; HTS-AT uses None, so this difference never matters there.
     precision: jax.lax.Precision name for the STFT and mel matmuls ('highest' keeps float32 on
       accelerators that would otherwise use reduced-precision passes).
+    stft: 'fft', 'matmul' or 'auto' (matmul on TPU, fft on other backends); same numbers up to
+      float32 rounding.
   """
 
   sample_rate: int = 48000
@@ -58,8 +63,11 @@ class LogMelConfig:
   amin: float = 1e-10
   top_db: float | None = None
   precision: str = 'highest'
+  stft: str = 'auto'
 
   def __post_init__(self):
+    if self.stft not in ('auto', 'fft', 'matmul'):
+      raise ValueError(f"stft must be 'auto', 'fft' or 'matmul', got {self.stft!r}")
     if self.pad_mode not in ('reflect', 'constant'):
       raise ValueError(f"pad_mode must be 'reflect' or 'constant', got {self.pad_mode!r}")
     window = self.n_fft if self.win_length is None else self.win_length
@@ -177,10 +185,21 @@ def frame_waveform(waveform: jax.Array, config: LogMelConfig) -> jax.Array:
   return jnp.take(waveform, index, axis=1)
 
 
+def stft_method(config: LogMelConfig) -> str:
+  """'fft' or 'matmul': `config.stft`, with 'auto' resolved on the default backend."""
+  if config.stft != 'auto':
+    return config.stft
+  return 'matmul' if jax.default_backend() == 'tpu' else 'fft'
+
+
 def power_spectrogram(waveform: jax.Array, config: LogMelConfig) -> jax.Array:
   """|STFT|^2 with a periodic Hann window. float32 [B, S] -> float32 [B, frames, n_fft//2+1]."""
   frames = frame_waveform(waveform.astype(jnp.float32), config)
   win_length = config.n_fft if config.win_length is None else config.win_length
+  if stft_method(config) == 'fft':
+    window = jnp.asarray(periodic_hann_window(win_length, config.n_fft).astype(np.float32))
+    spectrum = jnp.fft.rfft(frames * window, axis=-1)
+    return jnp.square(spectrum.real) + jnp.square(spectrum.imag)
   matrix = jnp.asarray(stft_matrix(config.n_fft, win_length))
   spectrum = jnp.matmul(frames, matrix, precision=config.precision)
   real, imag = jnp.split(spectrum, 2, axis=-1)
