@@ -65,3 +65,35 @@ def test_feature_agreement_failure_raises():
   broken[0, 0] += 1e-3  # first column of the 7-day audio mean
   with pytest.raises(AssertionError, match="block audio_7d"):
     user_features.check_agreement(ours, broken, spec)
+
+
+def test_dense_roofline_counts_the_step_gemms_and_runs(tmp_path, capsys):
+  from benchmarks import dense_roofline
+
+  widths, batch = [10, 7, 3, 7, 10], 5
+  gemms = dense_roofline.step_gemms(widths, batch)
+  layers = list(zip(widths[:-1], widths[1:]))
+  # Forward and weight grad for every layer, input grad for all but the first.
+  assert len(gemms) == 3 * len(layers) - 1
+  expected = 2 * batch * (3 * sum(i * o for i, o in layers) - widths[0] * widths[1])
+  assert sum(2 * m * k * n for m, k, n in gemms) == expected
+  path = tmp_path / "roofline.json"
+  dense_roofline.main(
+      [
+          "--variant",
+          "test",
+          "--batch_size",
+          "16",
+          "--calls",
+          "2",
+          "--steps",
+          "2",
+          "--output",
+          str(path),
+      ]
+  )
+  with open(path, encoding="utf-8") as f:
+    r = json.load(f)
+  assert r["layer_widths"][0] == r["layer_widths"][-1]
+  assert r["xla_gemm_s"] > 0 and r["torch_gemm_s"] > 0 and r["ceiling_ratio"] > 0
+  assert "ratio user_ae_ceiling" in capsys.readouterr().out
