@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from typing import Any
 
 import numpy as np
@@ -44,19 +43,9 @@ def step_gemms(widths: list[int], batch_size: int) -> list[tuple[int, int, int]]
   return gemms
 
 
-def _median_seconds(fn, calls: int) -> float:
-  fn()
-  fn()
-  times = []
-  for _ in range(calls):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def time_gemms(gemms, calls: int, torch_threads: int) -> list[dict[str, Any]]:
-  """Median seconds of each (m, k, n) float32 GEMM under jitted jnp.dot and torch.matmul."""
+  """Median seconds of each (m, k, n) float32 GEMM under jitted jnp.dot and torch.matmul
+  (alternating calls, 2 untimed first)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
@@ -70,9 +59,11 @@ def time_gemms(gemms, calls: int, torch_threads: int) -> list[dict[str, Any]]:
     b = rng.standard_normal((k, n), dtype=np.float32)
     ja, jb = jnp.asarray(a), jnp.asarray(b)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    ours = _median_seconds(lambda: dot(ja, jb).block_until_ready(), calls)
     with torch.no_grad():
-      theirs = _median_seconds(lambda: torch.matmul(ta, tb), calls)
+      ours, theirs = user_ae_step.time_alternating(
+          (lambda: dot(ja, jb).block_until_ready(), lambda: torch.matmul(ta, tb)), 2, calls
+      )
+    ours, theirs = statistics.median(ours), statistics.median(theirs)
     rows.append({'mkn': [m, k, n], 'flops': 2 * m * k * n, 'xla_s': ours, 'torch_s': theirs})
   return rows
 
@@ -83,7 +74,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   from larp_jax.training import runs  # pylint: disable=g-import-not-at-top
 
   config = runs.run_config(user_ae_step.load_config(args.variant), seed=0)
-  d = int(sum(user_ae_step.block_widths(config)))
+  blocks = user_ae_step.block_widths(config)
+  d = int(sum(blocks))
   hidden = [int(h) for h in config.model.hidden]
   widths = [d, *hidden, int(config.model.latent_dim), *reversed(hidden), d]
   rows = time_gemms(step_gemms(widths, args.batch_size), args.calls, args.torch_threads)
@@ -91,7 +83,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   xla_gemm_s = sum(r['xla_s'] for r in rows)
   torch_gemm_s = sum(r['torch_s'] for r in rows)
   step_args = argparse.Namespace(warmup=3, steps=args.steps, torch_adam='fused')
-  step = user_ae_step.run_one(config, step_args, user_ae_step.block_widths(config), args.batch_size)
+  step = user_ae_step.run_one(config, step_args, blocks, args.batch_size)
   return {
       'variant': args.variant,
       'layer_widths': widths,

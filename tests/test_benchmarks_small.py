@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from benchmarks import dense_roofline
 from benchmarks import map2t_step
 from benchmarks import user_ae_step
 from benchmarks import user_features
@@ -68,8 +69,6 @@ def test_feature_agreement_failure_raises():
 
 
 def test_dense_roofline_counts_the_step_gemms_and_runs(tmp_path, capsys):
-  from benchmarks import dense_roofline
-
   widths, batch = [10, 7, 3, 7, 10], 5
   gemms = dense_roofline.step_gemms(widths, batch)
   layers = list(zip(widths[:-1], widths[1:]))
