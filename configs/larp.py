@@ -118,6 +118,7 @@ def _base() -> ml_collections.ConfigDict:
   c.data.kind = "mpd"  # 'mpd' | 'lfm'
   c.data.manual_dir = ""  # raw files; '' = generate the demo catalogue into WORKDIR/demo_raw
   c.data.data_dir = ""  # built dataset; '' = WORKDIR/data
+  c.data.builder = "inprocess"  # 'inprocess' | 'beam' (experiments/build_dataset.py --beam_runner)
   c.data.demo = ml_collections.ConfigDict()  # demo generator sizes (CatalogueConfig fields)
   c.data.demo.num_tracks = 600  # catalogue tracks
   c.data.demo.num_playlists = 400  # generated playlists

@@ -49,6 +49,7 @@ def _base() -> ml_collections.ConfigDict:
   # WORKDIR/data as array_record by data_pipelines/mssd_sessions.py; '' = not used.
   c.data.manual_dir = ''
   c.data.source = 'auto'  # 'auto' (dir, else manual_dir, else demo) | 'mssd' (manual_dir needed)
+  c.data.builder = 'inprocess'  # 'inprocess' | 'beam' (experiments/build_dataset.py --beam_runner)
   c.data.context_types = ()  # keep only log rows with these context_type values; () = all
   c.data.max_set_size = 100  # candidates per session (padded/truncated)
   c.data.split_by = 'user'  # 'user' | 'session'

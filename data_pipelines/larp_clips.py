@@ -27,6 +27,47 @@ from data_pipelines import audio as audio_lib
 NUM_RECORD_FILES = 7  # array_record files of a build (tracks x 3, pairs, playlists x 3)
 
 
+def _storage_dtype(config: Any) -> type:
+  return np.int16 if config.audio_dtype == 'int16' else np.float32
+
+
+def decode_clip(
+    uri: str, path: pathlib.Path | str, config: Any
+) -> tuple[np.ndarray | None, tuple[str, str] | None]:
+  """Decodes one track's clip as it is stored (`ClipStore.decode` and the Beam route call it).
+
+  Args:
+    uri: the track (seeds its crop: `audio.track_rng(config.seed, uri)`).
+    path: its audio file.
+    config: the LarpDataConfig (sample_rate, clip_samples, edge_seconds, crop, pad_short_audio,
+      audio_dtype).
+
+  Returns:
+    (clip, outcome): clip int16 (x * 32767) or float32 [clip_samples], None when unusable;
+    outcome None, or (reason, message naming the file) with reason 'corrupt_audio',
+    'short_audio' (short or truncated, clip None) or 'padded_short_audio' (clip padded).
+  """
+  try:
+    clip, padded = audio_lib.load_clip_checked(
+        path,
+        sample_rate=config.sample_rate,
+        clip_samples=config.clip_samples,
+        edge_seconds=config.edge_seconds,
+        crop=config.crop,
+        rng=audio_lib.track_rng(config.seed, uri),
+        pad_short=config.pad_short_audio,
+    )
+  except audio_lib.ShortAudioError as e:
+    return None, ('short_audio', str(e))
+  except audio_lib.AudioDecodeError as e:
+    return None, ('corrupt_audio', str(e))
+  except Exception as e:  # pylint: disable=broad-except  Never stop a build for one file.
+    return None, ('corrupt_audio', f'cannot decode audio file {str(path)!r}: {e!r}')
+  dtype = _storage_dtype(config)
+  stored = audio_lib.to_int16(clip) if dtype == np.int16 else np.asarray(clip, np.float32)
+  return stored, (('padded_short_audio', padded) if padded else None)
+
+
 class ClipStore:
   """Scratch clips of one build (see the module docstring)."""
 
@@ -53,7 +94,7 @@ class ClipStore:
       The uris without a usable clip (corrupt, short or truncated and not padded).
     """
     config = self.config
-    dtype = np.int16 if config.audio_dtype == 'int16' else np.float32
+    dtype = _storage_dtype(config)
     per_chunk = config.scratch_chunk_clips
     self.rows = {uri: i for i, uri in enumerate(uris)}
     bad = set()
@@ -64,25 +105,10 @@ class ClipStore:
       )
 
       def one(uri: str, clips=clips, start=start) -> tuple[str, str] | None:
-        path = files[uri]
-        try:
-          clip, padded = audio_lib.load_clip_checked(
-              path,
-              sample_rate=config.sample_rate,
-              clip_samples=config.clip_samples,
-              edge_seconds=config.edge_seconds,
-              crop=config.crop,
-              rng=audio_lib.track_rng(config.seed, uri),
-              pad_short=config.pad_short_audio,
-          )
-        except audio_lib.ShortAudioError as e:
-          return 'short_audio', str(e)
-        except audio_lib.AudioDecodeError as e:
-          return 'corrupt_audio', str(e)
-        except Exception as e:  # pylint: disable=broad-except  Never stop a build for one file.
-          return 'corrupt_audio', f'cannot decode audio file {str(path)!r}: {e!r}'
-        clips[self.rows[uri] - start] = audio_lib.to_int16(clip) if dtype == np.int16 else clip
-        return ('padded_short_audio', padded) if padded else None
+        clip, outcome = decode_clip(uri, files[uri], config)
+        if clip is not None:
+          clips[self.rows[uri] - start] = clip
+        return outcome
 
       with concurrent.futures.ThreadPoolExecutor(max(1, config.num_workers)) as pool:
         for uri, outcome in tqdm.tqdm(

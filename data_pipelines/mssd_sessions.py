@@ -43,16 +43,16 @@ track table (MSSD: 3.7M tracks) and, with user_id, each user's set of artists se
 
 Output `out_dir`: `<split>/<log file>.array_record` (one shard per log file and split; one record
 per candidate set, `encode_record`), `tracks.npz` (track ids), `metadata.json` (feature names,
-train-split mean/std, objectives, counts). Features are stored raw; `load_split` normalises.
+train-split mean/std, objectives, counts; written last, atomically: the completion marker).
+Features are stored raw; `load_split` normalises. `mssd_shards.shard_sets` turns one log file
+into its records; `build` runs it file after file, `data_pipelines.mssd_sessions_beam` one Beam
+task per file (the same bytes).
 """
 
 from __future__ import annotations
 
 import csv
 import glob
-import gzip
-import hashlib
-import io
 import json
 import math
 import os
@@ -64,15 +64,16 @@ import numpy as np
 
 from array_record.python import array_record_module
 
+from data_pipelines import build_once
+from data_pipelines import mssd_shards
 from data_pipelines import session_logs
 
 OBJECTIVES = ('SAT', 'BOOST', 'EXPOSURE', 'DISCOVERY')
 SPLITS = ('train', 'valid', 'test')
 FORMAT = 'mssd_sessions/1'
+METADATA_FILE = 'metadata.json'  # written last: the completion marker
 # MSSD's track-feature columns (the one list lives in session_logs), without the id column.
 TRACK_FEATURES = session_logs.MSSD_TRACK_COLUMNS[1:]
-LOG_REQUIRED = ('session_id', 'session_position', 'track_id_clean', 'not_skipped')
-_BOOLS = {'true': 1.0, 'false': 0.0, '1': 1.0, '0': 0.0}
 _MODES = {'major': 1.0, 'minor': 0.0}
 UNAVAILABLE_REASONS = {
     'BOOST': 'needs a `boost` column in track_features/tf_*.csv (not in MSSD)',
@@ -82,19 +83,9 @@ UNAVAILABLE_REASONS = {
 }
 
 
-class Counts(dict):
-
-  def add(self, key: str, n: int = 1) -> None:
-    self[key] = self.get(key, 0) + n
-
-
-def _open(path: str):
-  if path.endswith('.gz'):
-    return io.TextIOWrapper(gzip.open(path, 'rb'), newline='')
-  return open(path, newline='')
-
-
-def _files(manual_dir: str, folder: str, prefix: str) -> list[str]:
+def find_files(manual_dir: str, folder: str, prefix: str) -> list[str]:
+  """`manual_dir/<folder>/<prefix>_*.csv[.gz]` (or directly in manual_dir), sorted; ValueError
+  naming the layout when there are none."""
   found = []
   for base in (os.path.join(manual_dir, folder), manual_dir):
     found = sorted(
@@ -110,29 +101,15 @@ def _files(manual_dir: str, folder: str, prefix: str) -> list[str]:
   return found
 
 
-def _rows(path: str, required: Sequence[str]) -> Iterator[tuple[int, dict[str, int], list[str]]]:
-  """(line, column index, fields) per data row; ValueError naming the file on a bad header."""
-  with _open(path) as f:
-    reader = csv.reader(f)
-    header = [h.strip() for h in next(reader, [])]
-    missing = [c for c in required if c not in header]
-    if missing:
-      raise ValueError(f'{path}: missing required columns {missing} (header: {header[:8]}...)')
-    index = {c: i for i, c in enumerate(header)}
-    for row in reader:
-      if row:
-        yield reader.line_num, index, row, len(header)
-
-
 # -------------------------------------------------------------------------------- tracks
 
 
-def read_tracks(paths: Sequence[str], counts: Counts) -> dict[str, Any]:
+def read_tracks(paths: Sequence[str], counts: mssd_shards.Counts) -> dict[str, Any]:
   """Track table: ids, index, raw features float32 [T, F] (imputed), artist, boost, genres."""
   ids, index, rows, artist, boost, genres = [], {}, [], [], [], []
   columns = None
   for path in paths:
-    for line, col, row, width in _rows(path, ('track_id',)):
+    for line, col, row, width in mssd_shards.csv_rows(path, ('track_id',)):
       if columns is None:
         columns = [c for c in TRACK_FEATURES if c in col]
         has = {c: c in col for c in ('artist_id', 'boost', 'genres')}
@@ -148,10 +125,10 @@ def read_tracks(paths: Sequence[str], counts: Counts) -> dict[str, Any]:
         continue
       if has['boost']:
         value = row[col['boost']].strip().lower()
-        if value not in _BOOLS:
+        if value not in mssd_shards.BOOLS:
           counts.add('tracks/bad_boost')
           continue
-        boost.append(_BOOLS[value])
+        boost.append(mssd_shards.BOOLS[value])
       values = []
       for c in columns:
         text = row[col[c]].strip()
@@ -212,63 +189,12 @@ def available_objectives(tracks: dict[str, Any], has_user: bool) -> tuple[tuple[
   return names, {o: UNAVAILABLE_REASONS[o] for o in OBJECTIVES if not have[o]}
 
 
-# ------------------------------------------------------------------------------- records
-
-
-def encode_record(features: np.ndarray, labels: np.ndarray, tracks: np.ndarray, key: str) -> bytes:
-  """One candidate set: int32 (n, F, J) + float32 features [n, F] + labels [n, J] + int32
-  track rows [n] + the utf-8 session key."""
-  n, f = features.shape
-  head = np.array([n, f, labels.shape[1]], np.int32).tobytes()
-  return b''.join(
-      [
-          head,
-          features.astype(np.float32).tobytes(),
-          labels.astype(np.float32).tobytes(),
-          tracks.astype(np.int32).tobytes(),
-          key.encode(),
-      ]
-  )
-
-
-def decode_record(data: bytes) -> dict[str, Any]:
-  n, f, j = np.frombuffer(data[:12], np.int32)
-  at = 12
-  features = np.frombuffer(data[at : at + 4 * n * f], np.float32).reshape(n, f)
-  at += 4 * n * f
-  labels = np.frombuffer(data[at : at + 4 * n * j], np.float32).reshape(n, j)
-  at += 4 * n * j
-  tracks = np.frombuffer(data[at : at + 4 * n], np.int32)
-  return {
-      'features': features,
-      'labels': labels,
-      'tracks': tracks,
-      'key': data[at + 4 * n :].decode(),
-  }
-
-
-def _split_of(key: str, fractions: Sequence[float], seed: int) -> int:
-  digest = hashlib.blake2b(f'{seed}:{key}'.encode(), digest_size=8).digest()
-  u = int.from_bytes(digest, 'little') / 2**64
-  return int(np.searchsorted(np.cumsum(fractions)[:2], u, side='right'))
-
-
 # -------------------------------------------------------------------------------- build
 
 
-def build(
-    manual_dir: str,
-    out_dir: str,
-    *,
-    max_set_size: int = 20,
-    context_types: Sequence[str] = (),
-    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    seed: int = 0,
-) -> dict[str, Any]:
-  """Streams `manual_dir` (module docstring) into array_record shards in `out_dir`.
-
-  Returns the metadata (also written to out_dir/metadata.json).
-  """
+def check_build_args(max_set_size: int, split_fractions: Sequence[float]) -> None:
+  """ValueError unless split_fractions are 3 non-negative numbers summing to 1 and
+  max_set_size >= 1."""
   if (
       len(split_fractions) != 3
       or min(split_fractions) < 0
@@ -279,122 +205,51 @@ def build(
     )
   if max_set_size < 1:
     raise ValueError(f'max_set_size must be >= 1, got {max_set_size}')
-  start = time.perf_counter()
-  counts = Counts()
-  tracks = read_tracks(_files(manual_dir, 'track_features', 'tf'), counts)
-  log_paths = _files(manual_dir, 'training_set', 'log')
-  with _open(log_paths[0]) as f:
+
+
+def log_files(manual_dir: str, context_types: Sequence[str]) -> tuple[list[str], bool]:
+  """(the log files in reading order, whether they have user_id) from the first file's header;
+  ValueError when context_types are given and there is no context_type column."""
+  log_paths = find_files(manual_dir, 'training_set', 'log')
+  with mssd_shards.open_csv(log_paths[0]) as f:
     log_header = [h.strip() for h in next(csv.reader(f), [])]
-  has_user = 'user_id' in log_header
   if context_types and 'context_type' not in log_header:
     raise ValueError(
         f'{log_paths[0]}: context_types={tuple(context_types)} needs a context_type column'
     )
-  objectives, unavailable = available_objectives(tracks, has_user)
-  seen = _history(manual_dir, tracks, counts) if 'DISCOVERY' in objectives else {}
-  num_features = tracks['features'].shape[1]
-  stats = np.zeros((3, num_features))  # count, sum, sum of squares over train candidates
-  sets = [0, 0, 0]
-  writers = {}
-  os.makedirs(out_dir, exist_ok=True)
+  return log_paths, 'user_id' in log_header
 
-  def emit(rows: dict[int, tuple[int, float]], session: str, user: str) -> None:
-    by_track: dict[int, float] = {}
-    for position in sorted(rows):
-      track, sat = rows[position]
-      if track in by_track:
-        counts.add('sessions/repeated_track_plays_merged')
-      by_track[track] = max(by_track.get(track, 0.0), sat)
-    track_rows = np.fromiter(by_track, np.int32)
-    sat = np.fromiter(by_track.values(), np.float32)
-    columns = [sat]
-    if 'BOOST' in objectives:
-      columns.append(tracks['boost'][track_rows])
-    artists = tracks['artist'][track_rows] if 'artist' in tracks else None
-    if 'EXPOSURE' in objectives:
-      columns.append(tracks['emerging'][artists].astype(np.float32))
-    if 'DISCOVERY' in objectives:
-      known = seen.setdefault(user, set())
-      columns.append(np.array([a not in known for a in artists.tolist()], np.float32))
-      known.update(artists.tolist())
-    labels = np.stack(columns, axis=1)
-    features = tracks['features'][track_rows]
-    split = _split_of(user if has_user else session, split_fractions, seed)
-    pieces = range(0, len(track_rows), max_set_size)
-    if len(pieces) > 1:
-      counts.add('sessions/long_split')
-      counts.add('sessions/extra_sets', len(pieces) - 1)
-    for k, lo in enumerate(pieces):
-      hi = lo + max_set_size
-      key = session if len(pieces) == 1 else f'{session}#{k}'
-      writers[split].write(encode_record(features[lo:hi], labels[lo:hi], track_rows[lo:hi], key))
-      sets[split] += 1
-      if split == 0:
-        x = features[lo:hi].astype(np.float64)
-        stats[0] += len(x)
-        stats[1] += x.sum(0)
-        stats[2] += (x * x).sum(0)
 
-  for path in log_paths:
-    name = os.path.basename(path).split('.')[0]
-    for k, split in enumerate(SPLITS):
-      os.makedirs(os.path.join(out_dir, split), exist_ok=True)
-      writers[k] = array_record_module.ArrayRecordWriter(
-          os.path.join(out_dir, split, f'{name}.array_record'), 'group_size:1'
-      )
-    current, user, rows, finished = None, '', {}, set()
-    for line, col, row, width in _rows(path, LOG_REQUIRED):
-      if len(row) != width:
-        counts.add('log/wrong_field_count')
-        continue
-      session = row[col['session_id']].strip()
-      if context_types and row[col['context_type']].strip() not in context_types:
-        counts.add('log/filtered_context')
-        continue
-      if session != current:
-        if current is not None and rows:
-          emit(rows, current, user)
-        finished.add(current)
-        if session in finished:
-          counts.add('log/non_contiguous_session')
-          current, rows = None, {}
-          continue
-        current, rows = session, {}
-        user = row[col['user_id']].strip() if has_user else ''
-      try:
-        position = int(row[col['session_position']])
-        sat = _BOOLS[row[col['not_skipped']].strip().lower()]
-      except (KeyError, ValueError):
-        counts.add('log/unparseable')
-        continue
-      if not session or (has_user and not user):
-        counts.add('log/missing_field')
-        continue
-      track = tracks['index'].get(row[col['track_id_clean']].strip())
-      if track is None:
-        counts.add('log/unknown_track')
-        continue
-      if position in rows:
-        counts.add('log/duplicate_position')
-        continue
-      rows[position] = (track, sat)
-      counts.add('log/rows_used')
-    if current is not None and rows:
-      emit(rows, current, user)
-    for writer in writers.values():
-      writer.close()
-  n = np.maximum(stats[0], 1)
-  mean = stats[1] / n
-  std = np.sqrt(np.maximum(stats[2] / n - mean**2, 0.0))
-  is_genre = np.array([c.startswith('genre_') for c in tracks['names']], bool)
-  mean = np.where(is_genre, 0.0, mean)
-  std = np.where(is_genre | (std < 1e-6), 1.0, std)
-  metadata = {
+def shard_name(log_path: str) -> str:
+  """The output shard name of a log file: `<split>/<shard_name>.array_record`."""
+  return os.path.basename(log_path).split('.')[0]
+
+
+def build_metadata(
+    *,
+    tracks: dict[str, Any],
+    objectives: Sequence[str],
+    unavailable: dict[str, str],
+    stats: mssd_shards.TrainStats,
+    max_set_size: int,
+    context_types: Sequence[str],
+    has_user: bool,
+    seed: int,
+    split_fractions: Sequence[float],
+    sets: Sequence[int],
+    counts: mssd_shards.Counts,
+    manual_dir: str,
+    log_paths: Sequence[str],
+    seconds: float,
+) -> dict[str, Any]:
+  """The build's metadata.json (both routes)."""
+  mean, std = stats.mean_std(tracks['names'])
+  return {
       'format': FORMAT,
       'objectives': list(objectives),
       'unavailable_objectives': unavailable,
       'feature_names': tracks['names'],
-      'num_features': num_features,
+      'num_features': tracks['features'].shape[1],
       'feature_mean': mean.tolist(),
       'feature_std': std.tolist(),
       'max_set_size': max_set_size,
@@ -408,20 +263,100 @@ def build(
       'counts': dict(sorted(counts.items())),
       'num_tracks': len(tracks['ids']),
       'log_files': [os.path.relpath(p, manual_dir) for p in log_paths],
-      'seconds': round(time.perf_counter() - start, 3),
+      'seconds': round(seconds, 3),
   }
+
+
+def write_outputs(out_dir: str, tracks: dict[str, Any], metadata: dict[str, Any]) -> None:
+  """tracks.npz, then metadata.json (atomically, last: the build's completion marker)."""
   np.savez(os.path.join(out_dir, 'tracks.npz'), track_ids=np.array(tracks['ids']))
-  with open(os.path.join(out_dir, 'metadata.json'), 'w') as f:
-    json.dump(metadata, f, indent=1)
+  build_once.write_json_atomic(os.path.join(out_dir, METADATA_FILE), metadata)
+
+
+def build(
+    manual_dir: str,
+    out_dir: str,
+    *,
+    max_set_size: int = 20,
+    context_types: Sequence[str] = (),
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> dict[str, Any]:
+  """Streams `manual_dir` (module docstring) into array_record shards in `out_dir`, in-process,
+  one log file after the other (`data_pipelines.mssd_sessions_beam.build`: the same under Beam).
+
+  Returns the metadata (also written to out_dir/metadata.json).
+  """
+  check_build_args(max_set_size, split_fractions)
+  start = time.perf_counter()
+  counts = mssd_shards.Counts()
+  tracks = read_tracks(find_files(manual_dir, 'track_features', 'tf'), counts)
+  log_paths, has_user = log_files(manual_dir, context_types)
+  objectives, unavailable = available_objectives(tracks, has_user)
+  seen = read_history(manual_dir, tracks, counts) if 'DISCOVERY' in objectives else {}
+  stats = mssd_shards.TrainStats(tracks['features'].shape[1])
+  sets = [0, 0, 0]
+  os.makedirs(out_dir, exist_ok=True)
+
+  def discovery(index: int, user: str, artists: np.ndarray) -> np.ndarray:
+    del index  # the users' artists are kept in reading order
+    return mssd_shards.discovery_flags(artists, seen.setdefault(user, set()))
+
+  for path in log_paths:
+    writers = {}
+    for k, split in enumerate(SPLITS):
+      os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+      writers[k] = array_record_module.ArrayRecordWriter(
+          os.path.join(out_dir, split, f'{shard_name(path)}.array_record'), 'group_size:1'
+      )
+    for split, record, features in mssd_shards.shard_sets(
+        path,
+        tracks,
+        objectives=objectives,
+        has_user=has_user,
+        context_types=context_types,
+        split_fractions=split_fractions,
+        seed=seed,
+        max_set_size=max_set_size,
+        counts=counts,
+        discovery=discovery,
+    ):
+      writers[split].write(record)
+      sets[split] += 1
+      if split == 0:
+        stats.add(features)
+    for writer in writers.values():
+      writer.close()
+  metadata = build_metadata(
+      tracks=tracks,
+      objectives=objectives,
+      unavailable=unavailable,
+      stats=stats,
+      max_set_size=max_set_size,
+      context_types=context_types,
+      has_user=has_user,
+      seed=seed,
+      split_fractions=split_fractions,
+      sets=sets,
+      counts=counts,
+      manual_dir=manual_dir,
+      log_paths=log_paths,
+      seconds=time.perf_counter() - start,
+  )
+  write_outputs(out_dir, tracks, metadata)
   return metadata
 
 
-def _history(manual_dir: str, tracks: dict[str, Any], counts: Counts) -> dict[str, set]:
+def read_history(
+    manual_dir: str, tracks: dict[str, Any], counts: mssd_shards.Counts
+) -> dict[str, set]:
+  """user_history.csv (optional) -> user id -> artist rows played before the logs; bad rows
+  counted as 'history/skipped'."""
   path = os.path.join(manual_dir, 'user_history.csv')
   seen: dict[str, set] = {}
   if not os.path.exists(path):
     return seen
-  for line, col, row, width in _rows(path, ('user_id', 'track_id')):
+  for _, col, row, width in mssd_shards.csv_rows(path, ('user_id', 'track_id')):
     track = tracks['index'].get(row[col['track_id']].strip()) if len(row) == width else None
     if track is None:
       counts.add('history/skipped')
@@ -434,7 +369,7 @@ def _history(manual_dir: str, tracks: dict[str, Any], counts: Counts) -> dict[st
 
 
 def load_metadata(data_dir: str) -> dict[str, Any]:
-  with open(os.path.join(data_dir, 'metadata.json')) as f:
+  with open(os.path.join(data_dir, METADATA_FILE)) as f:
     metadata = json.load(f)
   if metadata.get('format') != FORMAT:
     raise ValueError(f'{data_dir}/metadata.json is not an MSSD sessions build ({FORMAT})')
@@ -453,7 +388,7 @@ def iter_records(data_dir: str, split: str) -> Iterator[dict[str, Any]]:
     reader = array_record_module.ArrayRecordReader(path)
     try:
       for i in range(reader.num_records()):
-        yield decode_record(reader.read([i])[0])
+        yield mssd_shards.decode_record(reader.read([i])[0])
     finally:
       reader.close()
 

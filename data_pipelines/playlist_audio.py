@@ -4,6 +4,8 @@
 `PlaylistAudioBuilder` with a reader that turns their raw files into a `SourceData`;
 `data_pipelines.playlist_datasets.build_dataset(kind, ...)` picks the builder and builds
 `data_dir/larp_<kind>/<config.name>/1.0.0/` once. `data_pipelines.grain_pipelines` reads it.
+With a DownloadConfig naming a Beam runner or options, `_download_and_prepare` takes the Beam route
+of `data_pipelines.playlist_beam` (same `prepare`, same records); otherwise TFDS's in-process one.
 
 Every manual dir has `audio/<audio_key>.<wav|flac|ogg|opus|mp3>`, one file per track (see
 `index_audio_dir`); tracks without a readable file are dropped before (missing) or after (corrupt,
@@ -56,14 +58,14 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import audio as audio_lib
 from data_pipelines import larp_clips
+from data_pipelines import playlist_records
 from data_pipelines import splits as splits_lib
 from data_pipelines import text as text_lib
 
 METADATA_FILE = 'larp_metadata.json'
 SKIP_REPORT_FILE = 'skip_report.json'
-TRACK_SPLITS = ('tracks_train', 'tracks_valid', 'tracks_test')
-SPLIT_NAMES = TRACK_SPLITS + ('pairs_train', 'playlists_train', 'playlists_valid', 'playlists_test')
-_KEY_SPACE = 2**127  # Record keys spread over this range keep order and fill tfds's buckets.
+TRACK_SPLITS = playlist_records.TRACK_SPLITS
+SPLIT_NAMES = playlist_records.SPLIT_NAMES
 
 
 @dataclasses.dataclass(eq=False)
@@ -250,10 +252,6 @@ class SourceData:
   tracks: dict[str, TrackInfo]
 
 
-def _record_key(index: int, count: int) -> int:
-  return index * (_KEY_SPACE // max(count, 1))
-
-
 def load_metadata(dataset_dir: os.PathLike | str) -> dict[str, Any]:
   """Reads `larp_metadata.json` of a built dataset directory.
 
@@ -355,7 +353,13 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
       self._scratch_dir = pathlib.Path(scratch)
       self._clips = None
       try:
-        return super()._download_and_prepare(dl_manager, download_config)
+        if download_config.beam_runner is None and download_config.beam_options is None:
+          return super()._download_and_prepare(dl_manager, download_config)
+        from data_pipelines import playlist_beam  # pylint: disable=g-import-not-at-top
+
+        return playlist_beam.download_and_prepare(
+            self, dl_manager, download_config, self._scratch_dir
+        )
       finally:
         self._clips = None  # Releases the memmaps before the directory is removed.
 
@@ -375,6 +379,21 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
       )
 
   def _split_generators(self, dl_manager):
+    self.prepare(dl_manager, self._decode_in_process)
+    self._clips.keep_only(
+        [u for part in ('train', 'valid', 'test') for u in self._plan[part]['uris']]
+    )
+    return {name: self._generate_examples(name) for name in SPLIT_NAMES}
+
+  def _decode_in_process(self, uris, files, report) -> set[str]:
+    self._clips = larp_clips.ClipStore(self._scratch_dir, self._config)
+    return self._clips.decode(uris, files, report)
+
+  def prepare(self, dl_manager, decode_clips) -> None:
+    """Everything before the records: reads the source, splits, decodes (`decode_clips(uris,
+    {uri: audio path}, report) -> unusable uris`), plans the records (`self.plan`, the audio
+    files of its tracks in `self.audio_files`) and writes `larp_metadata.json` and
+    `skip_report.json` into the (incomplete) dataset directory."""
     config = self._config
     if dl_manager.manual_dir is None:
       raise ValueError(f'{self.name} needs a manual_dir (DownloadConfig(manual_dir=...))')
@@ -408,16 +427,13 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
     num_playlists += len(split.test_playlists)
     if config.check_disk:
       self._check_disk(len(needed), num_playlists, len(split.train_uris) * config.pairs_per_track)
-    self._clips = larp_clips.ClipStore(self._scratch_dir, config)
-    bad = self._clips.decode(needed, {u: files[source.tracks[u].audio_key] for u in needed}, report)
+    self.audio_files = {u: files[source.tracks[u].audio_key] for u in needed}
+    bad = decode_clips(needed, self.audio_files, report)
     split = splits_lib.remove_tracks(split, bad, split_config, on_skip=report.add)
     for pid in split.report.get('dropped_eval_playlists', []):
       report.add('eval_playlist_too_short_after_audio_errors', f'pid {pid}')
 
     self._plan = self._make_plan(split, source.tracks)
-    self._clips.keep_only(
-        [u for part in ('train', 'valid', 'test') for u in self._plan[part]['uris']]
-    )
     metadata = self._metadata(split, report)
     with open(pathlib.Path(self.data_dir) / METADATA_FILE, 'w', encoding='utf-8') as f:
       json.dump(metadata, f, indent=1)
@@ -426,7 +442,12 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
     message = f'{self.name}/{config.name}: {metadata["counts"]}\n{report.summary()}'
     print(message)
     logging.info(message)
-    return {name: self._generate_examples(name) for name in SPLIT_NAMES}
+
+  @property
+  def plan(self) -> dict[str, Any]:
+    """What `playlist_records.split_records` reads: per part ('train', 'valid', 'test') uris,
+    captions, tokens, pids, padded ids / lengths (+ seeds, ground_truth); 'pairs' int32 [P, 3]."""
+    return self._plan
 
   def _make_plan(
       self, split: splits_lib.ColdStartSplit, tracks: Mapping[str, TrackInfo]
@@ -512,46 +533,9 @@ class PlaylistAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
   # ------------------------------------------------------------------ examples
 
   def _generate_examples(self, split_name: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    plan = self._plan
-    empty = self._empty_record()
-    if split_name in TRACK_SPLITS:
-      part = plan[split_name.split('_')[1]]
-      for i, uri in enumerate(part['uris']):
-        record = dict(
-            empty,
-            track_index=i,
-            track_uri=uri,
-            caption=part['captions'][i],
-            audio=self._clips.pop(uri),
-        )
-        if part['tokens'] is not None:
-          record['input_ids'] = part['tokens']['input_ids'][i]
-          record['attention_mask'] = part['tokens']['attention_mask'][i]
-        yield _record_key(i, len(part['uris'])), record
-    elif split_name == 'pairs_train':
-      pairs = plan['pairs']
-      for i, (a, b, p) in enumerate(pairs.tolist()):
-        yield _record_key(i, len(pairs)), dict(empty, track_a=a, track_b=b, playlist_index=p)
-    else:
-      part = plan[split_name.split('_')[1]]
-      for i, pid in enumerate(part['pids']):
-        record = dict(
-            empty,
-            playlist_index=i,
-            pid=pid,
-            length=int(part['lengths'][i]),
-            playlist_tracks=part['ids'][i],
-        )
-        if 'seeds' in part:
-          seeds, num_seeds = part['seeds']
-          truth, num_truth = part['ground_truth']
-          record.update(
-              seeds=seeds[i],
-              num_seeds=int(num_seeds[i]),
-              ground_truth=truth[i],
-              num_ground_truth=int(num_truth[i]),
-          )
-        yield _record_key(i, len(part['pids'])), record
+    return playlist_records.split_records(
+        self._plan, split_name, self._empty_record(), self._clips.pop
+    )
 
 
 def index_audio_dir(audio_dir: os.PathLike | str) -> dict[str, pathlib.Path]:

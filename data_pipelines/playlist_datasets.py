@@ -14,11 +14,12 @@ import json
 import os
 import pathlib
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow_datasets as tfds
 
+from data_pipelines import build_once
 from data_pipelines import lfm
 from data_pipelines import mpd
 from data_pipelines import playlist_audio
@@ -75,6 +76,9 @@ def build_dataset(
     *,
     overwrite: bool = False,
     reuse_only: bool = False,
+    wait_s: float = 0.0,
+    beam_runner: Any = None,
+    beam_options: Sequence[str] | None = None,
 ) -> str:
   """Builds (or reuses) the array_record dataset and returns its directory.
 
@@ -84,8 +88,13 @@ def build_dataset(
     data_dir: TFDS data root; the dataset goes to data_dir/larp_<kind>/<config.name>/<version>.
     config: playlist_audio.LarpDataConfig, or a mapping / ml_collections.ConfigDict of its fields.
     overwrite: rebuild even if a dataset with that name exists.
-    reuse_only: never build (hosts other than the one that built): an error when no build with
-      these settings exists.
+    reuse_only: never build (hosts other than the one that builds): wait up to `wait_s` seconds
+      for the build's completion marker (its dataset_info.json, which appears with the whole
+      directory), then an error when no build with these settings exists.
+    wait_s: see reuse_only (0: do not wait).
+    beam_runner / beam_options: build under Apache Beam (`data_pipelines.playlist_beam`) with
+      this runner (a name such as 'DirectRunner' or a PipelineRunner) and these pipeline option
+      strings (e.g. ['--direct_num_workers=2']); both None: the in-process build. Same records.
 
   Returns:
     The dataset directory (pass it to grain_pipelines); its records are laid out as in the
@@ -101,6 +110,10 @@ def build_dataset(
   config = _as_config(kind, config)
   builder = BUILDERS[kind](config=config, data_dir=str(data_dir), file_format='array_record')
   dataset_dir = pathlib.Path(builder.data_dir)
+  if reuse_only and wait_s > 0:
+    build_once.wait_for(
+        dataset_dir / 'dataset_info.json', wait_s, what=f'the {kind} dataset {config.name!r}'
+    )
   if (dataset_dir / 'dataset_info.json').is_file():
     built = playlist_audio.load_metadata(dataset_dir)
     if _same_settings(built.get('config', {}), config) and not overwrite:
@@ -117,8 +130,14 @@ def build_dataset(
         f'{str(dataset_dir)!r} holds no finished build (the building process failed or has not '
         'run); see its log'
     )
+  beam = {}
+  if beam_runner is not None or beam_options is not None:
+    from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
+
+    options = pipeline_options.PipelineOptions(list(beam_options or ()))
+    beam = dict(beam_runner=beam_runner, beam_options=options)
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir), **beam),
       file_format='array_record',
   )
   return str(dataset_dir)

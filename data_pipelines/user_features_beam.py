@@ -517,11 +517,11 @@ def build_pipeline(
   )
 
 
-def counters(result) -> dict[str, int]:
-  """The `NAMESPACE` counters of a finished PipelineResult (committed, else attempted)."""
+def counters(result, namespace: str = NAMESPACE) -> dict[str, int]:
+  """The counters of `namespace` of a finished PipelineResult (committed, else attempted)."""
   out = collections.Counter()
   for c in result.metrics().query()['counters']:
-    if c.key.metric.namespace == NAMESPACE:
+    if c.key.metric.namespace == namespace:
       out[c.key.metric.name] += int(c.committed if c.committed is not None else c.attempted)
   return dict(sorted(out.items()))
 
