@@ -249,6 +249,8 @@ def mssd_runs(tmp_path_factory):
             'data.max_set_size': 20,
             'data.context_types': "('radio',)",
             'data.split_fractions': '(0.6,0.2,0.2)',
+            # The job builds through either route (tests/test_beam_builds.py: the same data).
+            'data.builder': 'beam' if optional else 'inprocess',
         },
         cache,
     )

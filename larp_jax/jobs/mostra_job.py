@@ -47,7 +47,7 @@ import numpy as np
 from absl import logging
 
 from data_pipelines import session_batches as session_batches_lib
-from data_pipelines import mssd_sessions
+from data_pipelines import dataset_builds, mssd_sessions
 from data_pipelines import sessions as sessions_lib
 from data_pipelines.demo import sessions as demo_sessions
 from larp_jax.evaluation import batched, sequencing
@@ -96,16 +96,16 @@ def prepare_data(config: Any, workdir: str) -> str:
     )
   if manual_dir and not config.data.dir:
     data_dir = os.path.join(workdir, 'data')
-    if not os.path.exists(os.path.join(data_dir, 'metadata.json')):
-      metadata = mssd_sessions.build(
-          manual_dir,
-          data_dir,
-          max_set_size=config.data.max_set_size,
-          context_types=tuple(config.data.context_types),
-          split_fractions=tuple(config.data.split_fractions),
-          seed=config.data.split_seed,
-      )
-      logging.info('MSSD build %s: %s', data_dir, metadata['counts'])
+    # The launcher's route (config.data.builder: in-process or Beam on DirectRunner; other Beam
+    # runners: experiments/build_dataset.py --beam_runner first), built once across processes.
+    metadata = dataset_builds.build_mssd(
+        manual_dir,
+        data_dir,
+        dataset_builds.mssd_settings(config.data),
+        builder=config.data.get('builder', 'inprocess'),
+        process_index=jax.process_index(),
+    )
+    logging.info('MSSD build %s: %s', data_dir, metadata['counts'])
     return data_dir
   if config.data.dir:
     if not os.path.exists(os.path.join(config.data.dir, 'metadata.json')):
