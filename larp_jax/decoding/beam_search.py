@@ -29,29 +29,32 @@ THE RULE, at position n (1-based) of one beam:
   * once a session's valid tracks are used up its beams stay as they are: the remaining positions
     hold -1 and the score stops growing (a session with no valid track: all -1, score 0).
 
-Inputs are checked eagerly, outside the jitted core: NaN/inf relevance or objectives (at valid
-candidates), negative objectives, a non-bool `valid`, mismatched shapes and bad static arguments
-raise a ValueError naming the argument. (Called under an outer `jax.jit`, the values are tracers:
+Inputs are checked outside the jitted core (`beam_search_checks`): NaN/inf relevance or objectives
+(at valid candidates), negative objectives, a non-bool `valid`, mismatched shapes and bad static
+arguments raise a ValueError naming the argument. (Called under an outer `jax.jit`, the values are tracers:
 only shapes are checked and the exact pool below is off.)
 
-Speed (same results; see benchmarks/beam_search.py):
+Speed (same results; see benchmarks/beam_search.py and benchmarks/README.md):
   * exact candidate pool: at any position n <= length, r_hat >= r_(L), the L-th best valid
     relevance, and r_t >= r_hat - c |r_hat| is increasing in r_hat, so only tracks with
     r_t >= r_(L) - c |r_(L)| (relative; minus a 1e-5 slack for rounding) can ever be allowed. A
-    cheap pre-pass counts them; the decode runs on the P best tracks (P = that count over the
-    batch rounded up to a multiple of 4), kept in their original index order so ties resolve as
-    without the pool. About 14 of 100 uniform relevances at epsilon = 0.05, length 10.
+    jitted pre-pass (`beam_search_checks.prepass`, which also computes the value checks) bounds
+    r_(L) from below and counts those tracks; the decode runs on the P best tracks (P = that count
+    over the batch rounded up to a multiple of 4), kept in their original index order so ties
+    resolve as without the pool. About 14 of 100 uniform relevances at epsilon = 0.05, length 10
+    (P = 24 for the worst of 1,024 sessions).
+  * the beam state is small: `used` is a bitmask, int32 [B, K, ceil(P / 32)], so a parent's
+    state is re-selected with K selects over [B, K] arrays instead of a gather over [B, K, P];
   * large batches are decoded in tiles of `tile_size` sessions (`lax.map` inside the one jitted
-    call) so the per-step working set stays in cache;
-  * the position loop is a fully unrolled `lax.scan`; the short-session test is folded into the
-    availability mask, so only [B, K] arrays are re-selected for finished sessions.
+    call), so the per-step working set stays in cache and the temporaries are reused;
+  * the position loop is a fully unrolled `lax.scan`; the short-session test is the top score
+    itself (no allowed extension at all), so no per-position length mask is carried.
 The batch axis may be sharded (e.g. on a `('data', 'model')` mesh): every operation is per session.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from typing import Literal
 
 import flax.struct
@@ -59,105 +62,144 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from larp_jax.decoding import beam_search_checks as checks
+from larp_jax.decoding.beam_search_checks import RTOL, check_shapes  # noqa: F401 (re-exported)
+
 Array = jax.Array
 
 # Finite stand-in for -inf: masked candidates get exactly this value and never enter arithmetic.
 NEG_INF = -1e30
-# Relative tolerance of the counterfactual threshold (module docstring).
-RTOL = 1e-6
-# Extra slack of the exact-pool bound (relative to |r_(L)| + c): only ever enlarges the pool.
-POOL_SLACK = 1e-5
 # Sessions per tile inside the jitted call (fits the per-step working set in cache on CPU).
-DEFAULT_TILE_SIZE = 1024
+DEFAULT_TILE_SIZE = 256
 # Up to this many (beam, track) extensions a position, the flat top-k is the faster one on CPU.
 FLAT_TOP_K_MAX = 256
+# Positions per iteration of the scan over positions (see _decode_pooled).
+SCAN_UNROLL = 1
+# `used` of a dead beam slot: every bit set (nothing available).
+ALL_USED = -1
 
-_THRESHOLDS = ('relative', 'absolute')
-_GAINS = ('total', 'marginal')
+_prepass = checks.prepass  # looked up at call time (benchmarks/gpu_steps.py records the calls)
 
 
 @flax.struct.dataclass
 class BeamState:
   """Per-session beam state carried through the `lax.scan` over positions.
 
-  Beams of a session are kept sorted by score, best first; dead slots (fewer allowed extensions
-  than `beam_size`) come last with `live=False` and `scores=NEG_INF`. Sequences are not carried:
-  each position emits back-pointers (parent slot, track) and the best sequence is read back at
+  The state is tiny per session (K scores, K bitmask words, K * J counts), one [B, K] array per
+  bitmask word and per objective. Beams of a session are kept sorted by score, best first; dead slots (fewer allowed extensions than `beam_size`)
+  come last with `scores=NEG_INF` and every `used` bit set. Sequences are not carried: each
+  position emits back-pointers (parent slot, pool slot) and the best sequence is read back at
   the end.
 
   Attributes:
     scores: float32 [B, K], running sum of step scores.
-    live: bool [B, K], whether the slot holds a real beam.
-    used: bool [B, K, N], tracks chosen by the beam.
-    counts: float32 [B, K, J], sum of each objective over the beam's chosen tracks (c_j).
+    used: int32 [W, B, K], W = ceil(P / 32): bit p % 32 of word p // 32 is set if pool slot p is
+      not available (chosen by the beam, or not a valid track of the session).
+    counts: float32 [J, B, K], sum of each objective over the beam's chosen tracks (c_j).
   """
 
   scores: Array
-  live: Array
   used: Array
   counts: Array
 
 
-def init_beam_state(
-    batch: int, num_candidates: int, num_objectives: int, *, beam_size: int
-) -> BeamState:
-  """Initial state: only beam 0 is live, with score 0 and nothing chosen."""
+def _init_state(unavailable: Array, num_objectives: int, beam_size: int) -> BeamState:
+  """Only beam 0 is live, with score 0, nothing chosen; unavailable: int32 [W, B] invalid slots."""
   first = jnp.arange(beam_size) == 0
+  batch = unavailable.shape[-1]
   return BeamState(
-      scores=jnp.broadcast_to(
-          jnp.where(first, 0.0, NEG_INF).astype(jnp.float32), (batch, beam_size)
-      ),
-      live=jnp.broadcast_to(first, (batch, beam_size)),
-      used=jnp.zeros((batch, beam_size, num_candidates), bool),
-      counts=jnp.zeros((batch, beam_size, num_objectives), jnp.float32),
+      scores=jnp.broadcast_to(jnp.where(first, 0.0, NEG_INF).astype(jnp.float32), (batch, beam_size)),
+      used=jnp.where(first, unavailable[:, :, None], ALL_USED),
+      counts=jnp.zeros((num_objectives, batch, beam_size), jnp.float32),
   )
 
 
-def _step_scores(state, position, relevance, objective_columns, valid, has_track, epsilon, rule):
-  """Candidate beam scores float32 [B, K, N]; NEG_INF where the extension is not allowed."""
+def _pack_bits(bits: Array) -> Array:
+  """bool [B, P] -> int32 [W, B], W = ceil(P / 32): bit p % 32 of word p // 32 = bits[:, p]."""
+  batch, size = bits.shape
+  words = -(-size // 32)
+  shifted = jnp.left_shift(bits.astype(jnp.int32), jnp.arange(size, dtype=jnp.int32) % 32)
+  shifted = jnp.pad(shifted, ((0, 0), (0, words * 32 - size))).reshape(batch, words, 32)
+  # Distinct bits: their (wrapping) int32 sum is their bitwise or.
+  return jnp.sum(shifted, axis=-1, dtype=jnp.int32).T
+
+
+def _tiled_pool(pool: dict, num_beams: int) -> dict:
+  """The pool's per-candidate arrays repeated for `num_beams` beams, flat [B, K * P].
+
+  XLA:CPU vectorises a [B, K * P] fusion of contiguous operands several times better than the
+  same fusion with [B, P] operands broadcast along a middle beam axis, so the per-track inputs of
+  the candidate scores are tiled once per block (outside the loop over positions).
+  """
+  size = pool['relevance'].shape[-1]
+  slot = jnp.tile(jnp.arange(size, dtype=jnp.int32), num_beams)
+  return dict(
+      relevance=jnp.tile(pool['relevance'], (1, num_beams)),
+      columns=[jnp.tile(c, (1, num_beams)) for c in pool['column_list']],
+      mask=jnp.left_shift(jnp.int32(1), slot & 31),  # [K * P], the slot's bit in its word
+      word=slot >> 5,  # [K * P], the slot's word
+  )
+
+
+def _pick(index: Array, x: Array) -> Array:
+  """x[b, index[b, ...]] for x [B, K] and index int32 [B, ...] in [0, K): K selects, no gather."""
+  extra = (1,) * (index.ndim - 1)
+  out = jnp.broadcast_to(x[:, 0].reshape((-1,) + extra), index.shape)
+  for k in range(1, x.shape[1]):
+    out = jnp.where(index == k, x[:, k].reshape((-1,) + extra), out)
+  return out
+
+
+def _bit_at(words: Array, index: Array) -> Array:
+  """Bit `index` (int32 [B, K], >= 0) of words int32 [B, W] -> int32 [B, K] in {0, 1}."""
+  word = words[:, :1] if words.shape[1] == 1 else _pick(index >> 5, words)
+  return (word >> (index & 31)) & 1
+
+
+def _step_scores(state, position, tiled, epsilon, rule):
+  """Candidate beam scores float32 [B, K * P] (flat index beam * P + slot); NEG_INF where the
+  extension is not allowed. tiled: `_tiled_pool` for K = the state's number of slots."""
   threshold, gain, binary = rule
-  available = (valid & has_track[:, None])[:, None, :] & ~state.used & state.live[:, :, None]
-  r = relevance[:, None, :]
-  r_hat = jnp.max(jnp.where(available, r, NEG_INF), axis=-1, keepdims=True)
-  gap = r_hat - r
+  num_beams = state.scores.shape[1]
+  relevance = tiled['relevance']
+  size = relevance.shape[-1] // num_beams
+
+  def per_candidate(x):  # [B, K] per beam -> [B, K * P] per candidate
+    return jnp.repeat(x, size, axis=1)
+
+  words = per_candidate(state.used[0])
+  for w in range(1, state.used.shape[0]):
+    words = jnp.where(tiled['word'] == w, per_candidate(state.used[w]), words)
+  available = (words & tiled['mask']) == 0
+  r_hat = jnp.max(jnp.where(available, relevance, NEG_INF).reshape(-1, num_beams, size), axis=-1)
   if threshold == 'relative':
-    bound = (epsilon + RTOL) * jnp.abs(r_hat)
+    bound = (epsilon + RTOL) * jnp.abs(r_hat)  # [B, K]
   else:
     bound = epsilon + RTOL * jnp.abs(r_hat)
-  allowed = available & ((gap <= bound) | (gap <= 0))
-  objective_sum = jnp.zeros(available.shape, jnp.float32)
-  for j, column in enumerate(objective_columns):
-    count = state.counts[:, :, j, None]
+  gap = jnp.repeat(r_hat, size, axis=1) - relevance
+  allowed = available & ((gap <= jnp.repeat(bound, size, axis=1)) | (gap <= 0))
+  root0 = jnp.sqrt(state.counts)  # [J, B, K]: one fusion for all objectives
+  root1 = jnp.sqrt(state.counts + 1.0) if binary else None
+  objective_sum = jnp.zeros(relevance.shape, jnp.float32)
+  for j, column in enumerate(tiled['columns']):
+    low = per_candidate(root0[j])
     if binary:  # E in {0, 1}: the same two square roots per beam, selected per track
-      root0, root1 = jnp.sqrt(count), jnp.sqrt(count + 1.0)
-      if gain == 'marginal':
-        term = jnp.where(column[:, None, :] > 0, root1 - root0, 0.0)
-      else:
-        term = jnp.where(column[:, None, :] > 0, root1, root0)
+      high = per_candidate(root1[j])
+      term = jnp.where(column, high - low, 0.0) if gain == 'marginal' else jnp.where(column, high, low)
     else:
-      term = jnp.sqrt(count + column[:, None, :])
+      term = jnp.sqrt(per_candidate(state.counts[j]) + column)
       if gain == 'marginal':
-        term = term - jnp.sqrt(count)
+        term = term - low
     objective_sum = objective_sum + term
-  step = r + objective_sum * (1.0 / position.astype(jnp.float32))
-  return jnp.where(allowed, state.scores[:, :, None] + step, NEG_INF)
+  step = relevance + objective_sum * (1.0 / position.astype(jnp.float32))
+  return jnp.where(allowed, per_candidate(state.scores) + step, NEG_INF)
 
 
-def _first_index_of(x: Array, value: Array) -> Array:
-  """First index along the last axis where x == value (int32, [...] for x [..., M]).
-
-  A float32 min (exact for M < 2**24), which XLA:CPU vectorises better than an int32 one.
-  """
-  positions = jnp.arange(x.shape[-1], dtype=jnp.float32)
-  first = jnp.min(jnp.where(x == value[..., None], positions, float(x.shape[-1])), axis=-1)
-  return first.astype(jnp.int32)
-
-
-def _top_extensions_flat(candidates: Array, beam_size: int) -> tuple[Array, Array, Array]:
-  """`_top_extensions` for small K * N: `beam_size` rounds of max / first index / mask over the
-  flattened [B, K * N] candidates (fewer, larger operations than the row-wise version)."""
-  batch, num_beams, num_candidates = candidates.shape
-  flat = candidates.reshape(batch, num_beams * num_candidates)
+def _top_extensions_flat(
+    flat: Array, beam_size: int, num_candidates: int
+) -> tuple[Array, Array, Array]:
+  """`_top_extensions` of flat [B, K * P] candidates by `beam_size` rounds of max / first index /
+  mask over the whole row (the faster form when K * P is small)."""
   positions = jnp.arange(flat.shape[-1], dtype=jnp.float32)
   scores, flat_index = [], []
   for _ in range(beam_size):
@@ -166,94 +208,98 @@ def _top_extensions_flat(candidates: Array, beam_size: int) -> tuple[Array, Arra
     flat = jnp.where(positions == first[:, None], -jnp.inf, flat)
     scores.append(best)
     flat_index.append(first.astype(jnp.int32))
-  index = jnp.stack(flat_index, axis=-1)
-  return jnp.stack(scores, axis=-1), index // num_candidates, index % num_candidates
+  # Past the last entry (K * P < beam_size) the index is clamped; such slots are dead.
+  index = jnp.minimum(jnp.stack(flat_index, axis=-1), flat.shape[-1] - 1)
+  return (
+      jnp.stack(scores, axis=-1),
+      jax.lax.div(index, num_candidates),
+      jax.lax.rem(index, num_candidates),
+  )
 
 
 def _top_extensions(candidates: Array, beam_size: int) -> tuple[Array, Array, Array]:
-  """The `beam_size` best (beam, track) entries of candidates [B, K, N], best first.
+  """The `beam_size` best (beam, track) entries of candidates [B, K, P], best first.
 
-  Same result as `lax.top_k` over the flattened [B, K*N] axis (equal values: lower flat index
-  beam * N + track first), but cheaper on CPU: one pass computes every beam's best value, then
-  each round reads a single beam row [B, N], takes its first maximal entry, excludes it and
-  refreshes that row's best value.
+  Same result as `lax.top_k` over the flattened [B, K * P] axis (equal values: lower flat index
+  beam * P + track first), but cheaper on CPU: one pass computes every beam's best value; each
+  round takes the best beam (K elementwise comparisons), selects its row [B, P], takes the row's
+  first maximal entry, excludes it and refreshes that row's best value.
 
   Returns:
     scores float32 [B, beam_size], parent slots int32 [B, beam_size], tracks int32 [B, beam_size].
   """
   num_beams, num_candidates = candidates.shape[1:]
-  columns = jnp.arange(num_candidates, dtype=jnp.int32)
-  beams = jnp.arange(num_beams, dtype=jnp.int32)
-  row_best = jnp.max(candidates, axis=-1)  # [B, K]
+  columns = jnp.arange(num_candidates, dtype=jnp.float32)
+  row_best = jnp.max(candidates, axis=-1).T  # [K, B]
   taken_beam, taken_track, taken_score = [], [], []
   for _ in range(beam_size):
-    best = jnp.max(row_best, axis=-1)  # [B]
-    beam = _first_index_of(row_best, best)  # lowest beam holding the best value
-    row = jnp.take_along_axis(candidates, beam[:, None, None], axis=1)[:, 0]  # [B, N]
+    best = row_best[0]
+    for k in range(1, num_beams):
+      best = jnp.maximum(best, row_best[k])
+    beam = jnp.full(best.shape, num_beams, jnp.int32)  # lowest beam holding the best value
+    for k in range(num_beams - 1, -1, -1):
+      beam = jnp.where(row_best[k] == best, k, beam)
+    row = candidates[:, 0]
+    for k in range(1, num_beams):
+      row = jnp.where((beam == k)[:, None], candidates[:, k], row)
     # Entries of this row taken in earlier rounds (-inf is below every candidate, NEG_INF too).
     for b, t in zip(taken_beam, taken_track):
       row = jnp.where((b == beam)[:, None] & (columns == t[:, None]), -jnp.inf, row)
-    track = _first_index_of(row, best)
+    track = jnp.min(jnp.where(row == best[:, None], columns, float(num_candidates)), axis=-1)
+    row = jnp.where(columns == track[:, None], -jnp.inf, row)
+    row_best = jnp.where(jnp.arange(num_beams)[:, None] == beam, jnp.max(row, axis=-1), row_best)
     taken_beam.append(beam)
     taken_track.append(track)
     taken_score.append(best)
-    row = jnp.where(columns == track[:, None], -jnp.inf, row)
-    row_best = jnp.where(beams == beam[:, None], jnp.max(row, axis=-1)[:, None], row_best)
   return (
       jnp.stack(taken_score, axis=-1),
-      jnp.stack(taken_beam, axis=-1),
-      jnp.stack(taken_track, axis=-1),
+      jnp.minimum(jnp.stack(taken_beam, axis=-1), num_beams - 1),
+      jnp.minimum(jnp.stack(taken_track, axis=-1), num_candidates - 1).astype(jnp.int32),
   )
 
 
-def _beam_step(
-    state,
-    position,
-    *,
-    relevance,
-    objectives,
-    columns,
-    valid,
-    num_valid,
-    epsilon,
-    beam_size,
-    rule,
-    fallback=None,
-):
+def _beam_step(state, position, *, pool, epsilon, beam_size, rule, fallback=None):
   """Extends every beam by one track at `position` (1-based) and keeps the best `beam_size`.
 
   `state` may hold fewer slots than `beam_size` (position 1: only beam 0); `fallback` is then the
   `beam_size`-slot state that finished sessions keep.
 
   Returns:
-    The new state and back-pointers (parent slot int32 [B, K], track int32 [B, K]); sessions
-    with no valid track left at this position keep their beams (parent = own slot, track = -1).
+    The new state and back-pointers (parent slot int32 [B, K], pool slot int32 [B, K]); sessions
+    with no allowed extension (no valid track left at this position) keep their beams (parent =
+    own slot, track = -1).
   """
-  num_candidates = state.used.shape[-1]
-  has_track = position <= num_valid  # [B]
-  candidates = _step_scores(state, position, relevance, columns, valid, has_track, epsilon, rule)
-  if beam_size * num_candidates <= FLAT_TOP_K_MAX:
-    top_scores, parent, track = _top_extensions_flat(candidates, beam_size)
+  num_words, _, num_beams = state.used.shape
+  size = pool['relevance'].shape[-1]
+  candidates = _step_scores(state, position, pool['tiled'][num_beams], epsilon, rule)
+  if beam_size * size <= FLAT_TOP_K_MAX:
+    top_scores, parent, track = _top_extensions_flat(candidates, beam_size, size)
   else:
-    top_scores, parent, track = _top_extensions(candidates, beam_size)
+    top_scores, parent, track = _top_extensions(
+        candidates.reshape(-1, num_beams, size), beam_size
+    )
   live = top_scores > NEG_INF
-
-  def from_parent(x: Array) -> Array:
-    return jnp.take_along_axis(x, parent.reshape(parent.shape + (1,) * (x.ndim - 2)), axis=1)
-
-  picked = (track[:, :, None] == jnp.arange(num_candidates, dtype=jnp.int32)) & live[:, :, None]
-  picked_objectives = jnp.where(
-      live[:, :, None], jnp.take_along_axis(objectives, track[:, :, None], axis=1), 0.0
-  )
-  # Finished sessions (no track at this position) keep scores and liveness; their `used` and
-  # `counts` are never read again (nothing is available to them at any later position).
-  keep = has_track[:, None]
+  # A live beam always has an allowed extension (its best available track) while the session has
+  # a valid track left, so "no extension at all" is exactly "the session is finished".
+  keep = live[:, :1]
+  bit = jnp.left_shift(jnp.int32(1), track & 31)
+  used = []
+  for w in range(num_words):
+    picked = bit if num_words == 1 else jnp.where(track >> 5 == w, bit, 0)
+    used.append(jnp.where(live, _pick(parent, state.used[w]) | picked, ALL_USED))
+  counts = []
+  for j in range(state.counts.shape[0]):
+    if rule[2]:  # binary: the chosen track's objective bit
+      gained = _bit_at(pool['bits'][j], track).astype(jnp.float32)
+    else:
+      gained = jnp.take_along_axis(pool['columns'][:, j], track, axis=1)
+    counts.append(_pick(parent, state.counts[j]) + jnp.where(live, gained, 0.0))
+  # Finished sessions keep scores and `used` (their counts are never read again).
   old = state if fallback is None else fallback
   new = BeamState(
       scores=jnp.where(keep, jnp.where(live, top_scores, NEG_INF), old.scores),
-      live=jnp.where(keep, live, old.live),
-      used=from_parent(state.used) | picked,
-      counts=from_parent(state.counts) + picked_objectives,
+      used=jnp.where(keep[None], jnp.stack(used), old.used),
+      counts=jnp.stack(counts) if counts else jnp.zeros((0,) + parent.shape, jnp.float32),
   )
   own_slot = jnp.broadcast_to(jnp.arange(beam_size, dtype=jnp.int32), parent.shape)
   pointers = (jnp.where(keep, parent, own_slot), jnp.where(keep & live, track, -1))
@@ -262,91 +308,92 @@ def _beam_step(
 
 def _read_back(parents: Array, tracks: Array) -> Array:
   """Best sequence int32 [B, L] from back-pointers [L, B, K], starting at final slot 0."""
+  slot = jnp.zeros(parents.shape[1:2], jnp.int32)
+  sequence = []
+  for parent, track in zip(parents[::-1], tracks[::-1]):
+    sequence.append(_pick(slot, track))
+    slot = _pick(slot, parent)
+  return jnp.stack(sequence[::-1], axis=1)
 
-  def back(slot, pointers):
-    parent, track = pointers
-    here = slot[:, None]
+
+def _compact(relevance, objectives, valid, bound, pool_size):
+  """The pool: the valid tracks with r >= bound (at most `pool_size`), in index order.
+
+  Values at invalid candidates may be anything (NaN included): only pool-sized arrays are masked.
+
+  Returns:
+    tracks int32 [b, P] (the candidate index of each pool slot; 0 past the pool), pool_valid bool
+    [b, P], relevance float32 [b, P] and objectives float32 [b, P, J] (0 past the pool).
+  """
+  batch, num_candidates = relevance.shape
+
+  def masked(pool_valid, r, e):
     return (
-        jnp.take_along_axis(parent, here, axis=1)[:, 0],
-        jnp.take_along_axis(track, here, axis=1)[:, 0],
+        jnp.where(pool_valid, r.astype(jnp.float32), 0.0),
+        jnp.where(pool_valid[..., None], e.astype(jnp.float32), 0.0),
     )
 
-  batch = parents.shape[1]
-  _, sequence = jax.lax.scan(
-      back, jnp.zeros((batch,), jnp.int32), (parents, tracks), reverse=True, unroll=True
+  if pool_size >= num_candidates:
+    tracks = jnp.broadcast_to(jnp.arange(num_candidates, dtype=jnp.int32), relevance.shape)
+    return (tracks, valid) + masked(valid, relevance, objectives)
+  member = valid & (relevance >= bound[:, None])
+  # Inclusive member count by a float32 product with a triangle of ones (exact: counts < 2**24);
+  # XLA:CPU runs it faster than a cumsum (reduce-window).
+  triangle = jnp.triu(jnp.ones((num_candidates, num_candidates), jnp.float32))
+  count = jnp.dot(
+      member.astype(jnp.float32), triangle, precision=jax.lax.Precision.HIGHEST
+  ).astype(jnp.int32)
+  slot = jnp.where(member & (count <= pool_size), count - 1, pool_size)  # pool_size: dropped
+  rows = jnp.broadcast_to(jnp.arange(batch, dtype=jnp.int32)[:, None], relevance.shape)
+  indices = jnp.broadcast_to(jnp.arange(num_candidates, dtype=jnp.int32), relevance.shape)
+  tracks = jnp.zeros((batch, pool_size), jnp.int32)
+  tracks = tracks.at[rows, slot].set(indices, mode='drop', unique_indices=True)
+  pool_valid = jnp.arange(pool_size) < count[:, -1:]
+  return (tracks, pool_valid) + masked(
+      pool_valid,
+      jnp.take_along_axis(relevance, tracks, axis=1),
+      jnp.take_along_axis(objectives, tracks[:, :, None], axis=1),
   )
-  return sequence.T
 
 
-def _decode_block(relevance, objectives, valid, epsilon, *, length, beam_size, rule):
-  """The beam search on one block of sessions (no pool): (int32 [b, L], float32 [b])."""
-  batch, num_candidates, num_objectives = objectives.shape
-  step = functools.partial(
-      _beam_step,
-      relevance=relevance,
-      objectives=objectives,
-      # The J objective columns [B, N], sliced once outside the scan (contiguous per column).
-      columns=tuple(objectives[:, :, j] for j in range(num_objectives)),
-      valid=valid,
-      num_valid=jnp.sum(valid, axis=-1, dtype=jnp.int32),
-      epsilon=epsilon,
-      beam_size=beam_size,
-      rule=rule,
+def _decode_pooled(relevance, objectives, valid, bound, epsilon, *, length, beam_size, rule, pool_size):
+  """The beam search on one block of sessions [b, N] and its pool: (int32 [b, L], float32 [b])."""
+  tracks, pool_valid, pool_relevance, pool_objectives = _compact(
+      relevance, objectives, valid, bound, pool_size
   )
+  columns = jnp.moveaxis(pool_objectives, 2, 1)  # [b, J, P]: contiguous per objective
+  if rule[2]:
+    columns = columns > 0
+  pool = dict(
+      relevance=pool_relevance,
+      columns=columns,
+      column_list=[columns[:, j] for j in range(columns.shape[1])],
+      bits=[_pack_bits(columns[:, j]).T for j in range(columns.shape[1])] if rule[2] else None,
+  )
+  pool['tiled'] = {k: _tiled_pool(pool, k) for k in sorted({1, beam_size})}
+  unavailable = _pack_bits(~pool_valid)
+  step = functools.partial(_beam_step, pool=pool, epsilon=epsilon, beam_size=beam_size, rule=rule)
+  num_objectives = objectives.shape[-1]
   # Position 1 extends beam 0 alone (the other slots are not live yet): a 1-slot state.
   state, (parent, track) = step(
-      init_beam_state(batch, num_candidates, num_objectives, beam_size=1),
+      _init_state(unavailable, num_objectives, 1),
       jnp.int32(1),
-      fallback=init_beam_state(batch, num_candidates, num_objectives, beam_size=beam_size),
+      fallback=_init_state(unavailable, num_objectives, beam_size),
   )
-  parents, tracks = parent[None], track[None]
+  parents, slots = parent[None], track[None]
   if length > 1:
     positions = jnp.arange(2, length + 1, dtype=jnp.int32)
-    state, (more_parents, more_tracks) = jax.lax.scan(step, state, positions, unroll=True)
+    state, (more_parents, more_slots) = jax.lax.scan(step, state, positions, unroll=SCAN_UNROLL)
     parents = jnp.concatenate([parents, more_parents])
-    tracks = jnp.concatenate([tracks, more_tracks])
-  return _read_back(parents, tracks), state.scores[:, 0]
-
-
-def _decode_pooled(
-    relevance, objectives, valid, bound, epsilon, *, length, beam_size, rule, pool_size
-):
-  """`_decode_block` on the tracks with r >= bound (at most `pool_size`), in index order."""
-  num_candidates = relevance.shape[-1]
-  if pool_size >= num_candidates:
-    return _decode_block(
-        relevance, objectives, valid, epsilon, length=length, beam_size=beam_size, rule=rule
-    )
-  member = valid & (relevance >= bound[:, None])  # [b, N], at most pool_size per session
-  slot = jnp.cumsum(member, axis=-1, dtype=jnp.int32) - 1
-  onehot = member[:, :, None] & (slot[:, :, None] == jnp.arange(pool_size, dtype=jnp.int32))
-  tracks = jnp.arange(num_candidates, dtype=jnp.int32)[None, :, None]
-  pool = jnp.sum(jnp.where(onehot, tracks, 0), axis=1)  # [b, P] track index of each slot
-  pool_valid = jnp.any(onehot, axis=1)
-  sequences, scores = _decode_block(
-      jnp.take_along_axis(relevance, pool, axis=1),
-      jnp.take_along_axis(objectives, pool[:, :, None], axis=1),
-      pool_valid,
-      epsilon,
-      length=length,
-      beam_size=beam_size,
-      rule=rule,
-  )
-  picked = jnp.take_along_axis(pool, jnp.maximum(sequences, 0), axis=1)
-  return jnp.where(sequences >= 0, picked, -1).astype(jnp.int32), scores
+    slots = jnp.concatenate([slots, more_slots])
+  sequences = _read_back(parents, slots)
+  picked = jnp.take_along_axis(tracks, jnp.maximum(sequences, 0), axis=1)
+  return jnp.where(sequences >= 0, picked, -1).astype(jnp.int32), state.scores[:, 0]
 
 
 @functools.partial(
     jax.jit,
-    static_argnames=(
-        'length',
-        'beam_size',
-        'threshold',
-        'gain',
-        'pool_size',
-        'tile_size',
-        'binary',
-    ),
+    static_argnames=('length', 'beam_size', 'threshold', 'gain', 'pool_size', 'tile_size', 'binary'),
 )
 def _mostra_beam_search_jit(
     relevance: Array,
@@ -366,12 +413,10 @@ def _mostra_beam_search_jit(
   """The jitted core. bound: float32 [B], the exact pool's lower relevance bound (`_prepass`);
   binary: every valid objective is 0 or 1 (same values, two square roots per beam)."""
   valid = valid.astype(bool)
-  relevance = jnp.where(valid, relevance.astype(jnp.float32), 0.0)
-  objectives = jnp.where(valid[..., None], objectives.astype(jnp.float32), 0.0)
-  epsilon = jnp.asarray(epsilon, jnp.float32)
+  relevance = relevance.astype(jnp.float32)  # values at invalid candidates are masked per block
   decode = functools.partial(
       _decode_pooled,
-      epsilon=epsilon,
+      epsilon=jnp.asarray(epsilon, jnp.float32),
       length=length,
       beam_size=beam_size,
       rule=(threshold, gain, binary),
@@ -392,115 +437,6 @@ def _mostra_beam_search_jit(
       lambda xs: decode(*xs), (tiles(relevance), tiles(objectives), tiles(valid), tiles(bound))
   )
   return sequences.reshape(-1, length)[:batch], scores.reshape(-1)[:batch]
-
-
-def _kth_largest(x: Array, k: int) -> Array:
-  """The k-th largest value along the last axis, counting ties (-inf if fewer than k finite).
-
-  k passes of max / count / mask, which XLA:CPU runs faster than `lax.top_k`.
-  """
-  remaining = jnp.full(x.shape[:-1], k, jnp.int32)
-  kth = jnp.full(x.shape[:-1], -jnp.inf, x.dtype)
-  for _ in range(k):
-    best = jnp.max(x, axis=-1)
-    ties = x == best[..., None]
-    kth = jnp.where(remaining > 0, best, kth)
-    remaining = remaining - jnp.sum(ties, axis=-1, dtype=jnp.int32)
-    x = jnp.where(ties, -jnp.inf, x)
-  return kth
-
-
-def _kth_lower_bound(x: Array, k: int) -> Array:
-  """A lower bound of the k-th largest value along the last axis (-inf if fewer than k finite).
-
-  The k-th largest of the maxima of G >= k disjoint groups of the last axis: at least k entries
-  (one per group) are >= it, so it is <= the k-th largest. With G = 4k groups it is close to it,
-  and costs k rounds over [B, G] instead of [B, N].
-  """
-  n = x.shape[-1]
-  groups = min(n, 4 * k)
-  if groups <= k or n <= 2 * groups:
-    return _kth_largest(x, k)
-  size = -(-n // groups)
-  padded = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, groups * size - n)], constant_values=-jnp.inf)
-  maxima = jnp.max(padded.reshape(x.shape[:-1] + (groups, size)), axis=-1)
-  return _kth_largest(maxima, k)
-
-
-@functools.partial(jax.jit, static_argnames=('length', 'threshold'))
-def _prepass(relevance, objectives, valid, epsilon, *, length, threshold):
-  """Input flags and the exact pool (module docstring).
-
-  Returns:
-    flags bool [4] (non-finite r, non-finite E, negative E at valid candidates; all valid E in
-    {0, 1}), bound float32
-    [B] (tracks with r < bound are never allowed) and int32 [] the largest pool of the batch.
-  """
-  valid = valid.astype(bool)
-  r = relevance.astype(jnp.float32)
-  e = objectives.astype(jnp.float32)
-  ev = valid[..., None]
-  flags = jnp.stack(
-      [
-          jnp.any(valid & ~jnp.isfinite(r)),
-          jnp.any(ev & ~jnp.isfinite(e)),
-          jnp.any(ev & (e < 0)),
-          jnp.all(~ev | (e == 0) | (e == 1)),
-      ]
-  )
-  masked = jnp.where(valid & jnp.isfinite(r), r, -jnp.inf)
-  kth = _kth_lower_bound(masked, min(length, r.shape[-1]))  # -inf: fewer than `length` valid
-  c = jnp.asarray(epsilon, jnp.float32) + RTOL
-  if threshold == 'relative':
-    bound = jnp.where(c >= 1.0, -jnp.inf, kth - c * jnp.abs(kth))
-  else:
-    bound = kth - (c - RTOL) - RTOL * jnp.abs(kth)
-  bound = bound - POOL_SLACK * (jnp.abs(kth) + jnp.abs(c))
-  count = jnp.max(jnp.sum(masked >= bound[:, None], axis=-1, dtype=jnp.int32), initial=0)
-  return flags, bound, count
-
-
-def _is_tracer(*xs) -> bool:
-  return any(isinstance(x, jax.core.Tracer) for x in xs)
-
-
-def check_shapes(relevance, objectives, valid, length) -> None:
-  if relevance.ndim != 2:
-    raise ValueError(f'relevance must be [B, N], got shape {relevance.shape}')
-  if objectives.ndim != 3 or objectives.shape[:2] != relevance.shape:
-    raise ValueError(
-        f'objectives must be [B, N, J] with [B, N] = relevance.shape {relevance.shape}, '
-        f'got shape {objectives.shape}'
-    )
-  if valid.shape != relevance.shape:
-    raise ValueError(f'valid must have the shape of relevance {relevance.shape}, got {valid.shape}')
-  if valid.dtype != bool:
-    raise ValueError(f'valid must be bool, got dtype {valid.dtype}')
-  if relevance.shape[1] < 1:
-    raise ValueError(f'relevance needs at least one candidate, got shape {relevance.shape}')
-  if not isinstance(length, (int, np.integer)) or isinstance(length, bool) or length < 1:
-    raise ValueError(f'length must be a positive int, got {length!r}')
-
-
-def _first_bad(name: str, bad: np.ndarray, what: str) -> ValueError:
-  where = np.argwhere(bad)
-  first = tuple(int(i) for i in where[0]) if len(where) else ()
-  return ValueError(
-      f'{name} has {len(where)} {what} entries at valid candidates (first at index {first}); '
-      f'mostra_beam_search needs finite relevance and finite, non-negative objectives'
-  )
-
-
-def _raise_for_values(flags, relevance, objectives, valid) -> None:
-  if not np.any(flags[:3]):
-    return
-  r, e, v = (np.asarray(jax.device_get(x)) for x in (relevance, objectives, valid))
-  v = v.astype(bool)
-  if flags[0]:
-    raise _first_bad('relevance', v & ~np.isfinite(r), 'NaN/inf')
-  if flags[1]:
-    raise _first_bad('objectives', v[..., None] & ~np.isfinite(e), 'NaN/inf')
-  raise _first_bad('objectives', v[..., None] & (e < 0), 'negative')
 
 
 def mostra_beam_search(
@@ -540,34 +476,21 @@ def mostra_beam_search(
   Raises:
     ValueError: naming the argument, for bad shapes, dtypes, static arguments or values.
   """
-  if threshold not in _THRESHOLDS:
-    raise ValueError(f'threshold must be one of {_THRESHOLDS}, got {threshold!r}')
-  if gain not in _GAINS:
-    raise ValueError(f'gain must be one of {_GAINS}, got {gain!r}')
-  if not isinstance(beam_size, (int, np.integer)) or isinstance(beam_size, bool) or beam_size < 1:
-    raise ValueError(f'beam_size must be a positive int, got {beam_size!r}')
-  if not isinstance(tile_size, (int, np.integer)) or tile_size < 1:
-    raise ValueError(f'tile_size must be a positive int, got {tile_size!r}')
+  checks.check_static(threshold, gain, beam_size, tile_size, epsilon)
   relevance, objectives, valid = (
       x if isinstance(x, jax.Array) else np.asarray(x) for x in (relevance, objectives, valid)
   )
   check_shapes(relevance, objectives, valid, length)
   num_candidates = relevance.shape[1]
-  pool_size = num_candidates
-  binary = False
-  bound = None
-  if not _is_tracer(epsilon):
-    eps = float(np.asarray(epsilon))
-    if not math.isfinite(eps) or eps < 0:
-      raise ValueError(f'epsilon must be finite and >= 0, got {eps}')
-  if not _is_tracer(relevance, objectives, valid, epsilon):
+  pool_size, binary, bound = num_candidates, False, None
+  if not any(isinstance(x, jax.core.Tracer) for x in (relevance, objectives, valid, epsilon)):
     relevance, objectives, valid = (jnp.asarray(x) for x in (relevance, objectives, valid))
-    flags, bound, count = _prepass(
+    code, bound, count = _prepass(
         relevance, objectives, valid, epsilon, length=int(length), threshold=threshold
     )
-    flags, count = jax.device_get((flags, count))
-    _raise_for_values(flags, relevance, objectives, valid)
-    binary = bool(flags[3])
+    code, count = jax.device_get((code, count))
+    checks.raise_for_values(code, relevance, objectives, valid)
+    binary = bool(code == checks.CODE_BINARY)
     if use_pool:
       needed = max(int(count), min(int(length), num_candidates), 1)
       pool_size = min(num_candidates, -(-needed // 4) * 4)
