@@ -1,6 +1,7 @@
 """Tests for larp_jax.decoding.beam_search against the independent float64 reference."""
 
 import itertools
+import json
 
 import chex
 import jax
@@ -11,6 +12,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import reference_beam_search
 from larp_jax.decoding import beam_search
+from larp_jax.decoding import beam_search_checks as checks
 from larp_jax.decoding.baseline_decoders import sort_decode, weighted_sum_decode, weighted_sum_scores
 from larp_jax.decoding.beam_search import mostra_beam_search
 
@@ -378,3 +380,112 @@ def test_no_objectives_decodes_the_top_tracks():
       assert sorted(got.tolist()) == sorted(want.tolist())
     if epsilon == 0.0:  # only the best remaining track is allowed: exactly the sort
       np.testing.assert_array_equal(sequences, expected)
+
+
+# ------------------------------------------------------------------ internal code paths
+
+
+@pytest.mark.parametrize(
+    'name,num_tracks,epsilon,tile_size,general',
+    [
+        ('general objectives, pool, tiles', 30, 0.1, 8, True),
+        ('pool of > 32 slots (3 bitmask words), row-wise top-k', 80, 1.5, 16, False),
+        ('no pool, 2 bitmask words, general', 40, 0.2, 1024, True),
+        (
+            'default tile, batch not a multiple of it',
+            12,
+            0.05,
+            beam_search.DEFAULT_TILE_SIZE,
+            False,
+        ),
+    ],
+)
+def test_internal_paths_match_reference(name, num_tracks, epsilon, tile_size, general):
+  batch = 300 if tile_size == beam_search.DEFAULT_TILE_SIZE else 37
+  relevance, objectives, valid = _random_batch(9, batch, num_tracks, quantized=False)
+  if general:  # non-binary objectives: the sqrt-per-candidate path
+    objectives = objectives * np.random.default_rng(9).integers(1, 4, objectives.shape) * 0.7
+  use_pool = name != 'no pool, 2 bitmask words, general'
+  for threshold, gain in [('relative', 'total'), ('absolute', 'marginal')]:
+    kwargs = dict(length=8, beam_size=4, epsilon=epsilon, threshold=threshold, gain=gain)
+    sequences, scores = mostra_beam_search(
+        relevance, objectives, valid, tile_size=tile_size, use_pool=use_pool, **kwargs
+    )
+    _assert_matches_reference(relevance, objectives, valid, sequences, scores, **kwargs)
+
+
+def test_prepass_bound_codes_and_pool_count():
+  rng = np.random.default_rng(12)
+  for num_tracks in (20, 100):
+    relevance = (rng.integers(0, 40, (64, num_tracks)) / 40).astype(np.float32)  # many ties
+    valid = rng.random((64, num_tracks)) < 0.9
+    valid[0, 3:] = False  # fewer valid tracks than `length`: no bound
+    masked = np.where(valid, relevance, -np.inf)
+    for k in (1, 5, 10):
+      bound = np.asarray(checks.kth_lower_bound(jnp.asarray(masked), k))
+      exact = -np.sort(-masked, axis=1)[:, k - 1]
+      assert (bound <= exact).all()
+      np.testing.assert_array_equal(bound[exact == -np.inf], -np.inf)
+    objectives = (rng.random((64, num_tracks, 2)) < 0.4).astype(np.float32)
+    code, bound, count = checks.prepass(
+        relevance, objectives, valid, 0.05, length=10, threshold='relative'
+    )
+    assert code == checks.CODE_BINARY
+    assert count == np.max(np.sum(valid & (relevance >= np.asarray(bound)[:, None]), axis=1))
+    objectives[1, 2, 1] = 0.5
+    assert (
+        checks.prepass(relevance, objectives, valid, 0.05, length=10, threshold='relative')[0]
+        == checks.CODE_GENERAL
+    )
+    objectives[1, 2, 1] = np.nan
+    assert (
+        checks.prepass(relevance, objectives, valid, 0.05, length=10, threshold='relative')[0]
+        == checks.CODE_BAD
+    )
+    objectives[1, 2, 1] = 0.0
+    relevance[5, np.flatnonzero(valid[5])[0]] = np.inf
+    assert (
+        checks.prepass(relevance, objectives, valid, 0.05, length=10, threshold='relative')[0]
+        == checks.CODE_BAD
+    )
+
+
+def test_custom_top_k_matches_lax_top_k():
+  rng = np.random.default_rng(13)
+  for beams, size in [(5, 24), (5, 70), (1, 3)]:  # flat, row-wise, fewer entries than beam_size
+    candidates = (rng.integers(0, 6, (32, beams, size)) / 4).astype(np.float32)  # ties
+    candidates[rng.random(candidates.shape) < 0.5] = beam_search.NEG_INF
+    flat = candidates.reshape(32, beams * size)
+    want_scores, want_index = jax.lax.top_k(jnp.asarray(flat), min(5, beams * size))
+    got_flat = beam_search._top_extensions_flat(jnp.asarray(flat), 5, size)
+    got_rows = beam_search._top_extensions(jnp.asarray(candidates), 5)
+    for scores, parent, track in (got_flat, got_rows):
+      keep = want_index.shape[1]
+      np.testing.assert_array_equal(scores[:, :keep], want_scores)
+      np.testing.assert_array_equal(parent[:, :keep] * size + track[:, :keep], want_index)
+      assert (np.asarray(scores[:, keep:]) == -np.inf).all()
+
+
+def test_benchmark_runs_small(tmp_path, capsys):
+  from benchmarks import beam_search as bench  # pylint: disable=g-import-not-at-top
+
+  path = tmp_path / 'beam.json'
+  flags = [
+      '--batch',
+      '64',
+      '--tracks',
+      '30',
+      '--sweep',
+      '32,64',
+      '--numpy_sessions',
+      '8',
+      '--cpus',
+      '0',
+  ]
+  bench.main(flags + ['--repeats', '2', '--tile_size', '32', '--json', str(path)])
+  results = json.loads(path.read_text())
+  (row,) = results['compare']
+  assert row['agreement'] >= 0.99 and row['ratio'] > 0 and row['ratio_p10'] > 0
+  assert row['ours_threads'] > 0 and row['numpy_threads'] > 0
+  assert set(results['sweep']['30']) == {'32', '64'}
+  assert 'ratio' in capsys.readouterr().out
