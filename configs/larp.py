@@ -19,13 +19,17 @@ Variants (``--config=configs/larp.py:<variant>[,key=value...]``):
   test          tiny and fast, for the end-to-end test.
 
 The job (larp_jax/jobs/larp_job.py) trains the runs named in ``runs``, in order, each defined in
-``stages``: its stage (1 = WTC, 2 = + TTC, 3 = + TPC), whether TPC fuses seeds with
-self-attention, its length in epochs, and where it starts from (``init_from``; see
-larp_jax/training/runs.py). The text tower starts from the pretrained text model through
-stage 1's ``init_from`` (its momentum copy too), the audio tower from ``model.audio_checkpoint``
-when given; later stages start from the previous stage's best weights, queues and tables. After
-the build, ``eval.ks`` is checked against the validation and test splits. The report scores every
-encoder (Table 3 rows) under every framework of ``recommenders.frameworks`` (Table 2).
+``stages``: its stage (1 = WTC, 2 = + TTC, 3 = + TPC, 'coplaylist' = Table 2's CO-Playlist
+baseline), whether TPC fuses seeds with self-attention, its length in epochs, and where it starts
+from (``init_from``; see larp_jax/training/runs.py). The text tower starts from the pretrained
+text model through stage 1's ``init_from`` (its momentum copy too), the audio tower from
+``model.audio_checkpoint`` when given; later stages start from the previous stage's best weights,
+queues and tables. The ``coplaylist`` run (paper's ref. [1], Alonso-Jimenez et al. ICASSP'23) is
+the audio tower and its 256-d projection alone, started from the audio-only row's HTS-AT
+(``model.audio_checkpoint``, else its seeded random init), trained with NT-Xent on the co-occurring
+training pairs of stage 2 (``loss.coplaylist_*``); its audio embeddings are the "CO-Playlist" row.
+After the build, ``eval.ks`` is checked against the validation and test splits. The report scores
+every encoder (Table 3 rows) under every framework of ``recommenders.frameworks`` (Table 2).
 """
 
 import ml_collections
@@ -39,9 +43,17 @@ TEXT_MODEL_INIT = (
 )
 
 
-def _stage(stage: int, fusion: bool, epochs: float, init_from) -> ml_collections.ConfigDict:
+# The CO-Playlist run starts from the audio-only row's HTS-AT (job sources 'audio_params' and
+# 'audio_batch_stats': model.audio_checkpoint when given, else the tower's init from `seed`).
+AUDIO_ONLY_INIT = (
+    common.init_from("audio_params", into="params/audio_encoder"),
+    common.init_from("audio_batch_stats", into="model_state/batch_stats/audio_encoder"),
+)
+
+
+def _stage(stage, fusion: bool, epochs: float, init_from) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.stage = stage  # 1 = WTC, 2 = WTC + TTC, 3 = WTC + TTC + TPC
+  c.stage = stage  # 1 = WTC, 2 = WTC + TTC, 3 = WTC + TTC + TPC, 'coplaylist' = CO-Playlist
   c.fusion = fusion  # TPC seeds fused by self-attention (False: masked mean)
   c.epochs = epochs  # run length in epochs of its stage's dataset
   c.init_from = init_from  # warm start (fresh runs only)
@@ -96,13 +108,19 @@ def _base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 42  # init, queue and data seed
   c.seeds = ()  # repeat the job per seed (workdir/seed_<s>); results.json = mean and '<key>/std'
+  # JAX's persistent compilation cache while the job runs ('' = off; relative = under the
+  # workdir): later runs load the init program the first one compiled.
+  c.compilation_cache_dir = ""
   c.batch_size = 50  # global batch: tracks (stage 1) or track pairs (stages 2-3)
-  c.runs = ("stage1", "stage2", "stage3_nofusion", "stage3")  # runs to train, in order
+  # Runs to train, in order ('coplaylist': Table 2's CO-Playlist baseline).
+  c.runs = ("stage1", "stage2", "stage3_nofusion", "stage3", "coplaylist")
   c.stages = ml_collections.ConfigDict()  # every run this job knows
   c.stages.stage1 = _stage(1, True, 45.0, TEXT_MODEL_INIT)
   c.stages.stage2 = _stage(2, True, 45.0, (common.init_from("run:stage1"),))
   c.stages.stage3_nofusion = _stage(3, False, 45.0, (common.init_from("run:stage2"),))
   c.stages.stage3 = _stage(3, True, 45.0, (common.init_from("run:stage2"),))
+  # CO-Playlist: as long as a LARP stage (the paper gives no length for its baselines).
+  c.stages.coplaylist = _stage("coplaylist", False, 45.0, AUDIO_ONLY_INIT)
   c.eval = ml_collections.ConfigDict()
   c.eval.ks = (10, 20, 40)  # cut-offs of every continuation metric (checked against the splits)
   c.eval.batch_size = 64  # tracks per validation/report batch
@@ -176,6 +194,13 @@ def _base() -> ml_collections.ConfigDict:
   c.loss.tpc_directions = "both"  # 'both' (Eq. 21) | 'track_to_playlist' (official code)
   c.loss.tpc_queue_negatives = True  # playlist->track terms also contrast the queue (Eq. 22)
   c.loss.normalize_playlists = True  # cosine sim() with playlist vectors (official: raw)
+  # CO-Playlist's NT-Xent (runs with stage 'coplaylist'). Neither the LARP paper nor its code gives
+  # the baseline's settings: a fixed temperature of 0.1 (SimCLR's common choice) is ours, the
+  # optimizer is the LARP one.
+  c.loss.coplaylist_temperature = 0.1
+  # 'pair' (ref. [1]): a clip's positive is its sampled co-occurring partner (and copies of the same
+  # track); 'cooccurrence': also every batch track sharing a training playlist (as TTC's Eq. 19).
+  c.loss.coplaylist_positives = "pair"
   c.optimizer = common.optimizer(name="adam", learning_rate=1e-4, warmup_steps=3000, b2=0.99)
   c.mesh = common.mesh()
   # num_train_steps and eval_every_steps are derived per run (epochs, eval.every_epochs).
@@ -233,6 +258,9 @@ def _demo() -> ml_collections.ConfigDict:
   c.batch_size = 16
   for name, epochs in (("stage1", 3.0), ("stage2", 1.0), ("stage3_nofusion", 1.0), ("stage3", 1.0)):
     c.stages[name].epochs = epochs
+  # CO-Playlist kept short in the demo (its cost is printed: 'train/coplaylist/seconds' and the
+  # Table 2 cells' 'cell_seconds' in results.json).
+  c.stages.coplaylist.epochs = 0.5
   # The demo's split (the one place it is set): half the 600 tracks train, a quarter validate,
   # 50 + 50 evaluation playlists keep more than 10 held-out tracks each.
   c.data.build.update(
@@ -257,7 +285,13 @@ def _demo() -> ml_collections.ConfigDict:
   c.loss.update(queue_size=512, num_truncate=10, group_width=16, wtc_id_positives=True)
   c.optimizer.update(learning_rate=3e-4, warmup_steps=20, b2=0.999)
   # Table 2 within a small time budget: the encoders the comparison needs, fewer epochs.
-  c.recommenders.encoders = ("Random", "text-only BERT", "audio-only HTS-AT", "LARP-TPC-fusion")
+  c.recommenders.encoders = (
+      "Random",
+      "text-only BERT",
+      "audio-only HTS-AT",
+      "CO-Playlist",
+      "LARP-TPC-fusion",
+  )
   # About 6,000 training pairs: batches of 128 for 12 epochs give ~560 DropoutNet steps, enough
   # for its towers' BatchNorm statistics (momentum 0.99) to settle; CLCRec: 240 steps of 256
   # pairs with 16 sampled negatives each. Table 2 then costs well under a minute.
@@ -267,6 +301,8 @@ def _demo() -> ml_collections.ConfigDict:
   # initialised audio tower, projections and fusion (3e-5 vs 3e-4).
   c.optimizer.rules = (("^text_encoder/", 0.1),)
   c.loop.update(log_every_steps=10, checkpoint_every_steps=50, early_stopping_patience=3)
+  # Five runs build the same state on 2 CPU cores: compile its init once (~20 s per later run).
+  c.compilation_cache_dir = "jax_cache"
   return c
 
 
@@ -276,6 +312,10 @@ def _test() -> ml_collections.ConfigDict:
   c.eval.batch_size = 32
   for name, epochs in (("stage1", 1.0), ("stage2", 0.3), ("stage3_nofusion", 0.2), ("stage3", 0.2)):
     c.stages[name].epochs = epochs
+  # LARP's runs only: the CO-Playlist run has its own test (tests/test_larp_coplaylist.py), and the
+  # chain's test keeps its time.
+  c.runs = ("stage1", "stage2", "stage3_nofusion", "stage3")
+  c.stages.coplaylist.epochs = 0.2
   c.data.demo.update(num_tracks=300, num_playlists=160, clip_seconds=1.5)
   c.data.build.update(
       name="test",

@@ -239,10 +239,10 @@ def test_audio_checkpoint_gives_laion_clap_embeddings(tmp_path, torch_state):
     variables = {'params': tower, 'batch_stats': model_state['batch_stats']['audio_encoder']}
     got = htsat.HTSAT(audio_cfg).apply(variables, wave.astype(np.float32))['embedding']
     assert _relative_error(got, want) <= 1e-4
-  # The audio-only row of the report encodes with the same pretrained tower.
-  from larp_jax.jobs import larp_report
+  # The audio-only row of the report (and the CO-Playlist run's start) use the same tower.
+  from larp_jax.jobs import larp_setup
 
-  variables = larp_report.audio_only_variables(config, audio_cfg)
+  variables = larp_setup.audio_only_variables(config)
   got = htsat.HTSAT(audio_cfg).apply(variables, wave.astype(np.float32))['embedding']
   assert _relative_error(got, want) <= 1e-4
 

@@ -247,6 +247,66 @@ def test_dropoutnet_objective_is_the_papers():
   np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
 
 
+def test_dropoutnet_epoch_scan_equals_the_per_step_loop():
+  """One compiled epoch (lax.scan) = the per-step loop it replaced: the same batches and negatives
+  drawn in the same order, and the same parameters, statistics and losses after S steps."""
+  import jax
+
+  rng = np.random.default_rng(0)
+  m, n, c, r = 30, 40, 12, 6
+  pairs = np.unique(np.stack([rng.integers(0, m, 300), rng.integers(0, n, 300)], 1), axis=0)
+  observed = np.unique(pairs[:, 0] * n + pairs[:, 1])
+  for variant in ('paper', 'official'):
+    config = dropoutnet.DropoutNetConfig(
+        variant=variant, mf_dim=r, hidden_dims=(16, 8), out_dim=5, batch_size=32,
+        negatives_per_positive=2, lr_decay_every_epochs=1,  # the schedule steps inside the epoch
+    )
+    negatives = 2 if variant == 'paper' else 1
+    users, items, targets = dropoutnet.epoch_batches(
+        np.random.default_rng(3), pairs, n, observed, config, negatives
+    )
+    # The old loop's draws: the permutation, then each batch's negatives, in turn.
+    ref = np.random.default_rng(3)
+    order = ref.permutation(pairs.shape[0])
+    steps = pairs.shape[0] // 32
+    assert users.shape == items.shape == targets.shape == (steps, 32 * (1 + negatives))
+    for s in range(steps):
+      idx = order[s * 32 : (s + 1) * 32]
+      users_s = pairs[idx, 0]
+      negs = [dropoutnet.sample_negatives(ref, users_s, n, observed) for _ in range(negatives)]
+      np.testing.assert_array_equal(items[s], np.concatenate([pairs[idx, 1]] + negs))
+      np.testing.assert_array_equal(users[s], np.tile(pairs[idx, 0], 1 + negatives))
+      assert targets[s].sum() == 32
+    tower = dropoutnet._tower(config)
+    zeros = (np.zeros((2, r)), np.zeros((2, c)))
+    init = [tower.init(jax.random.PRNGKey(i), *zeros, train=False) for i in (0, 1)]
+    params = {'playlist': init[0]['params'], 'track': init[1]['params']}
+    stats = {'playlist': init[0]['batch_stats'], 'track': init[1]['batch_stats']}
+    opt_state = dropoutnet.tower_optimizer(config, steps).init(params)
+    tables = {
+        'u_pref': rng.normal(size=(m, r)).astype(np.float32),
+        'v_pref': rng.normal(size=(n, r)).astype(np.float32),
+        'p_content': rng.normal(size=(m, c)).astype(np.float32),
+        't_content': rng.normal(size=(n, c)).astype(np.float32),
+    }
+    cold = {'u': tables['u_pref'].mean(0), 'v': tables['v_pref'].mean(0)}
+    key = jax.random.PRNGKey(7)
+    got = dropoutnet.train_epoch(
+        config, steps, params, stats, opt_state, tables, cold, users, items, targets, key
+    )
+    step = jax.jit(dropoutnet.train_step, static_argnums=(0, 1))
+    state, losses = (params, stats, opt_state), []
+    for s in range(steps):
+      key, sub = jax.random.split(key)
+      *state, loss = step(config, steps, *state, tables, cold, users[s], items[s], targets[s], sub)
+      losses.append(float(loss))
+    np.testing.assert_allclose(np.asarray(got[4]), losses, rtol=1e-5, atol=1e-6)
+    assert len(set(np.round(losses, 6))) > 1  # the steps really differ
+    for want, have in zip(jax.tree.leaves(state[:2]), jax.tree.leaves(got[:2])):
+      np.testing.assert_allclose(np.asarray(have), np.asarray(want), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(got[3]), np.asarray(key))
+
+
 def test_clcrec_objective_is_the_papers():
   """lambda * L_RE + (1 - lambda) * L_UI + reg (Wei et al.), with K sampled negatives."""
   rng = np.random.default_rng(1)

@@ -4,9 +4,13 @@ The runs are defined in ``config.stages`` (configs/larp.py): stage 1 (WTC), stag
 stage 3 (TPC, with and without fusion), each with its length in epochs and where it starts from
 (``init_from``: stage 1 from the pretrained text model and, with ``config.model.audio_checkpoint``,
 the pretrained audio tower; later stages from the previous stage's best weights, queues and
-tables). Each run goes through ``runs.train_run`` in its own directory (``workdir/<run>``), so a
-killed job resumes inside the run it was in and a finished run is not re-run. Each run stops early
-on validation Recall@10 and keeps its best weights.
+tables). Stage ``'coplaylist'`` is Table 2's CO-Playlist baseline (ref. [1]): the same model and
+state, the stage-2 co-occurring pairs, only the audio tower and its projection trained
+(``larp_steps.make_coplaylist_step``), started from the audio-only row's HTS-AT and validated on
+its audio embeddings alone. Each run goes through ``runs.train_run`` in its own directory
+(``workdir/<run>``), so a killed job resumes inside the run it was in and a finished run is not
+re-run. Each run stops early on validation Recall@10 and keeps its best weights; its wall seconds
+go to ``training_summary.json`` (and results.json, 'train/<run>/seconds').
 
 Right after the dataset is built, ``config.eval.ks`` is checked against the evaluation splits
 (before any training step). The report (``larp_report``) gives Table 3 (ItemKNN) and Table 2
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import jax
@@ -30,15 +35,18 @@ from absl import logging
 from data_pipelines import grain_pipelines, playlist_audio
 from larp_jax.evaluation import continuation
 from larp_jax.jobs import larp_report, larp_setup, larp_steps, larp_sweeps
+from larp_jax.losses import larp as larp_losses
 from larp_jax.models import larp_encoder
 from larp_jax.recommenders import itemknn
 from larp_jax.training import mesh as mesh_lib
 from larp_jax.training import runs
 
+COPLAYLIST = "coplaylist"  # the stage of the CO-Playlist baseline run
 STAGE_DATASETS = {
     1: grain_pipelines.wtc_dataset,
     2: grain_pipelines.ttc_dataset,
     3: grain_pipelines.tpc_dataset,
+    COPLAYLIST: grain_pipelines.ttc_dataset,  # co-occurring training pairs, as TTC
 }
 
 
@@ -85,9 +93,14 @@ def make_init_fn(
 
 
 def make_validation(
-    model: larp_encoder.LARP, dataset_dir: str, eval_batch_size: int, ks: tuple[int, ...]
+    model: larp_encoder.LARP,
+    dataset_dir: str,
+    eval_batch_size: int,
+    ks: tuple[int, ...],
+    audio_only: bool = False,
 ):
-  """``state -> {'recall@K', 'ndcg@K'}`` on the validation playlists (ItemKNN, mean embeddings)."""
+  """``state -> {'recall@K', 'ndcg@K'}`` on the validation playlists (ItemKNN) with the tracks'
+  mean audio-text embeddings (Eq. 11), or their audio embeddings when ``audio_only``."""
   encode = larp_setup.make_encoder(model)
   playlists = larp_setup.playlists_for_eval(dataset_dir, "valid")
 
@@ -100,7 +113,7 @@ def make_validation(
         "valid",
         eval_batch_size,
     )
-    features = continuation.track_embeddings(audio, text)
+    features = audio if audio_only else continuation.track_embeddings(audio, text)
     knn = itemknn.fit(None, None)
     return continuation.evaluate_continuation(
         lambda ids, mask: itemknn.score(knn, ids, features, seed_mask=mask),
@@ -190,20 +203,28 @@ def make_state(config: Any, mesh, dataset_dir: str, num_train_steps: int, fusion
   return model, state, shardings
 
 
+def stage_step(model: larp_encoder.LARP, stage: int | str, loss_config: Any):
+  """The pure train step of a stage: LARP's (1-3) or the CO-Playlist baseline's."""
+  if stage == COPLAYLIST:
+    return larp_steps.make_coplaylist_step(model, loss_config)
+  return larp_steps.make_train_step(model, stage, loss_config)
+
+
 def train_stage(config: Any, workdir: str, dataset_dir: str, name: str) -> runs.TrainResult:
   """Trains (or resumes, or skips if finished) the run ``name`` in ``workdir/name``."""
   spec = config.stages[name]
   meta = playlist_audio.load_metadata(dataset_dir)
   num_train = int(meta["pad_id"]["train"])
   steps_per_epoch, total_steps = stage_steps(config, dataset_dir, spec.stage, spec.epochs)
-  run_config = runs.run_config(
-      config,
-      **{
-          "loop.num_train_steps": total_steps,
-          "loop.eval_every_steps": max(1, int(steps_per_epoch * config.eval.every_epochs)),
-          "init_from": larp_setup.run_init_from(config, name),
-      },
-  )
+  overrides = {
+      "loop.num_train_steps": total_steps,
+      "loop.eval_every_steps": max(1, int(steps_per_epoch * config.eval.every_epochs)),
+      "init_from": larp_setup.run_init_from(config, name),
+  }
+  if spec.stage == COPLAYLIST:  # the audio tower and its projection alone
+    rules = tuple(config.optimizer.get("rules", None) or ())
+    overrides["optimizer.rules"] = (larp_steps.COPLAYLIST_FROZEN_RULE,) + rules
+  run_config = runs.run_config(config, **overrides)
   model = larp_encoder.LARP(larp_setup.model_config(config, fusion=spec.fusion))
   width = relation_width(config, dataset_dir)[0]
   loss_config = stage_loss_config(config, steps_per_epoch)
@@ -212,12 +233,16 @@ def train_stage(config: Any, workdir: str, dataset_dir: str, name: str) -> runs.
       run_config,
       os.path.join(workdir, name),
       init_fn=make_init_fn(config, model, num_train, int(meta["config"]["max_text_length"]), width),
-      make_step=lambda context: larp_steps.make_train_step(model, spec.stage, loss_config),
+      make_step=lambda context: stage_step(model, spec.stage, loss_config),
       train_data=lambda context: grain_pipelines.make_iterator(
           stage_dataset(config, dataset_dir, spec.stage)
       ),
       evaluate=lambda context: make_validation(
-          model, dataset_dir, config.eval.batch_size, tuple(config.eval.ks)
+          model,
+          dataset_dir,
+          config.eval.batch_size,
+          tuple(config.eval.ks),
+          audio_only=spec.stage == COPLAYLIST,
       ),
       init_sources=larp_setup.init_sources(config),
       input_specs=larp_steps.INPUT_SPECS,
@@ -246,7 +271,21 @@ def check_config(config: Any) -> None:
   runs.run_names(config.runs, config.stages, "runs")
   for name in config.runs:
     if config.stages[name].stage not in STAGE_DATASETS:
-      raise ValueError(f"config.stages.{name}.stage={config.stages[name].stage}: expected 1-3.")
+      raise ValueError(
+          f"config.stages.{name}.stage={config.stages[name].stage!r}: expected 1-3 or "
+          f"{COPLAYLIST!r}."
+      )
+    if config.stages[name].stage == COPLAYLIST:
+      positives = config.loss.coplaylist_positives
+      if positives not in larp_losses.COPLAYLIST_POSITIVES:
+        raise ValueError(
+            f"config.loss.coplaylist_positives={positives!r}: expected one of "
+            f"{larp_losses.COPLAYLIST_POSITIVES}."
+        )
+      if not config.loss.coplaylist_temperature > 0:
+        raise ValueError(
+            f"config.loss.coplaylist_temperature={config.loss.coplaylist_temperature}: must be > 0."
+        )
   if config.loss.group_width < 0:
     raise ValueError(f"config.loss.group_width={config.loss.group_width}: expected >= 0.")
   ks = tuple(config.eval.ks)
@@ -265,6 +304,12 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   if config.get("seeds", ()):
     return larp_sweeps.over_seeds(config, workdir, train_and_evaluate)
   os.makedirs(workdir, exist_ok=True)
+  with larp_setup.compilation_cache(config, workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
+  """``train_and_evaluate`` for one seed, inside the job's compilation cache."""
   dataset_dir = larp_setup.prepare_dataset(config, workdir)
   logging.info("LARP dataset: %s", dataset_dir)
   sizes = larp_setup.check_eval_ks(config, dataset_dir)  # before any training step
@@ -274,15 +319,26 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
       f"training playlists per track ({dropped} of {total} memberships dropped by "
       "config.loss.group_width)."
   )
+  summary_path = os.path.join(workdir, "training_summary.json")
+  previous = {}
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      previous = json.load(f)
   results = {}
   for name in config.runs:
+    start = time.perf_counter()
     result = train_stage(config, workdir, dataset_dir, name)
     results[name] = {"stop_reason": result.stop_reason, "best": result.best}
+    # Wall seconds of the run; a run finished before (state None: skipped) keeps its old figure.
+    trained = result.state is not None
+    seconds = time.perf_counter() - start if trained else previous.get(name, {}).get("seconds")
+    if seconds is not None:
+      results[name]["seconds"] = float(seconds)
     if result.stop_reason == "preempted":
       print(f"{name}: preempted; re-run with the same --workdir to resume.")
       return results
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "training_summary.json"), "w") as f:
+    with open(summary_path, "w") as f:
       json.dump(results, f, indent=1)
   report = larp_report.evaluate_and_report(config, workdir, dataset_dir)
   if config.eval.get("seed_sweep", ()):

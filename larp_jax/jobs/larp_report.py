@@ -6,7 +6,22 @@ Table 3 scores every encoder with ItemKNN; Table 2 (``larp_table2``) trains ever
 
 Rows: Random; text-only BERT (the pretrained text encoder, mean-pooled, no LARP training);
 audio-only HTS-AT (``config.model.audio_checkpoint`` when given, else the audio tower at its
-random initialisation: no pretrained HTS-AT weights ship offline); LARP-WTC / LARP-TTC / LARP-TPC w/o fusion / LARP-TPC-fusion (best weights of each stage).
+random initialisation: no pretrained HTS-AT weights ship offline); CO-Playlist (Table 2's
+baseline [1]: the best weights of the ``coplaylist`` run, its 256-d audio embeddings alone;
+present when that run is in ``config.runs``); LARP-WTC / LARP-TTC / LARP-TPC w/o fusion /
+LARP-TPC-fusion (best weights of each stage; a track is the mean of its audio and text
+embeddings, Eq. 11).
+
+results.json keys (every K of ``config.eval.ks``):
+  '<row>/recall@K', '<row>/ndcg@K', '<row>/num_playlists'   Table 3 (ItemKNN) for every row above
+  '<framework>/<row>/<metric>'    Table 2 (``larp_table2.flat_results``; also 'fit_seconds',
+                                  'valid_recall@10')
+  'report/encode_and_itemknn_s', 'report/table2_s'   seconds of the two report parts
+  'report/encode_s/<row>'         seconds to embed a row's splits (text-only, audio-only,
+                                  CO-Playlist)
+  'train/<run>/seconds'           wall seconds of each run of ``config.runs`` (training_summary)
+  'export/embedding_space_id'     the final model's export
+e.g. 'CO-Playlist/recall@10' and 'dropoutnet/CO-Playlist/ndcg@10'.
 """
 
 from __future__ import annotations
@@ -29,6 +44,9 @@ from larp_jax.models import bert, bert_convert, htsat, larp_encoder, layers
 from larp_jax.recommenders import itemknn
 from larp_jax.training import checkpoint
 
+# Table 2's CO-Playlist baseline (row, run): its track embedding is the audio embedding alone (the
+# run trains no text tower), where a LARP stage's is the mean of audio and text (Eq. 11).
+COPLAYLIST_ROW = ("CO-Playlist", "coplaylist")
 STAGE_ROWS = (
     ("LARP-WTC", "stage1"),
     ("LARP-TTC", "stage2"),
@@ -79,19 +97,10 @@ def _text_only(config, dataset_dir: str, splits, batch_size: int) -> dict[str, n
   }
 
 
-def audio_only_variables(config, cfg) -> dict:
-  """The audio-only row's HTS-AT: ``config.model.audio_checkpoint`` when given, else the
-  tower's random initialisation (no pretrained HTS-AT ships offline)."""
-  if config.model.audio_checkpoint:
-    return larp_setup.pretrained_audio_variables(config)
-  model = htsat.HTSAT(cfg)
-  return model.init(jax.random.PRNGKey(config.seed), jnp.zeros((1, cfg.clip_samples)))
-
-
 def _audio_only(config, dataset_dir: str, splits, batch_size: int) -> dict[str, np.ndarray]:
   cfg = larp_setup.model_config(config).audio
   model = htsat.HTSAT(cfg)
-  variables = audio_only_variables(config, cfg)
+  variables = larp_setup.audio_only_variables(config)
   encode = jax.jit(lambda audio: model.apply(variables, audio)["embedding"])
   return {
       split: batched.run_batches(
@@ -120,6 +129,15 @@ def stage_embeddings(config, workdir, dataset_dir, run: str, splits):
       for split in splits
   }
   return out, str(epath.Path(run_dir) / "best")
+
+
+def coplaylist_embeddings(config, workdir, dataset_dir, splits) -> dict[str, np.ndarray] | None:
+  """{split: float32 [N, 256]} audio embeddings of the CO-Playlist run's best weights (None when
+  the run has not been trained)."""
+  out = stage_embeddings(config, workdir, dataset_dir, COPLAYLIST_ROW[1], splits)
+  if out is None:
+    return None
+  return {part: np.asarray(audio) for part, (audio, _) in out[0].items()}
 
 
 def _plot_pca(
@@ -176,7 +194,8 @@ def _plot_validation(path: str, workdir: str) -> None:
     offset = steps[-1] if steps else offset
   ax.set_xlabel("training step (stages concatenated)")
   ax.set_ylabel("validation Recall@10")
-  ax.legend()
+  if ax.lines:  # a job without LARP stages (e.g. the CO-Playlist run alone) has no curve
+    ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -217,10 +236,21 @@ def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str
       for i, part in enumerate(splits_of("Random"))
   }
   batch = config.eval.batch_size
+
+  def timed(name, encode):  # one row's embeddings, with its encoding seconds
+    begin = time.perf_counter()
+    features = encode()
+    if features is not None:
+      encoders[name] = features
+      timings[f"report/encode_s/{name}"] = time.perf_counter() - begin
+    return features
+
   name = "text-only BERT"
-  encoders[name] = _text_only(config, dataset_dir, splits_of(name), batch)
+  timed(name, lambda: _text_only(config, dataset_dir, splits_of(name), batch))
   name = "audio-only HTS-AT"
-  encoders[name] = _audio_only(config, dataset_dir, splits_of(name), batch)
+  timed(name, lambda: _audio_only(config, dataset_dir, splits_of(name), batch))
+  name = COPLAYLIST_ROW[0]
+  timed(name, lambda: coplaylist_embeddings(config, workdir, dataset_dir, splits_of(name)))
   final = None
   for name, run in STAGE_ROWS:
     out = stage_embeddings(config, workdir, dataset_dir, run, splits_of(name))
@@ -262,6 +292,12 @@ def evaluate_and_report(config: Any, workdir: str, dataset_dir: str) -> dict[str
     results.update(larp_table2.flat_results(table2))
     timings["report/table2_s"] = time.perf_counter() - start
   results.update(timings)
+  summary_path = os.path.join(workdir, "training_summary.json")
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      for run, record in json.load(f).items():
+        if "seconds" in record:
+          results[f"train/{run}/seconds"] = float(record["seconds"])
   if final is not None:
     name, audio, text, path, final_splits = final
     manifest = larp_export.write_track_export(

@@ -1,4 +1,5 @@
-"""LARP's pure train step for stages 1-3 (Eq. 7-9) and the model-state layout it updates.
+"""LARP's pure train step for stages 1-3 (Eq. 7-9), the CO-Playlist baseline's step, and the
+model-state layout they update.
 
 model_state (non-trainable, part of the TrainState, sharded by the logical names shown):
   batch_stats   HTS-AT bn0 running statistics (updated by the online audio tower)
@@ -10,6 +11,11 @@ model_state (non-trainable, part of the TrainState, sharded by the logical names
 Batches: stage 1 = WTC tracks {'audio','input_ids','attention_mask','track_index'} [B, ...];
 stages 2-3 = pairs {'a': tracks, 'b': tracks, 'playlist_index'} (+ 'playlist' for stage 3), laid
 out as the official "ego" batch [A_1..A_B, B_1..B_B] with partner rows i <-> B + i.
+
+The CO-Playlist run (Table 2's baseline [1]) is one more run of the same job on the same model and
+state: stage-2 pair batches, the audio tower and its projection only (the job freezes everything
+else by ``COPLAYLIST_FROZEN_RULE``), NT-Xent over the 2B clips (``larp.coplaylist_loss``). It
+updates ``batch_stats`` and leaves the rest of model_state as initialised.
 """
 
 from __future__ import annotations
@@ -230,5 +236,64 @@ def make_train_step(model: larp_encoder.LARP, stage: int, loss_config: Any):
     }
     metrics["alpha"] = alpha
     return new_state.replace(model_state=model_state), metrics
+
+  return train_step
+
+
+# The CO-Playlist run trains the audio tower and its 256-d projection only: this optimizer rule
+# (``training/optimizers.py``) freezes every other parameter (text tower, fusion, temperature).
+COPLAYLIST_FROZEN_RULE = ("^(?!audio_encoder/|audio_proj/)", "frozen")
+
+
+def make_coplaylist_step(model: larp_encoder.LARP, loss_config: Any):
+  """Pure ``(state, inputs) -> (state, metrics)`` of the CO-Playlist baseline run.
+
+  ``inputs`` is a stage-2 batch of co-occurring training pairs ({'a', 'b', 'playlist_index'}) plus
+  ``inputs['extra']['track_groups']`` (int32 [N_train, G], as ``make_train_step``). The clips of
+  the ego batch [A; B] go through the online audio tower (``model.encode_audio``, train mode) and
+  ``larp.coplaylist_loss`` contrasts them (partner rows i <-> B + i).
+
+  Args:
+    model: the LARP module (only ``encode_audio`` is applied).
+    loss_config: ``coplaylist_temperature`` (NT-Xent temperature, fixed) and
+      ``coplaylist_positives`` ('pair' | 'cooccurrence', see ``larp.coplaylist_positives``).
+  """
+  temperature = float(loss_config.coplaylist_temperature)
+  positives = str(loss_config.coplaylist_positives)
+
+  def train_step(state: state_lib.TrainState, inputs):
+    ms = state.model_state
+    groups_table = inputs["extra"]["track_groups"]
+    batch = {k: v for k, v in inputs.items() if k != "extra"}
+    tracks = _tracks(batch, 2)
+    ids = tracks["track_index"]
+    b = batch["playlist_index"].shape[0]
+    partner = jnp.concatenate([jnp.arange(b) + b, jnp.arange(b)]).astype(jnp.int32)
+    groups = None
+    if positives == "cooccurrence":
+      groups = jnp.take(groups_table, jnp.clip(ids, 0, groups_table.shape[0] - 1), axis=0)
+    rng = state.step_rng()
+
+    def loss_fn(params):
+      audio, updates = model.apply(
+          {"params": params, "batch_stats": ms["batch_stats"]},
+          tracks["audio"],
+          True,
+          method=model.encode_audio,
+          rngs={"dropout": rng},
+          mutable=["batch_stats"],
+      )
+      loss, aux = larp.coplaylist_loss(
+          audio, temperature, partner=partner, ids=ids, groups=groups, positives=positives
+      )
+      metrics = {
+          "loss/coplaylist": loss,
+          "loss/total": loss,
+          "top1_is_positive": aux["top1_is_positive"],
+      }
+      return loss, (metrics, updates["batch_stats"])
+
+    new_state, metrics, batch_stats = step_lib.gradient_step(state, loss_fn)
+    return new_state.replace(model_state={**ms, "batch_stats": batch_stats}), metrics
 
   return train_step

@@ -147,6 +147,7 @@ def multi_positive_contrastive(
     alpha: float | Array = 0.0,
     *,
     row_mask: Array | None = None,
+    logit_mask: Array | None = None,
     mean_over_all_rows: bool = False,
 ) -> tuple[Array, dict[str, Array]]:
   """One direction of InfoNCE with several positives per row, soft targets and queue negatives.
@@ -166,6 +167,9 @@ def multi_positive_contrastive(
       in as `targets = (1 - alpha) * hard + alpha * soft_targets` (BLIP's momentum distillation).
     alpha: mixing weight for `soft_targets` (ignored when `soft_targets` is None).
     row_mask: optional bool [B]; rows where it is False are dropped (padding).
+    logit_mask: optional bool [B, K+Q]; a False entry leaves that key out of the row's softmax
+      (and out of its positives), e.g. the self-similarity of SimCLR's NT-Xent, where the keys
+      are the queries themselves. None keeps every key.
     mean_over_all_rows: divide the summed row losses by B instead of by the number of valid rows
       (reproduces the official LARP TPC quirk, where rows without a positive count as zero-loss
       rows).
@@ -194,6 +198,14 @@ def multi_positive_contrastive(
 
   logits = jnp.matmul(query, all_keys.T, precision=_HIGHEST) / jnp.asarray(temperature, jnp.float32)
   weights = positives.astype(jnp.float32)
+  if logit_mask is not None:
+    logit_mask = jnp.asarray(logit_mask, bool)
+    if logit_mask.shape != (b, n):
+      raise ValueError(f'logit_mask must have shape [B, K+Q] = {(b, n)}, got {logit_mask.shape}.')
+    # A large finite negative (not -inf): a left-out key gets probability 0 and its zero target
+    # times its log-probability stays 0 (never 0 * -inf).
+    logits = jnp.where(logit_mask, logits, jnp.float32(-1e9))
+    weights = jnp.where(logit_mask, weights, 0.0)
   row_total = jnp.sum(weights, axis=-1)
   row_valid = row_total > 0
   if row_mask is not None:

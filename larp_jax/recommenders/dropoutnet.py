@@ -15,7 +15,8 @@ A playlist's content is the mean of its tracks' content. Cold items and playlist
 test time) use the cold preference: the mean of the training factors (Eq. 27,
 `cold_preference='mean'`) or zeros ('zero'). Scores: f_P(mean seed content || cold U) .
 f_S(test content || cold V) (Eq. 28). `fit(validate=...)` keeps the best validation epoch (the
-official code reports the best test-set epoch).
+official code reports the best test-set epoch). A tower epoch is one compiled `lax.scan` of
+`train_step` over batches drawn up front (`epoch_batches`, `train_epoch`).
 
 Deviations from the official code, on purpose: its preference dropout zeroes a copy of the selected
 rows (`Uin[idx].zero_()` on an advanced-indexing copy), so it never drops anything; here dropout is
@@ -384,47 +385,12 @@ def fit(
 
   negatives = config.negatives_per_positive if config.variant == 'paper' else 1
   steps_per_epoch = max(pairs.shape[0] // min(config.batch_size, pairs.shape[0]), 1)
-  schedule = optax.exponential_decay(
-      config.lr, config.lr_decay_every_epochs * steps_per_epoch, config.lr_decay, staircase=True
-  )
-  # Paper: the L2 is part of the objective; official: none (weight_decay 0).
-  weight_decay = config.weight_decay if config.variant == 'paper' else 0.0
-  tx = optax.sgd(schedule, momentum=config.momentum)
-  opt_state = tx.init(params)
+  opt_state = tower_optimizer(config, steps_per_epoch).init(params)
   tables = {
       k: jnp.asarray(v)
       for k, v in dict(u_pref=u_pref, v_pref=v_pref, p_content=p_content, t_content=content).items()
   }
   cold = {'u': jnp.asarray(cold_u), 'v': jnp.asarray(cold_v)}
-
-  @jax.jit
-  def step(params, stats, opt_state, tables, cold, users, items, targets, rng):
-    k_u, k_v = jax.random.split(rng)
-    u_in, v_in = tables['u_pref'][users], tables['v_pref'][items]
-    if config.variant == 'paper':  # reproduce the preference model's scores
-      targets = jnp.sum(u_in * v_in, axis=-1)
-    drop_u = jax.random.bernoulli(k_u, config.preference_dropout, (users.shape[0], 1))
-    drop_v = jax.random.bernoulli(k_v, config.preference_dropout, (items.shape[0], 1))
-    u_in = jnp.where(drop_u, cold['u'][None, :], u_in)
-    v_in = jnp.where(drop_v, cold['v'][None, :], v_in)
-
-    def loss_fn(p):
-      variables = {
-          'playlist': {'params': p['playlist'], 'batch_stats': stats['playlist']},
-          'track': {'params': p['track'], 'batch_stats': stats['track']},
-      }
-      return dropoutnet_objective(
-          tower,
-          variables,
-          (u_in, v_in),
-          (tables['p_content'][users], tables['t_content'][items]),
-          targets,
-          weight_decay,
-      )
-
-    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_stats, opt_state, loss
 
   def model_of(params, stats):
     return DropoutNetModel(
@@ -444,29 +410,147 @@ def fit(
   step_key = jax.random.PRNGKey(seed + 3)
   best, best_score = None, -np.inf
   for _ in range(config.epochs):
-    for idx in _epoch_batches(rng, pairs.shape[0], config.batch_size):
-      users, pos = pairs[idx, 0], pairs[idx, 1]
-      negs = [sample_negatives(rng, users, num_tracks, observed) for _ in range(negatives)]
-      all_users = np.concatenate([users] * (1 + negatives))
-      all_items = np.concatenate([pos] + negs)
-      targets = np.concatenate([np.ones_like(pos)] + [np.zeros_like(n) for n in negs])
-      step_key, sub = jax.random.split(step_key)
-      params, stats, opt_state, _ = step(
-          params,
-          stats,
-          opt_state,
-          tables,
-          cold,
-          all_users,
-          all_items,
-          targets.astype(np.float32),
-          sub,
-      )
+    batches = epoch_batches(rng, pairs, num_tracks, observed, config, negatives)
+    params, stats, opt_state, step_key, _ = train_epoch(
+        config, steps_per_epoch, params, stats, opt_state, tables, cold, *batches, step_key
+    )
     if validate is not None:
       score = float(validate(model_of(params, stats)))
       if score > best_score:
         best, best_score = (params, stats), score
   return model_of(*(best if best is not None else (params, stats)))
+
+
+def epoch_batches(
+    rng: np.random.Generator,
+    pairs: np.ndarray,
+    num_tracks: int,
+    observed: np.ndarray,
+    config: DropoutNetConfig,
+    negatives: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """One epoch of tower-training batches, drawn up front in the order a per-step loop draws them
+  (the permutation, then each batch's negatives).
+
+  Returns:
+    (users int64 [S, E], items int64 [S, E], targets float32 [S, E]): S steps of E = b (1 + n)
+    pairs each, b = min(batch_size, #pairs): the batch's observed pairs (target 1) followed by n
+    sampled unobserved tracks per pair (target 0).
+  """
+  users_out, items_out, targets_out = [], [], []
+  for idx in _epoch_batches(rng, pairs.shape[0], config.batch_size):
+    users, pos = pairs[idx, 0], pairs[idx, 1]
+    negs = [sample_negatives(rng, users, num_tracks, observed) for _ in range(negatives)]
+    users_out.append(np.concatenate([users] * (1 + negatives)))
+    items_out.append(np.concatenate([pos] + negs))
+    targets_out.append(np.concatenate([np.ones_like(pos)] + [np.zeros_like(n) for n in negs]))
+  return np.stack(users_out), np.stack(items_out), np.stack(targets_out).astype(np.float32)
+
+
+def tower_optimizer(config: DropoutNetConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+  """SGD with momentum and the step learning-rate decay of the tower training."""
+  schedule = optax.exponential_decay(
+      config.lr, config.lr_decay_every_epochs * steps_per_epoch, config.lr_decay, staircase=True
+  )
+  return optax.sgd(schedule, momentum=config.momentum)
+
+
+def train_step(
+    config: DropoutNetConfig,
+    steps_per_epoch: int,
+    params: Any,
+    stats: Any,
+    opt_state: Any,
+    tables: dict[str, Array],
+    cold: dict[str, Array],
+    users: Array,
+    items: Array,
+    targets: Array,
+    rng: Array,
+) -> tuple[Any, Any, Any, Array]:
+  """One SGD step of the two towers (pure): preference dropout, ``dropoutnet_objective``.
+
+  Args:
+    config, steps_per_epoch: the DropoutNetConfig and the epoch length (learning-rate schedule).
+    params, stats, opt_state: {'playlist', 'track'} params, BatchNorm statistics; SGD state.
+    tables: float32 'u_pref' [M, R], 'v_pref' [N, R], 'p_content' [M, C], 't_content' [N, C].
+    cold: float32 'u', 'v' [R] cold preference vectors.
+    users, items, targets: int [E] (playlist, track) rows, float32 [E] 0/1 targets (the paper
+      variant regresses U_p . V_s instead); rng: the step's key (preference dropout).
+
+  Returns:
+    (params, stats, opt_state, loss float32 scalar).
+  """
+  tower = _tower(config)
+  tx = tower_optimizer(config, steps_per_epoch)
+  # Paper: the L2 is part of the objective; official: none (weight_decay 0).
+  weight_decay = config.weight_decay if config.variant == 'paper' else 0.0
+  k_u, k_v = jax.random.split(rng)
+  u_in, v_in = tables['u_pref'][users], tables['v_pref'][items]
+  if config.variant == 'paper':  # reproduce the preference model's scores
+    targets = jnp.sum(u_in * v_in, axis=-1)
+  drop_u = jax.random.bernoulli(k_u, config.preference_dropout, (users.shape[0], 1))
+  drop_v = jax.random.bernoulli(k_v, config.preference_dropout, (items.shape[0], 1))
+  u_in = jnp.where(drop_u, cold['u'][None, :], u_in)
+  v_in = jnp.where(drop_v, cold['v'][None, :], v_in)
+
+  def loss_fn(p):
+    variables = {
+        'playlist': {'params': p['playlist'], 'batch_stats': stats['playlist']},
+        'track': {'params': p['track'], 'batch_stats': stats['track']},
+    }
+    return dropoutnet_objective(
+        tower,
+        variables,
+        (u_in, v_in),
+        (tables['p_content'][users], tables['t_content'][items]),
+        targets,
+        weight_decay,
+    )
+
+  (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), new_stats, opt_state, loss
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def train_epoch(
+    config: DropoutNetConfig,
+    steps_per_epoch: int,
+    params: Any,
+    stats: Any,
+    opt_state: Any,
+    tables: dict[str, Array],
+    cold: dict[str, Array],
+    users: Array,
+    items: Array,
+    targets: Array,
+    step_key: Array,
+) -> tuple[Any, Any, Any, Array, Array]:
+  """One epoch of ``train_step`` as one compiled ``lax.scan`` over its S batches.
+
+  Step keys: ``step_key, sub = split(step_key)`` each step, so it equals S calls of ``train_step``
+  to float tolerance. Compiled once per config and shapes (encoders of one width share it).
+
+  Args:
+    users, items, targets: [S, E] from ``epoch_batches``; the rest as ``train_step``.
+
+  Returns:
+    (params, stats, opt_state, step_key after the epoch, losses float32 [S]).
+  """
+
+  def body(carry, batch):
+    params, stats, opt_state, key = carry
+    key, sub = jax.random.split(key)
+    params, stats, opt_state, loss = train_step(
+        config, steps_per_epoch, params, stats, opt_state, tables, cold, *batch, sub
+    )
+    return (params, stats, opt_state, key), loss
+
+  (params, stats, opt_state, step_key), losses = jax.lax.scan(
+      body, (params, stats, opt_state, step_key), (users, items, targets)
+  )
+  return params, stats, opt_state, step_key, losses
 
 
 def score(model: DropoutNetModel, seeds, content_features, seed_mask=None) -> Array:
