@@ -25,6 +25,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import larp_lfm_files
+from configs import common
 from data_pipelines import build_once, dataset_builds, mssd_sessions, mssd_sessions_beam
 from data_pipelines import playlist_audio, playlist_beam, playlist_datasets
 from test_larp_lfm import _config as lfm_config
@@ -145,6 +146,23 @@ def test_mpd_other_host_waits_for_the_marker_and_building_again_is_a_no_op(mpd_b
   args = mpd_builds['args']
   assert dataset_builds.build_larp(*args, builder='beam') == str(mpd_builds['beam'])
   assert marker.stat().st_mtime_ns == before
+
+
+def test_larp_job_builds_through_the_configured_route(raw, mpd_builds, tmp_path):  # noqa: F811
+  """The training job's own data step (larp_setup.prepare_dataset) follows config.data.builder:
+  with 'beam' it writes the same dataset as the in-process build."""
+  from larp_jax.jobs import larp_setup  # pylint: disable=g-import-not-at-top
+
+  config = common.load_config('larp:mpd')
+  config.data.build.update(_preset_build('mpd'))
+  config.data.update(manual_dir=str(raw['dir']), data_dir=str(tmp_path / 'job'), builder='beam')
+  config.model.text_model_dir = _tokenizer_dir()
+  got = pathlib.Path(larp_setup.prepare_dataset(config, str(tmp_path / 'workdir')))
+  assert str(got).startswith(str(tmp_path / 'job'))
+  _assert_same_larp_build(mpd_builds['reference'], got)
+  config.data.builder = 'spark'
+  with pytest.raises(ValueError, match='config.data.builder'):
+    larp_setup.prepare_dataset(config, str(tmp_path / 'workdir'))
 
 
 def test_a_failed_beam_build_leaves_no_marker(raw, tmp_path, monkeypatch):  # noqa: F811

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
-from data_pipelines import grain_pipelines, playlist_datasets
+from data_pipelines import dataset_builds, grain_pipelines
 from data_pipelines.demo import catalogue as demo_catalogue
 from data_pipelines.demo import latent_catalogue
 from larp_jax.evaluation import batched
@@ -151,7 +151,9 @@ def prepare_dataset(config: Any, workdir: str) -> str:
   manual_dir = data.manual_dir
   if not manual_dir:
     manual_dir = os.path.join(workdir, "demo_raw")
-    if not os.path.exists(os.path.join(manual_dir, "ground_truth.json")):
+    # One process writes the demo files; the others only open the build (they wait for it).
+    done = os.path.exists(os.path.join(manual_dir, "ground_truth.json"))
+    if jax.process_index() == 0 and not done:
       demo = latent_catalogue.CatalogueConfig(**dict(data.demo))
       print(f"Generating demo catalogue ({demo.num_tracks} tracks) in {manual_dir} ...")
       demo_catalogue.write_catalogue(manual_dir, demo, workers=2)
@@ -160,17 +162,17 @@ def prepare_dataset(config: Any, workdir: str) -> str:
   build = dict(data.build)
   build.setdefault("tokenizer_dir", text_model_dir(config))
   data_dir = data.data_dir or os.path.join(workdir, "data")
-  if jax.process_count() == 1:
-    return playlist_datasets.build_dataset(data.kind, manual_dir, data_dir, build)
-  # Many hosts: process 0 builds, the others wait for it and then open the same build.
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-
-  try:
-    if jax.process_index() == 0:
-      playlist_datasets.build_dataset(data.kind, manual_dir, data_dir, build)
-  finally:
-    multihost_utils.sync_global_devices("larp_dataset_built")
-  return playlist_datasets.build_dataset(data.kind, manual_dir, data_dir, build, reuse_only=True)
+  # The launcher's route (config.data.builder: in-process, or Beam on DirectRunner; other Beam
+  # runners: experiments/build_dataset.py --beam_runner first), built once: process 0 builds, the
+  # others wait for its dataset_info.json and open the same build.
+  return dataset_builds.build_larp(
+      data.kind,
+      manual_dir,
+      data_dir,
+      build,
+      builder=data.get("builder", "inprocess"),
+      process_index=jax.process_index(),
+  )
 
 
 def model_config(config: Any, fusion: bool = True) -> larp_encoder.LARPConfig:
