@@ -89,6 +89,7 @@ def _recommenders() -> ml_collections.ConfigDict:
   d.momentum = 0.9  # SGD momentum
   d.weight_decay = 0.1  # L2 regularisation (App. B.2; the official code: 0)
   d.batch_size = 2048  # pairs per step
+  d.standardize_inputs = True  # content + factor columns to mean 0 / std 1 (DropoutNet's code)
   cl = c.clcrec = ml_collections.ConfigDict()  # CLCRecConfig fields (Wei et al. '21)
   cl.variant = "paper"  # 'paper' (sampled negatives outside the playlist) | 'official' (in-batch)
   cl.num_negatives = 128  # sampled negatives per positive (paper variant)
@@ -248,7 +249,7 @@ def _mpd_official() -> ml_collections.ConfigDict:
   c.loss.tpc_queue_negatives = False
   c.loss.normalize_playlists = False
   c.optimizer.update(warmup_steps=3200, b2=0.999)  # cosine_lr(opt, 1e-4, 3200, ...); Adam default
-  c.recommenders.dropoutnet.update(variant="official", weight_decay=0.0)
+  c.recommenders.dropoutnet.update(variant="official", weight_decay=0.0, standardize_inputs=False)
   c.recommenders.clcrec.update(variant="official")
   return c
 

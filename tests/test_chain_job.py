@@ -73,6 +73,12 @@ def test_chain_wires_each_system_into_the_next(tmp_path):
   assert summary["claims"][key] == (
       larp_results["LARP-WTC/recall@10"] > larp_results["Random/recall@10"]
   )
+  for key, holds in summary["claims"].items():  # Table 2 cells: '<framework>/<row>/<metric>'
+    parts = key.split("/")
+    if parts[0] == "larp" and len(parts) == 4:
+      ours, base = parts[2].split(">")
+      fw, metric = parts[1], parts[3]
+      assert holds == (larp_results[f"{fw}/{ours}/{metric}"] > larp_results[f"{fw}/{base}/{metric}"])
   mostra_results = json.load(open(os.path.join(workdir, "mostra", "results.json")))
   assert summary["claims"]["mostra/claim_over_one_scorer"] == mostra_results["claim/holds"]
   assert np.isfinite(z["z"]).all() and len(z_ids) == z["z"].shape[0]

@@ -17,6 +17,7 @@ from larp_jax.recommenders import clcrec
 from larp_jax.recommenders import dropoutnet
 from larp_jax.recommenders import itemknn
 from larp_jax.recommenders import popularity
+from larp_jax.recommenders import wmf
 
 NUM_CLUSTERS, DIM = 8, 32
 
@@ -135,7 +136,7 @@ def test_dropoutnet_beats_random(problem, random_recall, variant):
       mf_batch_size=256,
       hidden_dims=(64, 32),
       out_dim=32,
-      epochs=15,
+      epochs=30,  # ~270 steps; with standardised (unit-scale) factor inputs 15 epochs underfit
       lr=0.05,
       batch_size=256,
   )
@@ -145,6 +146,35 @@ def test_dropoutnet_beats_random(problem, random_recall, variant):
   recall = _recall10(problem, lambda i, m: dropoutnet.score(model, i, problem['test_content'], m))
   assert recall > 3 * random_recall and recall > 0.2, (recall, fit_seconds)
   assert model.cold_track_preference.shape == (16,)
+
+
+def test_dropoutnet_standardises_its_inputs(problem):
+  """DropoutNet's code standardises content (and factor) columns with training statistics: then
+  a per-column affine change of the encoder's output (scale 0.02-50, any shift) leaves every
+  score unchanged; without it the same change moves the scores."""
+  config = dropoutnet.DropoutNetConfig(
+      wmf_iterations=2, mf_dim=8, hidden_dims=(32, 16), out_dim=16, epochs=3, lr=0.05,
+      batch_size=256,
+  )
+  train, test = problem['train_content'], problem['test_content']
+  rng = np.random.default_rng(5)
+  scale = np.exp(rng.uniform(np.log(0.02), np.log(50.0), DIM)).astype(np.float32)
+  shift = rng.normal(scale=10.0, size=DIM).astype(np.float32)
+  seeds = problem['seeds']
+
+  def scores(standardize, transform):
+    cfg = dataclasses.replace(config, standardize_inputs=standardize)
+    model = dropoutnet.fit(problem['train_pairs'], transform(train), cfg, seed=0)
+    return model, np.asarray(dropoutnet.score(model, seeds, transform(test)))
+
+  identity, affine = (lambda x: x), (lambda x: x * scale + shift)
+  model, base = scores(True, identity)
+  np.testing.assert_allclose(model.content_mean, train.mean(0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(model.content_scale, train.std(0), rtol=1e-5)
+  np.testing.assert_allclose(model.cold_track_preference, 0.0, atol=1e-5)  # the mean, standardised
+  np.testing.assert_allclose(scores(True, affine)[1], base, rtol=1e-3, atol=1e-4)
+  raw = scores(False, identity)[1]
+  assert np.abs(scores(False, affine)[1] - raw).max() > 1e-2 * np.abs(raw).max()
 
 
 @pytest.mark.parametrize('variant', ['paper', 'official'])
@@ -189,16 +219,14 @@ def test_wmf_objective_and_als_are_the_papers():
   pairs = np.unique(np.stack([rng.integers(0, 12, 60), rng.integers(0, 20, 60)], 1), axis=0)
   u, v = rng.normal(size=(12, 4)), rng.normal(size=(20, 4))
   expected, r, c = _np_wmf(pairs, u, v, 5.0, 0.3)
-  np.testing.assert_allclose(dropoutnet.wmf_objective(pairs, u, v, 5.0, 0.3), expected, rtol=1e-12)
+  np.testing.assert_allclose(wmf.wmf_objective(pairs, u, v, 5.0, 0.3), expected, rtol=1e-12)
   # One ALS half-step is the exact minimiser over U: the formula's gradient in U vanishes there.
-  u_new = dropoutnet._als_side(pairs[:, 0], pairs[:, 1], v, 12, 5.0, 0.3, block_pairs=7)
+  u_new = wmf.als_side(pairs[:, 0], pairs[:, 1], v, 12, 5.0, 0.3, block_pairs=7)
   grad = -2 * (c * (r - u_new @ v.T)) @ v + 2 * 0.3 * u_new
   np.testing.assert_allclose(grad, 0.0, atol=1e-9)
-  config = dropoutnet.DropoutNetConfig(mf_dim=4, wmf_alpha=5.0, wmf_l2=0.3, wmf_iterations=1)
-  u1, v1 = dropoutnet.train_wmf(pairs, 12, 20, config, seed=0)
-  u3, v3 = dropoutnet.train_wmf(
-      pairs, 12, 20, dataclasses.replace(config, wmf_iterations=3), seed=0
-  )
+  settings = dict(factors=4, alpha=5.0, l2=0.3, seed=0)
+  u1, v1 = wmf.train_wmf(pairs, 12, 20, iterations=1, **settings)
+  u3, v3 = wmf.train_wmf(pairs, 12, 20, iterations=3, **settings)
   assert _np_wmf(pairs, u3, v3, 5.0, 0.3)[0] <= _np_wmf(pairs, u1, v1, 5.0, 0.3)[0] + 1e-6
 
 
@@ -289,7 +317,10 @@ def test_dropoutnet_epoch_scan_equals_the_per_step_loop():
         'p_content': rng.normal(size=(m, c)).astype(np.float32),
         't_content': rng.normal(size=(n, c)).astype(np.float32),
     }
-    cold = {'u': tables['u_pref'].mean(0), 'v': tables['v_pref'].mean(0)}
+    for side in ('u', 'v'):  # the towers' inputs: the factors standardised, as `fit` does
+      x = tables[f'{side}_pref']
+      tables[f'{side}_in'] = (x - x.mean(0)) / x.std(0)
+    cold = {'u': np.zeros(r, np.float32), 'v': np.zeros(r, np.float32)}
     key = jax.random.PRNGKey(7)
     got = dropoutnet.train_epoch(
         config, steps, params, stats, opt_state, tables, cold, users, items, targets, key

@@ -3,7 +3,7 @@
 Two stages. variant='paper' (DropoutNet as its paper defines it, with LARP App. B.2's settings):
   1. WMF preference model (Hu et al. '08) on the training playlist-track matrix R:
        min_{U,V} sum_{p,s} c_ps (r_ps - U_p . V_s)^2 + wmf_l2 (||U||^2 + ||V||^2),  c = 1 + alpha r
-     solved exactly by alternating least squares (`train_wmf`, `wmf_objective`); mf_dim = 64.
+     solved exactly by alternating least squares (`wmf.train_wmf`, `wmf.wmf_objective`); mf_dim = 64.
   2. Two towers f_P, f_S: [preference || content] -> (Dense + BatchNorm + tanh) x [512, 256, 256]
      -> Dense 256, trained to reproduce the preference model on observed and sampled pairs:
        O = mean_(p,s) (U_p . V_s - f_P(U'_p, e_p) . f_S(V'_s, e_s))^2 + (weight_decay / 2) ||W||^2
@@ -11,7 +11,13 @@ Two stages. variant='paper' (DropoutNet as its paper defines it, with LARP App. 
      probability 0.2 (`dropoutnet_objective`); SGD lr 0.005, momentum 0.9, L2 0.1, 20 epochs.
 variant='official' (LARP's `evaluation/continuation_full.py`): cosine MF trained by SGD with MSE to
 1 (observed) / 0 (one sampled unobserved track), towers regressing the same 0/1 targets, no L2.
-A playlist's content is the mean of its tracks' content. Cold items and playlists (everything at
+With `standardize_inputs` (on by default, as DropoutNet's own code prepares its inputs with
+`prep_standardize`), every content column and preference-factor column is standardised with the
+training tracks' (playlists') mean and standard deviation before it enters a tower; the regression
+targets stay the raw factors' dot products, and the cold preference (the mean) becomes 0. Without
+it, the tower's first Dense sees content at whatever scale the encoder emits, and unit-norm
+encoders (per-column std ~0.04 at 256 d) lose to the preference input. A playlist's content is
+the mean of its tracks' (standardised) content. Cold items and playlists (everything at
 test time) use the cold preference: the mean of the training factors (Eq. 27,
 `cold_preference='mean'`) or zeros ('zero'). Scores: f_P(mean seed content || cold U) .
 f_S(test content || cold V) (Eq. 28). `fit(validate=...)` keeps the best validation epoch (the
@@ -39,6 +45,7 @@ import optax
 from larp_jax.models import layers
 from larp_jax.recommenders import itemknn
 from larp_jax.recommenders import popularity
+from larp_jax.recommenders import wmf
 
 Array = jax.Array
 
@@ -63,6 +70,8 @@ class DropoutNetConfig:
     init_std: truncated-normal std of the Dense kernels.
     bn_momentum: flax BatchNorm momentum (= 1 - torch momentum 0.01).
     bn_epsilon: BatchNorm epsilon.
+    standardize_inputs: standardise content and preference columns with training statistics
+      (DropoutNet's code; LARP's official code: off).
   """
 
   variant: str = 'paper'
@@ -89,6 +98,7 @@ class DropoutNetConfig:
   init_std: float = 0.01
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
+  standardize_inputs: bool = True
 
   def __post_init__(self):
     if self.variant not in ('paper', 'official'):
@@ -140,6 +150,8 @@ class DropoutNetModel:
   track_variables: Any
   cold_playlist_preference: np.ndarray  # float32 [mf_dim]
   cold_track_preference: np.ndarray  # float32 [mf_dim]
+  content_mean: np.ndarray | float = 0.0  # float32 [D]: content enters as (x - mean) / scale
+  content_scale: np.ndarray | float = 1.0  # float32 [D]
 
 
 def _tower(config: DropoutNetConfig) -> DropoutNetTower:
@@ -217,74 +229,6 @@ def train_preference_factors(
   return np.asarray(params['U']), np.asarray(params['V'])
 
 
-def wmf_objective(
-    pairs: np.ndarray, u: np.ndarray, v: np.ndarray, alpha: float, l2: float
-) -> float:
-  """WMF loss sum_{p,s} c_ps (r_ps - U_p . V_s)^2 + l2 (||U||^2 + ||V||^2), c = 1 + alpha r,
-  over the full [M, N] matrix (r = 1 on the observed pairs). float64 scalar."""
-  scores = u.astype(np.float64) @ v.astype(np.float64).T
-  r = np.zeros_like(scores)
-  r[pairs[:, 0], pairs[:, 1]] = 1.0
-  fit_term = np.sum((1.0 + alpha * r) * (r - scores) ** 2)
-  return float(
-      fit_term + l2 * (np.sum(u.astype(np.float64) ** 2) + np.sum(v.astype(np.float64) ** 2))
-  )
-
-
-def _als_side(
-    rows: np.ndarray,
-    cols: np.ndarray,
-    other: np.ndarray,
-    num_rows: int,
-    alpha: float,
-    l2: float,
-    block_pairs: int = 65536,
-) -> np.ndarray:
-  """Exact WMF update of one side: x_r = (V^T V + alpha V_r^T V_r + l2 I)^-1 (1 + alpha) V_r^T 1,
-  V_r the rows of `other` observed with r. Rows are visited in order of their pair count, in
-  blocks of about `block_pairs` pairs, each padded to its longest row (so the memory is
-  O(block_pairs k) and V_r^T V_r is one batched matmul). float64 [num_rows, k]; rows without
-  pairs get 0."""
-  k = other.shape[1]
-  other = other.astype(np.float64)
-  order = np.argsort(rows, kind='stable')
-  rows, cols = rows[order], cols[order]
-  counts = np.bincount(rows, minlength=num_rows)
-  starts = np.concatenate([[0], np.cumsum(counts)])
-  gram = other.T @ other + l2 * np.eye(k)
-  out = np.zeros((num_rows, k))
-  by_count = np.argsort(counts, kind='stable')
-  by_count = by_count[counts[by_count] > 0]
-  i = 0
-  while i < by_count.size:
-    # Rows sorted by count: a block of j rows holds at most j * counts[last] padded pairs.
-    j = max(1, min(by_count.size - i, block_pairs // max(int(counts[by_count[i]]), 1)))
-    while j > 1 and j * int(counts[by_count[i + j - 1]]) > 2 * block_pairs:
-      j //= 2
-    block = by_count[i : i + j]
-    width = int(counts[block].max())
-    offsets = np.arange(width)[None, :]
-    valid = offsets < counts[block][:, None]
-    y = other[cols[np.where(valid, starts[block][:, None] + offsets, 0)]] * valid[..., None]
-    a = gram + alpha * np.matmul(y.transpose(0, 2, 1), y)
-    out[block] = np.linalg.solve(a, (1.0 + alpha) * y.sum(1)[..., None])[..., 0]
-    i += j
-  return out
-
-
-def train_wmf(
-    pairs: np.ndarray, num_playlists: int, num_tracks: int, config: 'DropoutNetConfig', seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-  """WMF by alternating least squares: (U float32 [M, mf_dim], V float32 [N, mf_dim])."""
-  rng = np.random.default_rng(seed)
-  v = 0.01 * rng.standard_normal((num_tracks, config.mf_dim))
-  u = np.zeros((num_playlists, config.mf_dim))
-  for _ in range(max(1, config.wmf_iterations)):
-    u = _als_side(pairs[:, 0], pairs[:, 1], v, num_playlists, config.wmf_alpha, config.wmf_l2)
-    v = _als_side(pairs[:, 1], pairs[:, 0], u, num_tracks, config.wmf_alpha, config.wmf_l2)
-  return u.astype(np.float32), v.astype(np.float32)
-
-
 def _kernel_l2(params: Any) -> Array:
   leaves = jax.tree_util.tree_leaves_with_path(params)
   return sum(jnp.sum(x**2) for path, x in leaves if getattr(path[-1], 'key', None) == 'kernel')
@@ -326,6 +270,16 @@ def dropoutnet_objective(
   return loss, {'playlist': new_p['batch_stats'], 'track': new_t['batch_stats']}
 
 
+def _column_stats(x: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+  """(mean, std) float32 [D] of x's columns (std 1 where a column is constant), or (0, 1)."""
+  if not standardize:
+    return np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32)
+  std = x.std(axis=0, dtype=np.float64)
+  return x.mean(axis=0, dtype=np.float64).astype(np.float32), np.where(std > 0, std, 1.0).astype(
+      np.float32
+  )
+
+
 def _playlist_content(pairs: np.ndarray, num_playlists: int, content: np.ndarray) -> np.ndarray:
   """Mean content of each playlist's tracks (row-normalised incidence @ content), float32 [M, D]."""
   sums = np.zeros((num_playlists, content.shape[1]), np.float64)
@@ -365,11 +319,25 @@ def fit(
   num_playlists = int(pairs[:, 0].max()) + 1
 
   if config.variant == 'paper':
-    u_pref, v_pref = train_wmf(pairs, num_playlists, num_tracks, config, seed)
+    u_pref, v_pref = wmf.train_wmf(
+        pairs,
+        num_playlists,
+        num_tracks,
+        factors=config.mf_dim,
+        alpha=config.wmf_alpha,
+        l2=config.wmf_l2,
+        iterations=config.wmf_iterations,
+        seed=seed,
+    )
   else:
     u_pref, v_pref = train_preference_factors(pairs, num_playlists, num_tracks, config, seed)
+  content_mean, content_scale = _column_stats(content, config.standardize_inputs)
+  content = (content - content_mean) / content_scale
+  u_mean, u_scale = _column_stats(u_pref, config.standardize_inputs)
+  v_mean, v_scale = _column_stats(v_pref, config.standardize_inputs)
+  u_in, v_in = (u_pref - u_mean) / u_scale, (v_pref - v_mean) / v_scale  # the towers' inputs
   if config.cold_preference == 'mean':
-    cold_u, cold_v = u_pref.mean(axis=0), v_pref.mean(axis=0)
+    cold_u, cold_v = u_in.mean(axis=0), v_in.mean(axis=0)
   else:
     cold_u = cold_v = np.zeros((config.mf_dim,), np.float32)
   p_content = _playlist_content(pairs, num_playlists, content)
@@ -388,7 +356,9 @@ def fit(
   opt_state = tower_optimizer(config, steps_per_epoch).init(params)
   tables = {
       k: jnp.asarray(v)
-      for k, v in dict(u_pref=u_pref, v_pref=v_pref, p_content=p_content, t_content=content).items()
+      for k, v in dict(
+          u_pref=u_pref, v_pref=v_pref, u_in=u_in, v_in=v_in, p_content=p_content, t_content=content
+      ).items()
   }
   cold = {'u': jnp.asarray(cold_u), 'v': jnp.asarray(cold_v)}
 
@@ -403,6 +373,8 @@ def fit(
         ),
         cold_playlist_preference=np.asarray(cold_u, np.float32),
         cold_track_preference=np.asarray(cold_v, np.float32),
+        content_mean=content_mean,
+        content_scale=content_scale,
     )
 
   rng = np.random.default_rng(seed + 2)
@@ -473,7 +445,8 @@ def train_step(
   Args:
     config, steps_per_epoch: the DropoutNetConfig and the epoch length (learning-rate schedule).
     params, stats, opt_state: {'playlist', 'track'} params, BatchNorm statistics; SGD state.
-    tables: float32 'u_pref' [M, R], 'v_pref' [N, R], 'p_content' [M, C], 't_content' [N, C].
+    tables: float32 'u_pref' [M, R], 'v_pref' [N, R] (targets), 'u_in', 'v_in' (the same, as the
+      towers see them), 'p_content' [M, C], 't_content' [N, C].
     cold: float32 'u', 'v' [R] cold preference vectors.
     users, items, targets: int [E] (playlist, track) rows, float32 [E] 0/1 targets (the paper
       variant regresses U_p . V_s instead); rng: the step's key (preference dropout).
@@ -486,9 +459,9 @@ def train_step(
   # Paper: the L2 is part of the objective; official: none (weight_decay 0).
   weight_decay = config.weight_decay if config.variant == 'paper' else 0.0
   k_u, k_v = jax.random.split(rng)
-  u_in, v_in = tables['u_pref'][users], tables['v_pref'][items]
+  u_in, v_in = tables['u_in'][users], tables['v_in'][items]
   if config.variant == 'paper':  # reproduce the preference model's scores
-    targets = jnp.sum(u_in * v_in, axis=-1)
+    targets = jnp.sum(tables['u_pref'][users] * tables['v_pref'][items], axis=-1)
   drop_u = jax.random.bernoulli(k_u, config.preference_dropout, (users.shape[0], 1))
   drop_v = jax.random.bernoulli(k_v, config.preference_dropout, (items.shape[0], 1))
   u_in = jnp.where(drop_u, cold['u'][None, :], u_in)
@@ -559,7 +532,8 @@ def score(model: DropoutNetModel, seeds, content_features, seed_mask=None) -> Ar
   Args:
     model: from `fit`.
     seeds: int [B, S] indices into `content_features` (-1 = padding).
-    content_features: float [N, D] test-track content.
+    content_features: float [N, D] test-track content (standardised here with the training
+      statistics the model keeps).
     seed_mask: optional bool [B, S].
 
   Returns:
@@ -582,7 +556,7 @@ def score(model: DropoutNetModel, seeds, content_features, seed_mask=None) -> Ar
       jnp.asarray(model.cold_track_preference),
       jnp.asarray(seeds, jnp.int32),
       mask,
-      jnp.asarray(content_features, jnp.float32),
+      (jnp.asarray(content_features, jnp.float32) - model.content_mean) / model.content_scale,
   )
 
 
