@@ -14,7 +14,8 @@ variant='official' (LARP's `evaluation/continuation_full.py`): cosine MF trained
 With `standardize_inputs` (on by default, as DropoutNet's own code prepares its inputs with
 `prep_standardize`), every content column and preference-factor column is standardised with the
 training tracks' (playlists') mean and standard deviation before it enters a tower; the regression
-targets stay the raw factors' dot products, and the cold preference (the mean) becomes 0. Without
+targets stay the raw factors' dot products, and the cold preference (the mean) becomes 0
+(so 'mean' and 'zero' coincide). Without
 it, the tower's first Dense sees content at whatever scale the encoder emits, and unit-norm
 encoders (per-column std ~0.04 at 256 d) lose to the preference input. A playlist's content is
 the mean of its tracks' (standardised) content. Cold items and playlists (everything at
