@@ -25,4 +25,4 @@ demo: $(VENV)/.installed-main
 	$(PY) -m experiments.demo --workdir=$(WORKDIR)
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --durations=25

@@ -6,6 +6,7 @@ import calendar
 import csv
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -20,9 +21,33 @@ def _configs():
   return {name: module.get_config("test") for name, module in modules.items()}
 
 
-def test_chain_wires_each_system_into_the_next(tmp_path):
+def _start_from_finished_runs(workdir, larp_test_run, mostra_test_run):
+  """Copies the session's finished LARP stage 1 and MOSTRA scorers (tests/job_runs.py, trained
+  on the same test presets) where the chain's jobs look for them: the chain skips finished runs,
+  so this test checks the wiring, and test_larp_job / test_mostra_job check the training."""
+  larp_dir, _, _ = larp_test_run
+  shutil.copytree(larp_dir / "stage1", os.path.join(workdir, "larp", "stage1"))
+  shutil.copytree(
+      mostra_test_run["workdir"] / "models", os.path.join(workdir, "mostra", "models")
+  )
+  listing = {}
+  for sub in (os.path.join("larp", "stage1"), os.path.join("mostra", "models")):
+    for root, _, files in os.walk(os.path.join(workdir, sub)):
+      for name in files:
+        listing[os.path.join(root, name)] = os.path.getmtime(os.path.join(root, name))
+  return listing
+
+
+def test_chain_wires_each_system_into_the_next(tmp_path, larp_test_run, mostra_test_run):
   workdir = str(tmp_path)
+  copied = _start_from_finished_runs(workdir, larp_test_run, mostra_test_run)
   out = chain_job.run_chain(chain.get_config("test"), _configs(), workdir)
+  # The finished runs were reused as they were: no file of them was rewritten or added.
+  for sub in (os.path.join("larp", "stage1"), os.path.join("mostra", "models")):
+    for root, _, files in os.walk(os.path.join(workdir, sub)):
+      for name in files:
+        path = os.path.join(root, name)
+        assert copied.get(path) == os.path.getmtime(path), path
   assert set(out["seconds"]) == set(chain_job.SYSTEMS)
   assert out["beside"] == ["mostra"]
   assert os.path.getsize(os.path.join(workdir, "mostra", "log.txt")) > 0

@@ -8,6 +8,7 @@ import pytest
 
 from configs import toy as toy_config
 from larp_jax.training import config_checks, mesh as mesh_lib
+import xla_env  # tests/xla_env.py
 
 
 def test_unknown_variant_names_file_and_choices():
@@ -63,7 +64,7 @@ def test_launcher_rejects_unknown_override_and_bad_batch(tmp_path):
       capture_output=True,
       text=True,
       timeout=120,
-      env={**__import__("os").environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+      env={**__import__("os").environ, "XLA_FLAGS": xla_env.xla_flags(8)},
   )
   assert proc.returncode != 0
   assert "config.batch_size=6 is not divisible by the data-parallel size 4" in proc.stderr

@@ -17,6 +17,8 @@ from configs import larp
 from larp_jax.jobs import larp_job, larp_setup
 from larp_jax.losses import larp as larp_losses
 
+import xla_env  # tests/xla_env.py
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,7 +59,7 @@ def tiny_config():
 def job(tmp_path_factory):
   """The whole LARP job, once, with only the CO-Playlist run: (config, workdir, results)."""
   workdir = str(tmp_path_factory.mktemp("coplaylist"))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, XLA_FLAGS=xla_env.xla_flags(1))
   proc = subprocess.run(
       [sys.executable, "-c", _JOB, workdir],
       cwd=ROOT,

@@ -3,10 +3,6 @@ sharded stage step on 8 fake devices equal to 1 device."""
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
@@ -17,46 +13,11 @@ from larp_jax.jobs import larp_job, larp_setup, larp_steps
 from larp_jax.training import mesh as mesh_lib
 from larp_jax.training import step as step_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = "--config.runs=('stage1','stage2','stage3')"
-
-
-def _launch(workdir):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  return subprocess.Popen(
-      [
-          sys.executable,
-          "-m",
-          "experiments.train_larp",
-          "--config=configs/larp.py:test",
-          f"--workdir={workdir}",
-          RUNS,
-      ],
-      cwd=ROOT,
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-  )
-
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("larp")
-  proc = _launch(workdir)
-  stage2_ckpt = workdir / "stage2" / "checkpoints" / "4"
-  deadline = time.time() + 900
-  while not stage2_ckpt.exists():
-    assert proc.poll() is None, proc.stdout.read()[-4000:]
-    assert time.time() < deadline, "stage 2 never reached its step-4 checkpoint"
-    time.sleep(0.5)
-  proc.send_signal(signal.SIGKILL)  # hard kill in the middle of stage 2
-  proc.wait()
-  stage1_events = sorted(p for p in os.listdir(workdir / "stage1") if p.startswith("events"))
-  resumed = _launch(workdir)
-  out, _ = resumed.communicate(timeout=1200)
-  assert resumed.returncode == 0, out[-4000:]
-  return workdir, out, stage1_events
+def finished_run(larp_test_run):
+  """The session's LARP test run (conftest.py): killed in stage 2, resumed to the end."""
+  return larp_test_run
 
 
 def test_resumed_run_reports_every_table3_row(finished_run):

@@ -4,14 +4,12 @@ end-to-end train -> report -> resume run of `configs/mostra.py:test`."""
 import json
 import math
 import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from larp_jax.evaluation import sequencing
+import job_runs  # tests/job_runs.py
 
 # ------------------------------------------------------------------------- NumPy reference
 
@@ -141,7 +139,6 @@ def test_bad_inputs_raise():
 
 # ------------------------------------------------------------------------------- end to end
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OBJECTIVES = ('SAT', 'BOOST', 'EXPOSURE', 'DISCOVERY')
 TABLE1_ROWS = (
     'Relevance ranker',
@@ -166,36 +163,6 @@ TABLE1_ROWS = (
 )
 
 
-def _train(workdir, cache_dir):
-  """Runs the launcher in a fresh 1-device process (the job is single-host; 8 fake devices would
-  only slow orbax down). XLA's backend optimisation is off and a per-test compilation cache is
-  shared by both runs: compile time dominates this tiny run, the numbers do not matter."""
-  env = dict(
-      os.environ,
-      XLA_FLAGS='--xla_force_host_platform_device_count=1 ' '--xla_backend_optimization_level=0',
-      JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
-  )
-  start = time.perf_counter()
-  proc = subprocess.run(
-      [
-          sys.executable,
-          '-m',
-          'experiments.train_mostra',
-          '--config=configs/mostra.py:test',
-          f'--workdir={workdir}',
-      ],
-      cwd=REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=600,
-  )
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  return proc.stdout, time.perf_counter() - start
-
-
 def _checkpoint_listing(workdir):
   listing = {}
   for root, _, files in os.walk(os.path.join(workdir, 'models')):
@@ -206,19 +173,9 @@ def _checkpoint_listing(workdir):
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('mostra_run')
-  cache = tmp_path_factory.mktemp('jax_cache')
-  stdout, seconds = _train(workdir, cache)
-  with open(workdir / 'results.json') as f:
-    results = json.load(f)
-  return {
-      'workdir': workdir,
-      'cache': cache,
-      'stdout': stdout,
-      'seconds': seconds,
-      'results': results,
-  }
+def trained(mostra_test_run):
+  """The session's MOSTRA test run (conftest.py)."""
+  return mostra_test_run
 
 
 def test_results_have_every_table1_row_in_unit_interval(trained):
@@ -293,7 +250,7 @@ def test_plot_and_summaries_written(trained):
 def test_rerun_resumes_without_retraining(trained):
   workdir = trained['workdir']
   before = _checkpoint_listing(workdir)
-  stdout, seconds = _train(workdir, trained['cache'])
+  stdout, seconds = job_runs.train_mostra(workdir, trained['cache'])
   assert '(0 steps this run)' in stdout
   with open(workdir / 'training_summary.json') as f:
     summary = json.load(f)

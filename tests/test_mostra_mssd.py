@@ -17,6 +17,7 @@ import pytest
 
 from data_pipelines import mssd_sessions
 from test_sessions import MSSD_LOG, MSSD_TF
+import xla_env  # tests/xla_env.py
 
 
 def _write_csv(path, header, rows):
@@ -214,7 +215,7 @@ def launch(workdir, variant, overrides, cache_dir, timeout=600):
   does: XLA backend optimisation off, a shared compilation cache); returns results.json."""
   env = dict(
       os.environ,
-      XLA_FLAGS='--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0',
+      XLA_FLAGS=xla_env.xla_flags(1),
       JAX_COMPILATION_CACHE_DIR=str(cache_dir),
       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import xla_env  # tests/xla_env.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,7 +20,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_complete_sharded_steps(tmp_path):
   port = _free_port()
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = dict(os.environ, XLA_FLAGS=xla_env.xla_flags(2))
   procs = []
   for pid in range(2):
     cmd = [

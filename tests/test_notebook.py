@@ -19,6 +19,7 @@ from jupyter_client import manager
 
 from configs import common
 from larp_jax import export
+import xla_env  # tests/xla_env.py
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO_ROOT, "examples", "quickstart.ipynb")
@@ -48,7 +49,7 @@ def _kernel_env(workdir: str) -> dict[str, str]:
   env.update(
       {
           # conftest gives the pytest process 8 fake devices; the notebook's user has one.
-          "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+          "XLA_FLAGS": xla_env.xla_flags(1),
           "JAX_PLATFORMS": "cpu",
           "TF_CPP_MIN_LOG_LEVEL": "3",
           "QUICKSTART_WORKDIR": workdir,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import xla_env  # tests/xla_env.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "toy_run.py")
@@ -22,7 +23,7 @@ def _free_port() -> int:
 
 def _run_pair(workdir, *extra) -> list[str]:
   port = _free_port()
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, XLA_FLAGS=xla_env.xla_flags(1))
   procs = [
       subprocess.Popen(
           [

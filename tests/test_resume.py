@@ -6,13 +6,14 @@ import subprocess
 import sys
 
 import pytest
+import xla_env  # tests/xla_env.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "toy_run.py")
 
 
 def _run(workdir, *extra, expect_rc=0):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, XLA_FLAGS=xla_env.xla_flags(1))
   proc = subprocess.run(
       [sys.executable, SCRIPT, str(workdir), *extra],
       env=env,

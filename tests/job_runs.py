@@ -1,0 +1,87 @@
+"""The LARP and MOSTRA test-preset runs several test files use, each trained once per session
+(conftest.py's ``larp_test_run`` and ``mostra_test_run`` fixtures): tests/test_larp_job.py and
+tests/test_mostra_job.py assert on them, and tests/test_chain_job.py starts the chain from copies
+of their finished runs (a finished run is skipped: ``runs.is_finished``), so the chain test checks
+the wiring between the systems without training the same tiny runs again."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import xla_env
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LARP_RUNS = "--config.runs=('stage1','stage2','stage3')"
+
+
+def launch_larp(workdir) -> subprocess.Popen:
+  """``experiments.train_larp`` on ``configs/larp.py:test`` in a fresh 1-device process."""
+  env = dict(os.environ, XLA_FLAGS=xla_env.xla_flags(1))
+  return subprocess.Popen(
+      [
+          sys.executable,
+          "-m",
+          "experiments.train_larp",
+          "--config=configs/larp.py:test",
+          f"--workdir={workdir}",
+          LARP_RUNS,
+      ],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+  )
+
+
+def larp_killed_and_resumed(workdir):
+  """Trains LARP's test preset, SIGKILLs it at stage 2's step-4 checkpoint, resumes it to the end.
+
+  Returns ``(workdir, stdout of the resumed process, stage 1's event files before the kill)``.
+  """
+  proc = launch_larp(workdir)
+  stage2_ckpt = workdir / "stage2" / "checkpoints" / "4"
+  deadline = time.time() + 900
+  while not stage2_ckpt.exists():
+    assert proc.poll() is None, proc.stdout.read()[-4000:]
+    assert time.time() < deadline, "stage 2 never reached its step-4 checkpoint"
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGKILL)  # hard kill in the middle of stage 2
+  proc.wait()
+  stage1_events = sorted(p for p in os.listdir(workdir / "stage1") if p.startswith("events"))
+  resumed = launch_larp(workdir)
+  out, _ = resumed.communicate(timeout=1200)
+  assert resumed.returncode == 0, out[-4000:]
+  return workdir, out, stage1_events
+
+
+def train_mostra(workdir, cache_dir) -> tuple[str, float]:
+  """``experiments.train_mostra`` on ``configs/mostra.py:test`` in a fresh 1-device process (the
+  job is single-host; 8 fake devices would only slow orbax down), with a compilation cache shared
+  by the runs of one test: compile time dominates this tiny run. Returns (stdout, seconds)."""
+  env = dict(
+      os.environ,
+      XLA_FLAGS=xla_env.xla_flags(1),
+      JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+  )
+  start = time.perf_counter()
+  proc = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "experiments.train_mostra",
+          "--config=configs/mostra.py:test",
+          f"--workdir={workdir}",
+      ],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return proc.stdout, time.perf_counter() - start
