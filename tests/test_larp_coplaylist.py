@@ -15,7 +15,7 @@ import pytest
 
 from configs import larp
 from larp_jax.jobs import larp_job, larp_setup
-from larp_jax.losses import larp as larp_losses
+from larp_jax.losses import coplaylist as coplaylist_losses
 
 import xla_env  # tests/xla_env.py
 
@@ -122,7 +122,7 @@ def test_positive_pairs_come_from_training_playlists_only(job):
     partner = np.concatenate([np.arange(b) + b, np.arange(b)])
     groups = groups_table[ids]
     for mode in ("pair", "cooccurrence"):
-      got = np.asarray(larp_losses.coplaylist_positives(partner, ids, groups, mode))
+      got = np.asarray(coplaylist_losses.coplaylist_positives(partner, ids, groups, mode))
       want = np.zeros_like(got)
       for r, c in itertools.product(range(2 * b), repeat=2):
         if r == c:
@@ -158,22 +158,22 @@ def test_loss_equals_numpy_nt_xent():
   ids = rng.integers(0, 8, 2 * b).astype(np.int32)  # some tracks repeat in the batch
   groups = rng.integers(-1, 5, (2 * b, 3)).astype(np.int32)
   for mode in ("pair", "cooccurrence"):
-    loss, _ = larp_losses.coplaylist_loss(
+    loss, _ = coplaylist_losses.coplaylist_loss(
         jnp.asarray(z), temperature, partner=partner, ids=ids, groups=groups, positives=mode
     )
-    positives = np.asarray(larp_losses.coplaylist_positives(partner, ids, groups, mode))
+    positives = np.asarray(coplaylist_losses.coplaylist_positives(partner, ids, groups, mode))
     assert not positives.diagonal().any()
     np.testing.assert_allclose(float(loss), _numpy_nt_xent(z, positives, temperature), rtol=1e-5)
   # Distinct tracks, one positive per row: SimCLR's -log(e^{s_rp/t} / sum_{c != r} e^{s_rc/t}).
   ids = np.arange(2 * b, dtype=np.int32)
-  loss, _ = larp_losses.coplaylist_loss(jnp.asarray(z), temperature, partner=partner, ids=ids)
+  loss, _ = coplaylist_losses.coplaylist_loss(jnp.asarray(z), temperature, partner=partner, ids=ids)
   s = (z.astype(np.float64) @ z.T.astype(np.float64)) / temperature
   np.fill_diagonal(s, -np.inf)
   want = np.mean([np.log(np.exp(s[r]).sum()) - s[r, partner[r]] for r in range(2 * b)])
   np.testing.assert_allclose(float(loss), want, rtol=1e-5)
   # Gradients reach both sides of every pair and are finite.
   grad = jax.grad(
-      lambda x: larp_losses.coplaylist_loss(x, temperature, partner=partner, ids=ids)[0]
+      lambda x: coplaylist_losses.coplaylist_loss(x, temperature, partner=partner, ids=ids)[0]
   )(jnp.asarray(z))
   assert np.isfinite(np.asarray(grad)).all() and (np.abs(np.asarray(grad)).sum(1) > 0).all()
 

@@ -35,7 +35,7 @@ from absl import logging
 from data_pipelines import grain_pipelines, playlist_audio
 from larp_jax.evaluation import continuation
 from larp_jax.jobs import larp_report, larp_setup, larp_steps, larp_sweeps
-from larp_jax.losses import larp as larp_losses
+from larp_jax.losses import coplaylist as coplaylist_losses
 from larp_jax.models import larp_encoder
 from larp_jax.recommenders import itemknn
 from larp_jax.training import mesh as mesh_lib
@@ -277,10 +277,10 @@ def check_config(config: Any) -> None:
       )
     if config.stages[name].stage == COPLAYLIST:
       positives = config.loss.coplaylist_positives
-      if positives not in larp_losses.COPLAYLIST_POSITIVES:
+      if positives not in coplaylist_losses.COPLAYLIST_POSITIVES:
         raise ValueError(
             f"config.loss.coplaylist_positives={positives!r}: expected one of "
-            f"{larp_losses.COPLAYLIST_POSITIVES}."
+            f"{coplaylist_losses.COPLAYLIST_POSITIVES}."
         )
       if not config.loss.coplaylist_temperature > 0:
         raise ValueError(

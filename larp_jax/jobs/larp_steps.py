@@ -14,7 +14,7 @@ out as the official "ego" batch [A_1..A_B, B_1..B_B] with partner rows i <-> B +
 
 The CO-Playlist run (Table 2's baseline [1]) is one more run of the same job on the same model and
 state: stage-2 pair batches, the audio tower and its projection only (the job freezes everything
-else by ``COPLAYLIST_FROZEN_RULE``), NT-Xent over the 2B clips (``larp.coplaylist_loss``). It
+else by ``COPLAYLIST_FROZEN_RULE``), NT-Xent over the 2B clips (``coplaylist.coplaylist_loss``). It
 updates ``batch_stats`` and leaves the rest of model_state as initialised.
 """
 
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+from larp_jax.losses import coplaylist
 from larp_jax.losses import larp
 from larp_jax.models import larp_encoder
 from larp_jax.training import memory
@@ -251,12 +252,12 @@ def make_coplaylist_step(model: larp_encoder.LARP, loss_config: Any):
   ``inputs`` is a stage-2 batch of co-occurring training pairs ({'a', 'b', 'playlist_index'}) plus
   ``inputs['extra']['track_groups']`` (int32 [N_train, G], as ``make_train_step``). The clips of
   the ego batch [A; B] go through the online audio tower (``model.encode_audio``, train mode) and
-  ``larp.coplaylist_loss`` contrasts them (partner rows i <-> B + i).
+  ``coplaylist.coplaylist_loss`` contrasts them (partner rows i <-> B + i).
 
   Args:
     model: the LARP module (only ``encode_audio`` is applied).
     loss_config: ``coplaylist_temperature`` (NT-Xent temperature, fixed) and
-      ``coplaylist_positives`` ('pair' | 'cooccurrence', see ``larp.coplaylist_positives``).
+      ``coplaylist_positives`` ('pair' | 'cooccurrence', see ``coplaylist.coplaylist_positives``).
   """
   temperature = float(loss_config.coplaylist_temperature)
   positives = str(loss_config.coplaylist_positives)
@@ -283,7 +284,7 @@ def make_coplaylist_step(model: larp_encoder.LARP, loss_config: Any):
           rngs={"dropout": rng},
           mutable=["batch_stats"],
       )
-      loss, aux = larp.coplaylist_loss(
+      loss, aux = coplaylist.coplaylist_loss(
           audio, temperature, partner=partner, ids=ids, groups=groups, positives=positives
       )
       metrics = {

@@ -42,19 +42,22 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 # --------------------------------------------------------------------------------------------------
 
 
-def as_groups(groups: Array, name: str) -> Array:
+def as_groups(groups: Array | None, name: str, rows: int | None = None) -> Array:
   """Checks an id-list array and returns it as int32 [R, G].
 
   Args:
     groups: integer [R] or [R, G] ids, -1 = padding (a 1-D [R] array becomes [R, 1]).
     name: argument name used in error messages.
+    rows: the R the caller needs (None: any).
 
   Returns:
     int32 [R, G].
 
   Raises:
-    ValueError: if `groups` is not an integer array of rank 1 or 2.
+    ValueError: if `groups` is None, not an integer array of rank 1 or 2, or has not `rows` rows.
   """
+  if groups is None:
+    raise ValueError(f'{name} is required here (integer ids per row, -1 = padding).')
   groups = jnp.asarray(groups)
   if not jnp.issubdtype(groups.dtype, jnp.integer):
     raise ValueError(
@@ -64,6 +67,8 @@ def as_groups(groups: Array, name: str) -> Array:
     groups = groups[:, None]
   if groups.ndim != 2:
     raise ValueError(f'{name} must have shape [R] or [R, G], got {groups.shape}.')
+  if rows is not None and groups.shape[0] != rows:
+    raise ValueError(f'{name} must have {rows} rows, got {groups.shape}.')
   return groups.astype(jnp.int32)
 
 

@@ -24,8 +24,8 @@ Paper mapping (LARP, KDD'24, App. A):
                  `mean_over_all_rows=True` reproduce the official code.
   * `stage_loss` Eq. 7-9: stage 1 = WTC, 2 = WTC + TTC, 3 = WTC + TTC + TPC.
 
-Table 2's CO-Playlist baseline (ref. [1], Alonso-Jimenez et al. ICASSP'23), the audio tower alone,
-trains on `coplaylist_loss`: NT-Xent over co-occurring track pairs (`coplaylist_positives`).
+Table 2's CO-Playlist baseline (the audio tower alone, NT-Xent over co-occurring track pairs) has
+its own loss file, `larp_jax/losses/coplaylist.py`.
 
 Relation "groups" (see `infonce.shared_group_positives`): for identity positives the id list is
 the track id ([B] or [B, 1]); for co-occurrence (O) and incidence (R) it is the list of
@@ -293,18 +293,12 @@ def ttc_loss(
   # t2a row b (query text[partner[b]]): keys are audios of tracks l -> positive at l == b.
   pos_t2a = infonce.pair_positives(jnp.arange(b, dtype=jnp.int32), b + q)
   if positives == 'cooccurrence':
-    if groups is None:
-      raise ValueError("positives='cooccurrence' needs groups (playlist ids per track, [B, G]).")
-    groups = infonce.as_groups(groups, 'groups')
-    if groups.shape[0] != b:
-      raise ValueError(f'groups must have B = {b} rows, got {groups.shape}.')
+    groups = infonce.as_groups(groups, "groups (positives='cooccurrence')", rows=b)
     key_groups = groups
     if q:
       if queue_groups is None:
         queue_groups = -jnp.ones((q, 1), jnp.int32)
-      queue_groups = infonce.as_groups(queue_groups, 'queue_groups')
-      if queue_groups.shape[0] != q:
-        raise ValueError(f'queue_groups must have Q = {q} rows, got {queue_groups.shape}.')
+      queue_groups = infonce.as_groups(queue_groups, 'queue_groups', rows=q)
       width = max(groups.shape[1], queue_groups.shape[1])
       key_groups = jnp.concatenate(
           [_pad_groups(groups, width), _pad_groups(queue_groups, width)], 0
@@ -423,9 +417,7 @@ def tpc_loss(
       )
     incidence = incidence | infonce.shared_group_positives(track_groups, playlist_ids)
     if q and queue_groups is not None:
-      queue_groups = infonce.as_groups(queue_groups, 'queue_groups')
-      if queue_groups.shape[0] != q:
-        raise ValueError(f'queue_groups must have Q = {q} rows, got {queue_groups.shape}.')
+      queue_groups = infonce.as_groups(queue_groups, 'queue_groups', rows=q)
       queue_incidence = infonce.shared_group_positives(playlist_ids, queue_groups)
 
   if normalize_playlists:
@@ -466,89 +458,6 @@ def tpc_loss(
   loss = sum(terms.values()) / len(terms)
   aux.update({f'loss_{k}': v for k, v in terms.items()})
   return loss, aux
-
-
-# --------------------------------------------------------------------------------------------------
-# CO-Playlist (Table 2 baseline [1]): audio-only NT-Xent over co-occurring track pairs.
-# --------------------------------------------------------------------------------------------------
-
-COPLAYLIST_POSITIVES = ('pair', 'cooccurrence')
-
-
-def coplaylist_positives(
-    partner: Array, ids: Array, groups: Array | None = None, positives: str = 'pair'
-) -> Array:
-  """The positives of the CO-Playlist NT-Xent over the R clips of a batch.
-
-  Row r is positive with column c (c != r) when
-    'pair' (ref. [1]): c is r's sampled co-occurring partner (`partner[r]`), or c holds the same
-      track (`ids[c] == ids[r]`: a track repeated in the batch is not its own negative);
-    'cooccurrence': as 'pair', and also every c whose track shares a training playlist with r's
-      (`groups`: O of Eq. 19 restricted to the batch, so no co-occurring track is a negative).
-  The diagonal is never a positive (NT-Xent leaves it out of the softmax).
-
-  Args:
-    partner: int [R] batch row of each clip's co-occurring partner (the ego batch [A; B] of B
-      pairs: [B..2B-1, 0..B-1]).
-    ids: int [R] training-track index of each clip.
-    groups: int [R, G] training-playlist ids of each clip's track (-1 padded); 'cooccurrence' only.
-    positives: 'pair' or 'cooccurrence'.
-
-  Returns:
-    bool [R, R].
-  """
-  if positives not in COPLAYLIST_POSITIVES:
-    raise ValueError(f'positives must be one of {COPLAYLIST_POSITIVES}, got {positives!r}.')
-  ids = infonce.as_groups(ids, 'ids')
-  r = ids.shape[0]
-  partner = jnp.asarray(partner, jnp.int32)
-  if partner.shape != (r,):
-    raise ValueError(f'partner must have shape [{r}], got {partner.shape}.')
-  out = infonce.pair_positives(partner, r) | infonce.shared_group_positives(ids, ids)
-  if positives == 'cooccurrence':
-    if groups is None:
-      raise ValueError("positives='cooccurrence' needs groups (playlist ids per clip, [R, G]).")
-    groups = infonce.as_groups(groups, 'groups')
-    if groups.shape[0] != r:
-      raise ValueError(f'groups must have R = {r} rows, got {groups.shape}.')
-    out = out | infonce.shared_group_positives(groups, groups)
-  return out & ~jnp.eye(r, dtype=bool)
-
-
-def coplaylist_loss(
-    audio: Array,
-    temperature: float | Array,
-    *,
-    partner: Array,
-    ids: Array,
-    groups: Array | None = None,
-    positives: str = 'pair',
-) -> tuple[Array, dict[str, Array]]:
-  """CO-Playlist's NT-Xent (SimCLR) over the audio features of a batch of co-occurring pairs.
-
-    logits_rc = a_r . a_c / temperature                 (c != r; the diagonal is left out)
-    loss      = mean_r -sum_c y_rc log softmax_c(logits_r),  y_r uniform over r's positives
-
-  (`coplaylist_positives`). With one positive per row this is SimCLR's NT-Xent: every other clip
-  of the batch is a negative. Keys are the online features (no momentum encoder, no queue).
-
-  Args:
-    audio: [R, D] L2-normalised online audio features (R = 2B clips, the ego batch).
-    temperature: scalar > 0.
-    partner, ids, groups, positives: as `coplaylist_positives`.
-
-  Returns:
-    (loss float32 scalar, aux of `infonce.multi_positive_contrastive`: 'logits', 'targets',
-    'per_row_loss', 'row_valid', 'top1_is_positive').
-  """
-  audio = jnp.asarray(audio)
-  if audio.ndim != 2:
-    raise ValueError(f'audio must be [R, D], got {audio.shape}.')
-  pos = coplaylist_positives(partner, ids, groups, positives)
-  not_self = ~jnp.eye(audio.shape[0], dtype=bool)
-  return infonce.multi_positive_contrastive(
-      audio, audio, None, pos, temperature, logit_mask=not_self
-  )
 
 
 # --------------------------------------------------------------------------------------------------
