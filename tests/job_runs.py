@@ -57,10 +57,13 @@ def larp_killed_and_resumed(workdir):
   return workdir, out, stage1_events
 
 
-def train_mostra(workdir, cache_dir) -> tuple[str, float]:
-  """``experiments.train_mostra`` on ``configs/mostra.py:test`` in a fresh 1-device process (the
-  job is single-host; 8 fake devices would only slow orbax down), with a compilation cache shared
-  by the runs of one test: compile time dominates this tiny run. Returns (stdout, seconds)."""
+def train_mostra(
+    workdir, cache_dir, variant: str = "test", overrides=None, timeout: int = 600
+) -> tuple[str, float]:
+  """``experiments.train_mostra`` on ``configs/mostra.py:<variant>`` (plus ``--config.<k>=<v>``
+  for each of ``overrides``) in a fresh 1-device process (the job is single-host; 8 fake devices
+  would only slow orbax down), with a compilation cache shared by the runs of one test: compile
+  time dominates these tiny runs. Returns (stdout, seconds)."""
   env = dict(
       os.environ,
       XLA_FLAGS=xla_env.xla_flags(1),
@@ -68,20 +71,14 @@ def train_mostra(workdir, cache_dir) -> tuple[str, float]:
       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
   )
+  command = [
+      sys.executable,
+      "-m",
+      "experiments.train_mostra",
+      f"--config=configs/mostra.py:{variant}",
+      f"--workdir={workdir}",
+  ] + [f"--config.{k}={v}" for k, v in (overrides or {}).items()]
   start = time.perf_counter()
-  proc = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "experiments.train_mostra",
-          "--config=configs/mostra.py:test",
-          f"--workdir={workdir}",
-      ],
-      cwd=REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=600,
-  )
+  proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
   assert proc.returncode == 0, proc.stderr[-4000:]
   return proc.stdout, time.perf_counter() - start

@@ -21,33 +21,35 @@ def _configs():
   return {name: module.get_config("test") for name, module in modules.items()}
 
 
+_REUSED = (os.path.join("larp", "stage1"), os.path.join("mostra", "models"))
+
+
+def _reused_mtimes(workdir):
+  """{path: mtime} of every file under the chain's copies of the finished runs."""
+  out = {}
+  for sub in _REUSED:
+    for root, _, files in os.walk(os.path.join(workdir, sub)):
+      for name in files:
+        out[os.path.join(root, name)] = os.path.getmtime(os.path.join(root, name))
+  return out
+
+
 def _start_from_finished_runs(workdir, larp_test_run, mostra_test_run):
   """Copies the session's finished LARP stage 1 and MOSTRA scorers (tests/job_runs.py, trained
   on the same test presets) where the chain's jobs look for them: the chain skips finished runs,
   so this test checks the wiring, and test_larp_job / test_mostra_job check the training."""
   larp_dir, _, _ = larp_test_run
-  shutil.copytree(larp_dir / "stage1", os.path.join(workdir, "larp", "stage1"))
-  shutil.copytree(
-      mostra_test_run["workdir"] / "models", os.path.join(workdir, "mostra", "models")
-  )
-  listing = {}
-  for sub in (os.path.join("larp", "stage1"), os.path.join("mostra", "models")):
-    for root, _, files in os.walk(os.path.join(workdir, sub)):
-      for name in files:
-        listing[os.path.join(root, name)] = os.path.getmtime(os.path.join(root, name))
-  return listing
+  shutil.copytree(larp_dir / "stage1", os.path.join(workdir, _REUSED[0]))
+  shutil.copytree(mostra_test_run["workdir"] / "models", os.path.join(workdir, _REUSED[1]))
+  return _reused_mtimes(workdir)
 
 
 def test_chain_wires_each_system_into_the_next(tmp_path, larp_test_run, mostra_test_run):
   workdir = str(tmp_path)
   copied = _start_from_finished_runs(workdir, larp_test_run, mostra_test_run)
   out = chain_job.run_chain(chain.get_config("test"), _configs(), workdir)
-  # The finished runs were reused as they were: no file of them was rewritten or added.
-  for sub in (os.path.join("larp", "stage1"), os.path.join("mostra", "models")):
-    for root, _, files in os.walk(os.path.join(workdir, sub)):
-      for name in files:
-        path = os.path.join(root, name)
-        assert copied.get(path) == os.path.getmtime(path), path
+  # The finished runs were reused as they were: no file of them was rewritten, added or removed.
+  assert _reused_mtimes(workdir) == copied
   assert set(out["seconds"]) == set(chain_job.SYSTEMS)
   assert out["beside"] == ["mostra"]
   assert os.path.getsize(os.path.join(workdir, "mostra", "log.txt")) > 0
@@ -103,7 +105,9 @@ def test_chain_wires_each_system_into_the_next(tmp_path, larp_test_run, mostra_t
     if parts[0] == "larp" and len(parts) == 4:
       ours, base = parts[2].split(">")
       fw, metric = parts[1], parts[3]
-      assert holds == (larp_results[f"{fw}/{ours}/{metric}"] > larp_results[f"{fw}/{base}/{metric}"])
+      assert holds == (
+          larp_results[f"{fw}/{ours}/{metric}"] > larp_results[f"{fw}/{base}/{metric}"]
+      )
   mostra_results = json.load(open(os.path.join(workdir, "mostra", "results.json")))
   assert summary["claims"]["mostra/claim_over_one_scorer"] == mostra_results["claim/holds"]
   assert np.isfinite(z["z"]).all() and len(z_ids) == z["z"].shape[0]

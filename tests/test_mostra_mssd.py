@@ -9,15 +9,13 @@ import csv
 import gzip
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from data_pipelines import mssd_sessions
 from test_sessions import MSSD_LOG, MSSD_TF
-import xla_env  # tests/xla_env.py
+import job_runs  # tests/job_runs.py
 
 
 def _write_csv(path, header, rows):
@@ -207,30 +205,12 @@ def test_bad_layout_and_header_name_the_file(tmp_path):
 # ------------------------------------------------------------------------------ end to end
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def launch(workdir, variant, overrides, cache_dir, timeout=600):
-  """`python -m experiments.train_mostra` in a fresh 1-device process (as tests/test_mostra_job.py
-  does: XLA backend optimisation off, a shared compilation cache); returns results.json."""
-  env = dict(
-      os.environ,
-      XLA_FLAGS=xla_env.xla_flags(1),
-      JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
-  )
-  command = [
-      sys.executable,
-      '-m',
-      'experiments.train_mostra',
-      f'--config=configs/mostra.py:{variant}',
-      f'--workdir={workdir}',
-  ] + [f'--config.{k}={v}' for k, v in overrides.items()]
-  proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-  assert proc.returncode == 0, proc.stderr[-4000:]
+  """`python -m experiments.train_mostra` in a fresh 1-device process (``job_runs.train_mostra``:
+  XLA backend optimisation off, a shared compilation cache); returns (results.json, stdout)."""
+  stdout, _ = job_runs.train_mostra(workdir, cache_dir, variant, overrides, timeout)
   with open(os.path.join(workdir, 'results.json')) as f:
-    return json.load(f), proc.stdout
+    return json.load(f), stdout
 
 
 @pytest.fixture(scope='module')
