@@ -14,6 +14,9 @@ import xla_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LARP_RUNS = "--config.runs=('stage1','stage2','stage3')"
+# Fig. 4's sweep (one more stage-3 run, J = 3 seed tracks) inside the same 1-device process, so
+# tests/test_larp_job.py checks it through the job without compiling LARP again for 8 devices.
+LARP_SEED_SWEEP = "--config.eval.seed_sweep=(3,)"
 
 
 def launch_larp(workdir) -> subprocess.Popen:
@@ -27,6 +30,7 @@ def launch_larp(workdir) -> subprocess.Popen:
           "--config=configs/larp.py:test",
           f"--workdir={workdir}",
           LARP_RUNS,
+          LARP_SEED_SWEEP,
       ],
       cwd=REPO,
       env=env,
@@ -37,7 +41,8 @@ def launch_larp(workdir) -> subprocess.Popen:
 
 
 def larp_killed_and_resumed(workdir):
-  """Trains LARP's test preset, SIGKILLs it at stage 2's step-4 checkpoint, resumes it to the end.
+  """Trains LARP's test preset, SIGKILLs it at stage 2's step-4 checkpoint, resumes it to the end
+  (stage 3, the reports, then Fig. 4's ``stage3_J3``).
 
   Returns ``(workdir, stdout of the resumed process, stage 1's event files before the kill)``.
   """

@@ -11,6 +11,7 @@ import pytest
 from configs import larp
 from larp_jax.jobs import larp_job, larp_setup, larp_steps
 from larp_jax.training import mesh as mesh_lib
+from larp_jax.training import runs
 from larp_jax.training import step as step_lib
 
 
@@ -153,13 +154,13 @@ def test_seeds_repeat_the_job_and_report_mean_and_std(tmp_path):
 
 
 def test_fig4_sweep_trains_one_stage3_run_per_seed_count(finished_run):
-  from larp_jax.jobs import larp_sweeps
-
+  """``config.eval.seed_sweep=(3,)`` in the session run (tests/job_runs.py): after the job's runs,
+  ``stage3_J3`` is trained from stage 2, scored on the test split, plotted and reported."""
   workdir, _, _ = finished_run
-  config = larp.get_config("test")
-  config.eval.seed_sweep = (3,)
-  dataset_dir = larp_setup.prepare_dataset(config, str(workdir))
-  results = larp_sweeps.seed_sweep(config, str(workdir), dataset_dir, larp_job.train_stage)
-  assert 0.0 <= results["fig4/J=3/recall@10"] <= 1.0
+  results = json.loads((workdir / "results.json").read_text())
+  for k in (10, 20, 40):
+    for metric in ("recall", "ndcg"):
+      assert 0.0 <= results[f"fig4/J=3/{metric}@{k}"] <= 1.0
   assert (workdir / "stage3_J3" / "best").exists()
+  assert runs.is_finished(str(workdir / "stage3_J3"))
   assert (workdir / "plots" / "fig4_seed_tracks.png").stat().st_size > 1000
