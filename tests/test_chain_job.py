@@ -53,6 +53,10 @@ def test_chain_wires_each_system_into_the_next(tmp_path, larp_test_run, mostra_t
   assert set(out["seconds"]) == set(chain_job.SYSTEMS)
   assert out["beside"] == ["mostra"]
   assert os.path.getsize(os.path.join(workdir, "mostra", "log.txt")) > 0
+  # MOSTRA's seconds are its own process's (its runs were finished: it only re-evaluates), not
+  # the time until the chain joined it after training the user representation and MAP-2T.
+  assert out["seconds"]["mostra"] == chain_job.beside_seconds(os.path.join(workdir, "mostra"))
+  assert 0 < out["seconds"]["mostra"] < out["total_seconds"]
 
   # LARP's export holds every split's tracks; the user representation read its fused vectors.
   ids, arrays, manifest = export_lib.load_embeddings(chain_job.larp_catalogue_export(workdir))
