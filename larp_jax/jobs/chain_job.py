@@ -228,7 +228,7 @@ def run_chain(
     results[system] = _flat(jobs[system](configs[system], os.path.join(workdir, system)))
     seconds[system] = time.perf_counter() - t0
     print(f"=== {system} done in {_minutes(seconds[system])} ===", flush=True)
-  for system, (process, _) in running.items():
+  for system, process in running.items():
     if process.is_alive():
       print(f"\n=== waiting for {system} (running beside) ===", flush=True)
     process.join()
@@ -285,14 +285,14 @@ def _beside_main(job: Callable[[Any, str], Any], config: Any, workdir: str, star
     json.dump({"seconds": time.time() - started}, f)
 
 
-def _start_beside(job, config: Any, workdir: str):
-  """(process, start time): ``job(config, workdir)`` in a fresh interpreter (spawn: its own JAX
-  runtime; XLA's thread pool and the chain's share the cores)."""
+def _start_beside(job, config: Any, workdir: str) -> multiprocessing.process.BaseProcess:
+  """The started process running ``job(config, workdir)`` in a fresh interpreter (spawn: its own
+  JAX runtime; XLA's thread pool and the chain's share the cores); it times itself."""
   process = multiprocessing.get_context("spawn").Process(
       target=_beside_main, args=(job, config, workdir, time.time()), name=os.path.basename(workdir)
   )
   process.start()
-  return process, time.perf_counter()
+  return process
 
 
 def _report_of(log: str) -> str:
