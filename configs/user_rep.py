@@ -89,6 +89,7 @@ def _base() -> ml_collections.ConfigDict:
   c.transfer = ml_collections.ConfigDict()
   c.transfer.hidden = 64  # head width, the same for every user vector
   c.transfer.steps = 600
+  c.transfer.head_seeds = 5  # pair-task heads per user vector (seeds seed..seed+4), probs averaged
   c.transfer.learning_rate = 3e-3
   c.transfer.batch_size = 512
   c.transfer.negatives = "popularity"  # 'popularity' (matched) | 'uniform'
@@ -142,7 +143,9 @@ def _test() -> ml_collections.ConfigDict:
       early_stopping_patience=0,
       progress=False,
   )
-  c.transfer.update(steps=60, hidden=16, retrieval_dim=16, batch_size=128, ranking_candidates=8)
+  c.transfer.update(
+      steps=60, head_seeds=2, hidden=16, retrieval_dim=16, batch_size=128, ranking_candidates=8
+  )
   c.baselines.update(nmf_components=8, nmf_max_iter=50, lightfm_components=8, lightfm_epochs=3)
   c.clusters.update(k=10, num_queries=100)
   return c

@@ -1,7 +1,8 @@
 """Paper 001's evaluations on frozen user vectors (Sec. 4.1, 5.1-5.2): tasks, baselines, clusters.
 
-Every comparison fits one head per user-vector kind in one jitted call
-(``larp_jax/evaluation/transfer_heads.py``) on training users and scores test users:
+Every comparison fits ``transfer.head_seeds`` heads per user-vector kind (one jitted call per seed,
+``larp_jax/evaluation/transfer_heads.py``) on training users and scores test users by their mean
+probability (``ensemble_pair_probabilities`` says why):
   future_7d                 established users, pairs (user, track): positives = distinct tracks
                             played in [T, T + 7 d); negatives 1:1 from other users' plays in the
                             same window (popularity-matched; ``transfer.negatives='uniform'``:
@@ -158,20 +159,21 @@ def pair_comparison(ctx, models, train_users, test_users, windows, length, items
     )
     sets[key] = (users[user], item, label)
   train = transfer_heads.PairSet(*[np.asarray(a) for a in sets["train"]])
-  t = ctx.config.transfer
+  test = transfer_heads.PairSet(*[np.asarray(a) for a in sets["test"]])
   user_vectors = {m: ctx.vectors[m] for m in models}
-  heads = transfer_heads.fit_pair_heads(
+  t = ctx.config.transfer
+  scores = transfer_heads.ensemble_pair_probabilities(
       user_vectors,
       feats,
       train,
+      test,
+      seeds=[int(ctx.config.seed) + k for k in range(int(t.head_seeds))],
       hidden=int(t.hidden),
       steps=int(t.steps),
       learning_rate=float(t.learning_rate),
       batch_size=int(t.batch_size),
-      seed=int(ctx.config.seed),
   )
-  test = transfer_heads.PairSet(*[np.asarray(a) for a in sets["test"]])
-  return transfer_heads.score_pairs(heads, user_vectors, feats, test), test
+  return scores, test
 
 
 def add_pair_metrics(out, task, scores, pairs, mask=None, reps: int = 300):
