@@ -116,6 +116,8 @@ def benchmark_text(args: argparse.Namespace) -> dict[str, Any]:
         f"{r['torch_sentences_per_s']:.1f} | {r['ratio_ours_over_torch']:.2f} | "
         f"{r['max_abs_diff']:.1e} |"
     )
+  for r in rows:
+    print(f"ratio bert_sentences_per_s_L{r['max_length']} {r['ratio_ours_over_torch']:.2f}x")
   return {'rows': rows, 'platform': jax.devices()[0].platform, 'torch_threads': args.torch_threads}
 
 

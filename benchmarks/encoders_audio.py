@@ -162,6 +162,7 @@ def benchmark_audio(args: argparse.Namespace) -> dict[str, Any]:
       f"{result['torch_clips_per_s']:.2f} | {result['ratio_ours_over_torch']:.2f} | "
       f'{rel_err:.1e} |'
   )
+  print(f"ratio htsat_clips_per_s_B{s['batch_size']} {result['ratio_ours_over_torch']:.2f}x")
   return result
 
 
