@@ -89,7 +89,7 @@ def _base() -> ml_collections.ConfigDict:
   c.transfer = ml_collections.ConfigDict()
   c.transfer.hidden = 64  # head width, the same for every user vector
   c.transfer.steps = 600
-  c.transfer.head_seeds = 5  # pair-task heads per user vector (seeds seed..seed+4), probs averaged
+  c.transfer.head_seeds = 5  # pair-task heads per user vector (seeds seed, seed+1, ...), probs averaged
   c.transfer.learning_rate = 3e-3
   c.transfer.batch_size = 512
   c.transfer.negatives = "popularity"  # 'popularity' (matched) | 'uniform'

@@ -78,11 +78,11 @@ def test_ensemble_is_the_mean_of_one_head_per_seed(group):
   vectors, items, train, test, _, _ = group
   kw = {k: v for k, v in KW.items() if k != 'seed'}
   got = th.ensemble_pair_probabilities(vectors, items, train, test, seeds=(3, 8), **kw)
+  one = [
+      th.score_pairs(th.fit_pair_heads(vectors, items, train, seed=s, **kw), vectors, items, test)
+      for s in (3, 8)
+  ]
   for name in vectors:
-    one = [
-        th.score_pairs(th.fit_pair_heads(vectors, items, train, seed=s, **kw), vectors, items, test)
-        for s in (3, 8)
-    ]
     np.testing.assert_allclose(got[name], (one[0][name] + one[1][name]) / 2, atol=1e-6)
     assert not np.allclose(one[0][name], one[1][name], atol=1e-3)  # the seeds give other heads
   with pytest.raises(ValueError, match='seeds is empty'):
